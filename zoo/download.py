@@ -1,0 +1,156 @@
+"""Where weights come from: a local directory, a Hub repo, or the original release converted on the fly.
+
+Resolution order for a registered weight set (:func:`load`):
+
+1. ``weights=`` given: a local directory holding config.json + model.safetensors, or a Hub repo id
+   (``"org/name"`` or ``"org/name@revision"``);
+2. the registry's Hub repo at its pinned revision, through ``huggingface_hub`` (so ``HF_ENDPOINT``, ``HF_HOME``,
+   ``HF_HUB_CACHE``, ``HF_HUB_OFFLINE`` and the shared cache all apply);
+3. the ORIGINAL release: downloaded, SHA-256-verified, read with ``torch.load(weights_only=True)`` and an allowlist,
+   converted in memory by ``zoo.formats.<converter>`` and cached as safetensors under ``$HF_HOME/speechzoo``.
+
+Every Hub file is checked against the SHA-256 that the Hub's LFS storage names it by, so a truncated or tampered
+file in the cache is reported (and removed) instead of used.
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
+
+import torch
+from tqdm.auto import tqdm
+
+from .errors import WeightsError
+from .hub import CONFIG_NAME, WEIGHTS_NAME, sha256_of, verify_sha256
+
+if TYPE_CHECKING:
+    from .hub import PretrainedModel
+    from .registry import Weights
+
+M = TypeVar("M", bound="PretrainedModel")
+
+_REPO_ID = re.compile(r"^[\w.\-]+/[\w.\-]+(@[\w.\-/]+)?$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_CHECKSUMS = "checksums.json"
+
+
+class _SilentTqdm(tqdm):
+    def __init__(self, *args, **kwargs):
+        kwargs["disable"] = True
+        super().__init__(*args, **kwargs)
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def hf_home() -> Path:
+    return Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface")).expanduser()
+
+
+def speechzoo_cache() -> Path:
+    """Where converted original releases are cached (``$HF_HOME/speechzoo``)."""
+    return hf_home() / "speechzoo"
+
+
+# ------------------------------------------------------------------------------------------ Hub
+def hub_file(repo_id: str, filename: str, *, revision: str | None, progress: bool) -> Path:
+    """Download (or find in the cache) one file of a Hub model repo and verify its LFS SHA-256.
+
+    Environment variables are read at each call, so ``HF_ENDPOINT``/``HF_HUB_OFFLINE`` set after import apply.
+    """
+    from huggingface_hub import hf_hub_download
+
+    cache_dir = os.environ.get("HF_HUB_CACHE") or hf_home() / "hub"
+    path = hf_hub_download(repo_id, filename, revision=revision, cache_dir=cache_dir,
+                           endpoint=os.environ.get("HF_ENDPOINT") or None,
+                           local_files_only=_env_flag("HF_HUB_OFFLINE"),
+                           library_name="speechzoo", tqdm_class=None if progress else _SilentTqdm)
+    blob = Path(os.path.realpath(path))
+    if _SHA256.match(blob.name):  # LFS blobs are stored under their SHA-256
+        try:
+            verify_sha256(blob, blob.name)
+        except WeightsError as e:
+            blob.unlink(missing_ok=True)
+            Path(path).unlink(missing_ok=True)
+            raise WeightsError(f"{repo_id}/{filename}: {e} The corrupt copy was removed from the cache; "
+                               "load again to download it afresh.") from None
+    return Path(path)
+
+
+def snapshot(name_or_path: str | os.PathLike, *, revision: str | None = None, progress: bool = True) -> Path:
+    """A directory holding config.json + model.safetensors for a local path or a Hub repo id."""
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        return path
+    name = str(name_or_path)
+    if not _REPO_ID.match(name):
+        raise WeightsError(f"weights={name!r} is neither an existing directory nor a Hub repo id like 'org/name'")
+    repo_id, _, pinned = name.partition("@")
+    revision = revision or pinned or None
+    hub_file(repo_id, CONFIG_NAME, revision=revision, progress=progress)
+    return hub_file(repo_id, WEIGHTS_NAME, revision=revision, progress=progress).parent
+
+
+# ------------------------------------------------------------------------------------------ originals
+def original_files(weights: Weights, *, progress: bool = True) -> list[Path]:
+    """Download the original release files (cached, SHA-256-verified) and return their local paths."""
+    folder = speechzoo_cache() / "originals"
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for source in weights.source_files:
+        dst = folder / f"{source.sha256[:8]}-{Path(source.url).name}"
+        if not dst.exists():
+            if _env_flag("HF_HUB_OFFLINE"):
+                raise WeightsError(f"{source.url} is not cached and HF_HUB_OFFLINE is set")
+            try:
+                torch.hub.download_url_to_file(source.url, str(dst), hash_prefix=None, progress=progress)
+            except Exception as e:  # urllib raises many kinds; all mean "not downloaded"
+                raise WeightsError(f"could not download {source.url}: {e}") from e
+        try:
+            verify_sha256(dst, source.sha256)
+        except WeightsError:
+            dst.unlink(missing_ok=True)
+            raise
+        paths.append(dst)
+    return paths
+
+
+def converted_original(weights: Weights, *, progress: bool = True) -> Path:
+    """Convert the original release of ``weights`` once and cache it as config.json + model.safetensors."""
+    directory = speechzoo_cache() / "converted" / weights.name
+    sums = directory / _CHECKSUMS
+    if sums.is_file():
+        expected = json.loads(sums.read_text())
+        for filename, digest in expected.items():
+            verify_sha256(directory / filename, digest)
+        return directory
+    converter = importlib.import_module(f"zoo.formats.{weights.converter}")
+    model = converter.convert(original_files(weights, progress=progress), **weights.converter_options)
+    model.save_pretrained(directory)
+    sums.write_text(json.dumps({f: sha256_of(directory / f) for f in (CONFIG_NAME, WEIGHTS_NAME)}, indent=2))
+    return directory
+
+
+# ------------------------------------------------------------------------------------------ entry points
+def load(cls: type[M], weights_entry: Weights, weights: str | os.PathLike | None = None, *,
+         map_location: str | torch.device = "cpu", progress: bool = True) -> M:
+    """Load a registered model: ``weights=`` → the Hub mirror → the converted original release."""
+    if weights is not None:
+        return cls.from_pretrained(weights, map_location=map_location, progress=progress)
+    try:
+        directory = snapshot(weights_entry.repo_id, revision=weights_entry.revision, progress=progress)
+    except WeightsError:
+        raise  # a corrupt download is reported, never papered over by another source
+    except Exception as hub_error:  # not mirrored, offline, unreachable: fall back to the original release
+        try:
+            directory = converted_original(weights_entry, progress=progress)
+        except WeightsError as e:
+            raise WeightsError(f"could not load {weights_entry.name}: the Hub repo {weights_entry.repo_id}@"
+                               f"{weights_entry.revision} failed ({type(hub_error).__name__}: {hub_error}) and "
+                               f"the original release failed ({e})") from e
+    return cls.from_directory(directory, map_location=map_location)

@@ -1,0 +1,93 @@
+"""Readers of the ORIGINAL checkpoint formats, one module per format, each exposing
+``convert(paths: list[Path], **options) -> PretrainedModel``.
+
+They are used twice: by the runtime fallback that converts an original release on download
+(:func:`zoo.download.converted_original`) and by the maintainers' ``python -m conversion`` CLI. Each module keeps
+its key-renaming rules as data — a :data:`RenameTable` — applied by :func:`rename`, which fails on any key that no
+rule covers. This module holds the helpers they share.
+"""
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import ConversionError
+
+#: Ordered ``(regex, replacement)`` rules; the first rule whose regex matches the whole key wins. A ``None``
+#: replacement drops the key (training-only state: discriminators, optimiser, EMA counters...).
+RenameTable = Sequence[tuple[str, str | None]]
+
+_WEIGHT_NORM_PAIRS = (("weight_g", "weight_v"), ("parametrizations.weight.original0", "parametrizations.weight.original1"))
+
+
+def load_original(path: str | os.PathLike, *, allow: Iterable[Any] = ()) -> Any:
+    """``torch.load`` an original checkpoint with ``weights_only=True``; ``allow`` lists the extra classes the
+    format is known to pickle (e.g. ``argparse.Namespace``). Anything else is refused, never executed."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConversionError(f"{path} does not exist")
+    try:
+        with torch.serialization.safe_globals(list(allow)):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # pickle/zip errors come in many types; all mean "cannot read this safely"
+        raise ConversionError(f"cannot read {path} as a weights-only checkpoint ({type(e).__name__}: {e}); "
+                              "it is truncated, not a PyTorch checkpoint, or holds objects outside the "
+                              "allowlist of this format") from e
+
+
+def expect_keys(container: Any, keys: Iterable[str], *, what: str, path: str | os.PathLike) -> None:
+    """Fail unless ``container`` is a dict holding ``keys`` — the signature of the format being converted."""
+    missing = [k for k in keys if not isinstance(container, dict) or k not in container]
+    if missing:
+        found = sorted(container)[:10] if isinstance(container, dict) else type(container).__name__
+        raise ConversionError(f"{path} is not {what}: it lacks {missing} (found {found}). "
+                              "Is this a checkpoint of another model?")
+
+
+def rename(state: dict[str, torch.Tensor], table: RenameTable) -> dict[str, torch.Tensor]:
+    """Apply a :data:`RenameTable`; keys that no rule covers, or two keys mapped to one, are an error."""
+    compiled = [(re.compile(pattern), repl) for pattern, repl in table]
+    out: dict[str, torch.Tensor] = {}
+    unmapped = []
+    for key, value in state.items():
+        for pattern, repl in compiled:
+            if pattern.fullmatch(key):
+                if repl is not None:
+                    new = pattern.sub(repl, key)
+                    if new in out:
+                        raise ConversionError(f"two original keys map to {new!r}")
+                    out[new] = value
+                break
+        else:
+            unmapped.append(key)
+    if unmapped:
+        raise ConversionError(f"{len(unmapped)} original keys are not covered by the rename table: "
+                              f"{', '.join(unmapped[:10])}{' …' if len(unmapped) > 10 else ''}")
+    return out
+
+
+def fold_weight_norm(g: torch.Tensor, v: torch.Tensor, dim: int = 0) -> torch.Tensor:
+    """w = g · v / ‖v‖ with the norm over every dim but ``dim`` — the very kernel both of torch's weight-norm
+    APIs call, so the folded weight is bit-identical to the one the original computes at each forward."""
+    return torch._weight_norm(v, g, dim)
+
+
+def fold_weight_norms(state: dict[str, torch.Tensor], dim: int = 0,
+                      dims: dict[str, int] | None = None) -> dict[str, torch.Tensor]:
+    """Replace every weight-norm pair (``weight_g``/``weight_v`` or ``parametrizations.weight.original0/1``) by its
+    folded ``weight``. ``dims`` maps a module prefix to a non-default norm dim (WavLM's positional conv uses 2)."""
+    out = dict(state)
+    for g_name, v_name in _WEIGHT_NORM_PAIRS:
+        for key in [k for k in state if k.endswith("." + g_name) or k == g_name]:
+            prefix = key[: -len(g_name)]
+            v_key = prefix + v_name
+            if v_key not in state:
+                raise ConversionError(f"{key} has no matching {v_key}")
+            module = prefix.rstrip(".")
+            out[prefix + "weight"] = fold_weight_norm(out.pop(key), out.pop(v_key), (dims or {}).get(module, dim))
+    return out

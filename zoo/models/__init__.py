@@ -1,0 +1,1 @@
+"""One module per model family: its config dataclass, its modules, its released ``WEIGHTS`` and its loaders."""

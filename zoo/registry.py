@@ -1,0 +1,98 @@
+"""The registry of released weight sets, in the spirit of torchvision's ``Weights`` enums.
+
+Each model family declares its releases next to its code as a tuple ``WEIGHTS`` of :class:`Weights` in
+``zoo/models/<family>.py``; this module gathers them. A :class:`Weights` says which hubconf entry point and
+arguments select it, where its converted safetensors live on the Hub (repo id + pinned revision), and where the
+ORIGINAL release lives (URL + SHA-256 + which ``zoo.formats`` converter reads it), so the one-liners work before a
+maintainer mirrors the weights.
+
+Example::
+
+    >>> from zoo.registry import find
+    >>> find("codebook", layer=11, k=500).source_files[0].url.endswith("codebook-layer-11-k-500-2c2dee95.pt")
+    True
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import InputError
+
+#: Model families whose modules declare ``WEIGHTS``.
+FAMILIES = ("wavlm", "kmeans", "ulm", "ellav", "wavtokenizer", "speechtokenizer", "hifigan")
+
+#: Hub organisation that hosts the converted weights, and the tag every mirrored repo carries.
+HUB_ORG = "speechzoo"
+HUB_REVISION = "v0.1.0"
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    """One file of an original release. ``sha256`` may be a prefix (torch.hub file names carry 8 hex digits)."""
+
+    url: str
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Weights:
+    """One released weight set."""
+
+    name: str                      # unique, e.g. "codebook-layer11-k500"
+    entry_point: str               # hubconf function that loads it
+    kwargs: dict[str, Any]         # the entry point's arguments that select it
+    converter: str                 # zoo.formats module that reads the original release
+    source_files: tuple[SourceFile, ...]  # the original release, in the converter's argument order
+    license: str
+    paper: str
+    description: str
+    sample_rate: int | None = None     # Hz of the audio the model reads or writes
+    frame_rate: float | None = None    # Hz of its units / codes / features
+    converter_options: dict[str, Any] = field(default_factory=dict)
+    repo_id: str = ""              # converted safetensors on the Hub; default HUB_ORG/name
+    revision: str = HUB_REVISION
+
+    def __post_init__(self) -> None:
+        if not self.repo_id:
+            object.__setattr__(self, "repo_id", f"{HUB_ORG}/{self.name}")
+
+    @property
+    def source_url(self) -> str:
+        return self.source_files[0].url
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready description, as ``speechzoo list --json`` prints it."""
+        d = dataclasses.asdict(self)
+        d["source_url"] = self.source_url
+        return d
+
+
+def all_weights() -> tuple[Weights, ...]:
+    """Every registered weight set, family by family."""
+    out: list[Weights] = []
+    for family in FAMILIES:
+        module = importlib.import_module(f"zoo.models.{family}")
+        out.extend(getattr(module, "WEIGHTS", ()))
+    return tuple(out)
+
+
+def get(name: str) -> Weights:
+    """The weight set called ``name``."""
+    for w in all_weights():
+        if w.name == name:
+            return w
+    raise InputError(f"no released weights called {name!r}; `speechzoo list` shows them all")
+
+
+def find(entry_point: str, **kwargs: Any) -> Weights:
+    """The weight set that ``entry_point(**kwargs)`` selects; an unknown choice lists the released ones."""
+    candidates = [w for w in all_weights() if w.entry_point == entry_point]
+    for w in candidates:
+        if all(w.kwargs.get(k) == v for k, v in kwargs.items()) and set(w.kwargs) <= set(kwargs):
+            return w
+    choices = ", ".join("(" + ", ".join(f"{k}={v!r}" for k, v in w.kwargs.items()) + ")" for w in candidates)
+    given = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
+    raise InputError(f"{entry_point}({given}) was never released; available: {choices or 'none'}")
