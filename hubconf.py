@@ -11,3 +11,15 @@ unpickled.
     >>> model, extract_features = torch.hub.load("speechzoo/speechzoo", "wavlm_large")  # doctest: +SKIP
 """
 dependencies = ["torch", "numpy", "safetensors", "huggingface_hub", "soundfile", "tqdm"]
+
+
+def codebook(layer, k, map_location="cpu", progress=True, weights=None):
+    """The ``(K, D)`` k-means codebook of WavLM-Large layer ``layer`` with ``k`` codes, as DP-SLM released them
+    for layer 11 and k in {100, 200, 500, 1000, 2000} (any other pair raises, listing them).
+
+    >>> cb = codebook(layer=11, k=500)                      # doctest: +SKIP
+    >>> units = torch.cdist(features, cb).argmin(dim=1)     # doctest: +SKIP
+    """
+    from zoo.models.kmeans import load_codebook
+
+    return load_codebook(layer, k, map_location, progress, weights).codebook
