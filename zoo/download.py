@@ -38,6 +38,10 @@ _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _CHECKSUMS = "checksums.json"
 
 
+class HubUnavailable(WeightsError):
+    """The Hub has no such repo, revision or file, or cannot be reached (and the file is not cached)."""
+
+
 class _SilentTqdm(tqdm):
     def __init__(self, *args, **kwargs):
         kwargs["disable"] = True
@@ -64,12 +68,20 @@ def hub_file(repo_id: str, filename: str, *, revision: str | None, progress: boo
     Environment variables are read at each call, so ``HF_ENDPOINT``/``HF_HUB_OFFLINE`` set after import apply.
     """
     from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
 
     cache_dir = os.environ.get("HF_HUB_CACHE") or hf_home() / "hub"
-    path = hf_hub_download(repo_id, filename, revision=revision, cache_dir=cache_dir,
-                           endpoint=os.environ.get("HF_ENDPOINT") or None,
-                           local_files_only=_env_flag("HF_HUB_OFFLINE"),
-                           library_name="speechzoo", tqdm_class=None if progress else _SilentTqdm)
+    try:
+        path = hf_hub_download(repo_id, filename, revision=revision, cache_dir=cache_dir,
+                               endpoint=os.environ.get("HF_ENDPOINT") or None,
+                               local_files_only=_env_flag("HF_HUB_OFFLINE"),
+                               library_name="speechzoo", tqdm_class=None if progress else _SilentTqdm)
+    except (RepositoryNotFoundError, RevisionNotFoundError, EntryNotFoundError) as e:
+        # EntryNotFoundError covers "offline or unreachable, and not in the cache" too
+        raise HubUnavailable(f"{repo_id}@{revision or 'main'}/{filename} is not available: {e}") from e
+    except OSError as e:  # a broken transfer: huggingface_hub's size consistency check, HTTP 5xx, ...
+        raise WeightsError(f"downloading {repo_id}/{filename} failed ({e}); nothing was loaded. "
+                           "Retry; if it persists, the mirror is broken.") from e
     blob = Path(os.path.realpath(path))
     if _SHA256.match(blob.name):  # LFS blobs are stored under their SHA-256
         try:
@@ -142,15 +154,13 @@ def load(cls: type[M], weights_entry: Weights, weights: str | os.PathLike | None
     """Load a registered model: ``weights=`` → the Hub mirror → the converted original release."""
     if weights is not None:
         return cls.from_pretrained(weights, map_location=map_location, progress=progress)
+    # Only an unavailable mirror falls back; a corrupt or truncated download raises and is never papered over.
     try:
         directory = snapshot(weights_entry.repo_id, revision=weights_entry.revision, progress=progress)
-    except WeightsError:
-        raise  # a corrupt download is reported, never papered over by another source
-    except Exception as hub_error:  # not mirrored, offline, unreachable: fall back to the original release
+    except HubUnavailable as hub_error:  # not mirrored, offline, unreachable: fall back to the original release
         try:
             directory = converted_original(weights_entry, progress=progress)
         except WeightsError as e:
-            raise WeightsError(f"could not load {weights_entry.name}: the Hub repo {weights_entry.repo_id}@"
-                               f"{weights_entry.revision} failed ({type(hub_error).__name__}: {hub_error}) and "
-                               f"the original release failed ({e})") from e
+            raise WeightsError(f"could not load {weights_entry.name}: {hub_error}; and the original release "
+                               f"failed: {e}") from e
     return cls.from_directory(directory, map_location=map_location)
