@@ -1,0 +1,102 @@
+"""A loopback server that speaks the part of the Hugging Face Hub's file API that ``hf_hub_download`` uses,
+plus plain file URLs (for original releases). Tests point ``HF_ENDPOINT`` at it, so the real download code runs
+without the internet.
+
+Repos are served at every revision. For each file the server announces what the real Hub announces: the commit, the
+ETag (the SHA-256 for LFS files such as ``*.safetensors``, a git blob id otherwise) and the size. ``corrupt`` makes it
+send other bytes than the ones it announced, as a broken mirror or a man in the middle would.
+"""
+from __future__ import annotations
+
+import hashlib
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+_LFS_SUFFIXES = (".safetensors", ".bin", ".pt", ".ckpt")
+
+
+class FakeHub:
+    def __init__(self) -> None:
+        self.repos: dict[str, dict[str, bytes]] = {}
+        self.raw: dict[str, bytes] = {}           # path -> bytes, for plain release URLs
+        self.sent: dict[tuple[str, str], bytes] = {}  # (repo, file) -> bytes actually sent, if not the announced
+        self.requests: list[str] = []
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def __enter__(self) -> FakeHub:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def add_repo(self, repo_id: str, directory: str | Path) -> None:
+        self.repos[repo_id] = {p.name: p.read_bytes() for p in Path(directory).iterdir() if p.is_file()}
+
+    def add_raw(self, path: str, data: bytes) -> str:
+        """Serve ``data`` at ``/path``; returns its URL."""
+        self.raw["/" + path.lstrip("/")] = data
+        return f"{self.url}/{path.lstrip('/')}"
+
+    def corrupt(self, repo_id: str, filename: str, data: bytes) -> None:
+        """Announce the genuine file's hash and size but send ``data``."""
+        self.sent[(repo_id, filename)] = data
+
+    def _handler(self):
+        hub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:  # keep pytest output clean
+                pass
+
+            def do_HEAD(self) -> None:
+                self._respond(body=False)
+
+            def do_GET(self) -> None:
+                self._respond(body=True)
+
+            def _respond(self, body: bool) -> None:
+                hub.requests.append(f"{self.command} {self.path}")
+                if self.path in hub.raw:
+                    return self._send(200, hub.raw[self.path], {}, body)
+                parts = self.path.lstrip("/").split("/")
+                # /{org}/{name}/resolve/{revision}/{filename}
+                if len(parts) < 5 or parts[2] != "resolve":
+                    return self._send(404, b"not found", {"X-Error-Code": "EntryNotFound"}, body)
+                repo_id, filename = "/".join(parts[:2]), "/".join(parts[4:])
+                if repo_id not in hub.repos:
+                    return self._send(404, b"repo not found", {"X-Error-Code": "RepoNotFound"}, body)
+                files = hub.repos[repo_id]
+                if filename not in files:
+                    return self._send(404, b"entry not found", {"X-Error-Code": "EntryNotFound"}, body)
+                announced = files[filename]
+                data = hub.sent.get((repo_id, filename), announced)
+                headers = {"X-Repo-Commit": COMMIT}
+                if filename.endswith(_LFS_SUFFIXES):
+                    digest = hashlib.sha256(announced).hexdigest()
+                    headers.update({"ETag": f'"{digest}"', "X-Linked-Etag": f'"{digest}"',
+                                    "X-Linked-Size": str(len(announced))})
+                else:
+                    blob = hashlib.sha1(b"blob %d\0" % len(announced) + announced).hexdigest()
+                    headers["ETag"] = f'"{blob}"'
+                self._send(200, data, headers, body)
+
+            def _send(self, status: int, data: bytes, headers: dict[str, str], body: bool) -> None:
+                self.send_response(status)
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if body:
+                    self.wfile.write(data)
+
+        return Handler
