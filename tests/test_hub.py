@@ -1,0 +1,106 @@
+"""save_pretrained / from_pretrained: round trips, strict loading and the errors for wrong or broken files."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from zoo.errors import WeightsError
+from zoo.hub import PretrainedModel, config_from_dict, config_to_dict
+from zoo.models.kmeans import Codebook
+
+
+@pytest.fixture
+def codebook():
+    return Codebook.from_tensor(torch.randn(7, 5, generator=torch.Generator().manual_seed(0)), layer=4)
+
+
+def test_round_trip_is_exact(codebook, tmp_path):
+    codebook.save_pretrained(tmp_path)
+    assert json.loads((tmp_path / "config.json").read_text()) == {"model_type": "codebook", "num_codes": 7, "dim": 5,
+                                                                   "layer": 4}
+    loaded = Codebook.from_pretrained(tmp_path)
+    assert loaded.config == codebook.config
+    assert torch.equal(loaded.codebook, codebook.codebook)
+    assert not loaded.training
+
+
+@dataclass(frozen=True)
+class Inner:
+    sizes: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Outer:
+    name: str
+    inner: Inner
+    ratios: tuple[tuple[int, int], ...]
+    optional: Inner | None = None
+
+
+def test_config_tuples_and_nested_dataclasses_survive_json():
+    config = Outer("x", Inner((1, 2)), ((3, 4), (5, 6)), Inner(()))
+    assert config_from_dict(Outer, json.loads(json.dumps(config_to_dict(config)))) == config
+
+
+def test_unknown_config_field_is_an_error():
+    with pytest.raises(WeightsError, match=r"fields \['extra'\]"):
+        config_from_dict(Inner, {"sizes": [1], "extra": 3})
+
+
+def test_wrong_model_type(codebook, tmp_path):
+    codebook.save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**config, "model_type": "wavlm"}))
+    with pytest.raises(WeightsError, match="holds a 'wavlm' model, not a 'codebook' model"):
+        Codebook.from_pretrained(tmp_path)
+
+
+def test_missing_unexpected_and_misshapen_tensors_are_named(codebook, tmp_path):
+    codebook.save_pretrained(tmp_path)
+    save_file({"codebooks": torch.zeros(7, 5)}, str(tmp_path / "model.safetensors"))
+    with pytest.raises(WeightsError, match=r"missing \(1\): codebook; unexpected \(1\): codebooks"):
+        Codebook.from_pretrained(tmp_path)
+    save_file({"codebook": torch.zeros(7, 6)}, str(tmp_path / "model.safetensors"))
+    with pytest.raises(WeightsError, match=r"wrong shape \(1\): codebook: \(7, 6\) != \(7, 5\)"):
+        Codebook.from_pretrained(tmp_path)
+
+
+def test_truncated_weights_and_config(codebook, tmp_path):
+    codebook.save_pretrained(tmp_path)
+    weights = tmp_path / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-8])
+    with pytest.raises(WeightsError, match="truncated or corrupt"):
+        Codebook.from_pretrained(tmp_path)
+    (tmp_path / "config.json").write_text('{"model_type": "codebook", "num_co')
+    with pytest.raises(WeightsError, match="not valid JSON"):
+        Codebook.from_pretrained(tmp_path)
+
+
+def test_directory_without_config(tmp_path):
+    with pytest.raises(WeightsError, match="no config.json"):
+        Codebook.from_pretrained(tmp_path)
+
+
+def test_tied_weights_are_saved(tmp_path):
+    @dataclass(frozen=True)
+    class TiedConfig:
+        size: int
+
+    class Tied(PretrainedModel):
+        config_class = TiedConfig
+        model_type = "tied"
+
+        def __init__(self, config):
+            super().__init__(config)
+            self.embed = torch.nn.Embedding(config.size, 3)
+            self.out = torch.nn.Linear(3, config.size, bias=False)
+            self.out.weight = self.embed.weight
+
+    model = Tied(TiedConfig(4))
+    model.save_pretrained(tmp_path)
+    loaded = Tied.from_pretrained(tmp_path)
+    assert torch.equal(loaded.out.weight, model.embed.weight)
