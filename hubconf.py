@@ -23,3 +23,43 @@ def codebook(layer, k, map_location="cpu", progress=True, weights=None):
     from zoo.models.kmeans import load_codebook
 
     return load_codebook(layer, k, map_location, progress, weights).codebook
+
+
+def wavtokenizer(variant="small_600_24k_4096", pretrained=True, progress=True, weights=None):
+    """WavTokenizer ``variant`` ("small_600_24k_4096": 40 Hz, or "small_320_24k_4096": 75 Hz; one 4096-entry
+    codebook, 24 kHz speech) as ``(model, encode, decode)``, like ``nicolvisser/WavTokenizer``'s entries.
+    ``pretrained=False`` gives a randomly initialised model of that architecture.
+
+    >>> model, encode, decode = wavtokenizer("small_600_24k_4096")   # doctest: +SKIP
+    >>> codes = encode(model, wav, sr)          # (1, C, T) int64: wav (C, N) at sr Hz is resampled to 24 kHz
+    >>> wav_24k, sr_24k = decode(model, codes)  # (C, T * 600), 24000
+    """
+    from zoo.models.wavtokenizer import decode, encode, load_wavtokenizer
+
+    return load_wavtokenizer(variant, pretrained, progress, weights), encode, decode
+
+
+def small_600_24k_4096(pretrained=True, progress=True, weights=None):
+    """WavTokenizer small, 24 kHz, 600× down-sampling (40 Hz), 4096 codebook entries: ``(model, encode, decode)``."""
+    return wavtokenizer("small_600_24k_4096", pretrained, progress, weights)
+
+
+def small_320_24k_4096(pretrained=True, progress=True, weights=None):
+    """WavTokenizer small, 24 kHz, 320× down-sampling (75 Hz), 4096 codebook entries: ``(model, encode, decode)``."""
+    return wavtokenizer("small_320_24k_4096", pretrained, progress, weights)
+
+
+def speechtokenizer(variant="speechtokenizer_hubert_avg", map_location="cpu", progress=True, weights=None):
+    """SpeechTokenizer ``variant`` (released: "speechtokenizer_hubert_avg", 16 kHz, 8 codebooks of 1024 at 50 Hz;
+    codebook 0 holds the HuBERT-distilled semantic tokens), in eval mode, with the original's ``encode``,
+    ``decode``, ``forward`` and ``forward_feature``. Its codebooks are frozen buffers: no call changes them.
+
+    >>> model = speechtokenizer()                              # doctest: +SKIP
+    >>> codes = model.encode(wav)                  # wav (B, 1, N) at 16 kHz -> (8, B, ceil(N / 320)) int64
+    >>> semantic_tokens, acoustic_codes = codes[0], codes[1:]
+    >>> wav_out = model.decode(codes)              # (B, 1, 320 * T)
+    >>> acoustic_only = model.decode(codes[1:], st=1)
+    """
+    from zoo.models.speechtokenizer import load_speechtokenizer
+
+    return load_speechtokenizer(variant, map_location, progress, weights)
