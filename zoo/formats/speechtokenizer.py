@@ -1,0 +1,115 @@
+"""The original SpeechTokenizer release: ``config.json`` and ``SpeechTokenizer.pt``.
+
+``python -m conversion speechtokenizer CONFIG.json CKPT.pt --out DIR`` (the config may also come as
+``--config CONFIG.json``). The config is the original schema: the model keys of
+:class:`~zoo.models.speechtokenizer.SpeechTokenizerConfig` plus HiFi-GAN leftovers that the original never reads.
+The checkpoint is ``torch.save(model.state_dict())``: weight-normed convs as ``weight_g``/``weight_v`` under
+EnCodec's ``encoder.model.<idx>`` / ``decoder.model.<idx>`` layout, the LSTMs, ``transform`` and the RVQ buffers
+``quantizer.vq.layers.<i>._codebook.{inited,cluster_size,embed,embed_avg}``. Weight norm is folded here, once;
+the codebooks (``embed``) are stacked into one ``(n_q, K, D)`` buffer and the k-means/EMA training state dropped.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from ..errors import ConversionError, WeightsError
+from ..models.speechtokenizer import SpeechTokenizer, SpeechTokenizerConfig
+from ..nn.seanet import original_key_rules
+from . import RenameTable, expect_keys, fold_weight_norms, load_original, rename
+
+#: Keys of the original config.json that the model reads with ``config.get`` and cannot do without.
+REQUIRED_KEYS = ("n_filters", "strides", "dimension", "semantic_dimension", "dilation_base",
+                 "residual_kernel_size", "n_residual_layers", "activation", "sample_rate", "codebook_size", "n_q")
+#: Keys it reads but may miss: ``config.get`` then gives None, which the original takes as "off".
+OPTIONAL_KEYS = {"lstm_layers": 0, "bidirectional": False}
+
+_CODEBOOK = "quantizer.vq.layers.{}._codebook.{}"
+#: Tensors whose presence marks a SpeechTokenizer checkpoint.
+_SIGNATURE = ("encoder.model.0.conv.conv.weight_v", "decoder.model.0.conv.conv.weight_v",
+              _CODEBOOK.format(0, "embed"))
+
+
+def config_from_original(data: dict, path: str | Path = "config.json") -> SpeechTokenizerConfig:
+    """The model part of an original ``config.json``; the training and HiFi-GAN leftovers are ignored."""
+    missing = [k for k in REQUIRED_KEYS if data.get(k) is None]
+    if missing:
+        raise ConversionError(f"{path} lacks the SpeechTokenizer model keys {missing}: is it the config.json "
+                              "that came with the checkpoint?")
+    values = {k: data[k] for k in REQUIRED_KEYS}
+    values.update({k: data.get(k) or default for k, default in OPTIONAL_KEYS.items()})
+    values["strides"] = tuple(values["strides"])
+    try:
+        return SpeechTokenizerConfig(**values)
+    except ValueError as e:  # e.g. an activation the model does not have
+        raise ConversionError(f"{path}: {e}") from e
+
+
+def rename_table(config: SpeechTokenizerConfig) -> RenameTable:
+    """Original key -> speechzoo key, for everything but the codebooks (stacked separately)."""
+    table: list[tuple[str, str | None]] = []
+    for part, bidirectional in (("encoder", config.bidirectional), ("decoder", False)):
+        seanet = config.seanet(bidirectional=bidirectional)
+        table += [(rf"{part}\.{pattern}", f"{part}.{replacement}")
+                  for pattern, replacement in original_key_rules(seanet, part)]
+    table += [
+        (r"transform\.(weight|bias)", r"transform.\1"),
+        # k-means / EMA training state of the RVQ; only `embed` is used at inference
+        (r"quantizer\.vq\.layers\.\d+\._codebook\.(inited|cluster_size|embed_avg)", None),
+    ]
+    return table
+
+
+def convert(paths: list[Path], **options) -> SpeechTokenizer:
+    config_path, checkpoint_path = _split_paths(paths, options)
+    try:
+        original_config = json.loads(Path(config_path).read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise ConversionError(f"cannot read {config_path} as JSON ({e})") from e
+    if not isinstance(original_config, dict):
+        raise ConversionError(f"{config_path} is not a JSON object of SpeechTokenizer settings")
+    config = config_from_original(original_config, config_path)
+
+    state = load_original(checkpoint_path)
+    expect_keys(state, _SIGNATURE, what="a SpeechTokenizer state dict", path=checkpoint_path)
+    state = dict(state)
+    codebooks = _pop_codebooks(state, config, checkpoint_path)
+    state = rename(fold_weight_norms(state), rename_table(config))
+    state["quantizer.codebooks"] = codebooks
+
+    model = SpeechTokenizer(config)
+    try:
+        model.load_state_dict_strict(state)
+    except WeightsError as e:
+        raise ConversionError(f"{checkpoint_path} does not fit {config_path}: {e}") from e
+    return model.eval()
+
+
+def _split_paths(paths: list[Path], options: dict) -> tuple[Path, Path]:
+    unknown = set(options) - {"config"}
+    if unknown:
+        raise ConversionError(f"speechtokenizer conversion takes no options {sorted(unknown)}")
+    files = [Path(p) for p in paths] + ([Path(options["config"])] if options.get("config") else [])
+    configs = [p for p in files if p.suffix == ".json"]
+    checkpoints = [p for p in files if p.suffix != ".json"]
+    if len(configs) != 1 or len(checkpoints) != 1:
+        raise ConversionError("speechtokenizer conversion takes the original config.json and checkpoint, e.g. "
+                              "`python -m conversion speechtokenizer config.json SpeechTokenizer.pt --out DIR`; "
+                              f"got {[str(p) for p in files]}")
+    return configs[0], checkpoints[0]
+
+
+def _pop_codebooks(state: dict[str, torch.Tensor], config: SpeechTokenizerConfig, path: Path) -> torch.Tensor:
+    """Remove and stack the ``embed`` buffers; a quantizer count that differs from the config, or a codebook
+    the original would still initialise by k-means (``inited`` 0), is an error."""
+    found = sum(1 for k in state if k.endswith("._codebook.embed"))
+    if found != config.n_q:
+        raise ConversionError(f"{path} has {found} quantizers but its config says n_q={config.n_q}")
+    for i in range(config.n_q):
+        inited = state.get(_CODEBOOK.format(i, "inited"))
+        if inited is not None and not bool(inited.all()):
+            raise ConversionError(f"{path}: codebook {i} was never initialised (inited=0); the original would "
+                                  "re-run k-means on the first input. This is not a trained checkpoint.")
+    return torch.stack([state.pop(_CODEBOOK.format(i, "embed")) for i in range(config.n_q)])
