@@ -63,3 +63,35 @@ def speechtokenizer(variant="speechtokenizer_hubert_avg", map_location="cpu", pr
     from zoo.models.speechtokenizer import load_speechtokenizer
 
     return load_speechtokenizer(variant, map_location, progress, weights)
+
+
+def ulm(k, lmbda, map_location="cpu", progress=True, weights=None):
+    """DP-SLM's Mistral-style unit LM over deduplicated WavLM-Large layer-11 DPDP units, trained on 1k hours:
+    ``(model, tokenizer)`` as ``nicolvisser/Mistral-ULM``'s ``ulm_wavlm_layer_11_dpdp_hours_1k_steps_10k``.
+    Released for k in {100, 200, 500, 1000}, six lmbda each (any other pair raises, listing them).
+
+    >>> model, tokenizer = ulm(k=500, lmbda=4500)                         # doctest: +SKIP
+    >>> units = torch.unique_consecutive(units_duped)                     # the ULMs model deduplicated units
+    >>> ll = model.loglikelihood(tokenizer.encode(units.tolist()))        # summed natural-log likelihood
+    >>> scores = model.loglikelihoods([tokenizer.encode(u) for u in batch])   # packed, as the ZeroSpeech script
+    >>> continuation = model.generate(units, max_new_tokens=100, temperature=1.0, top_p=0.9)  # KV-cached
+    """
+    from zoo.models.ulm import load_ulm
+
+    return load_ulm(k, lmbda, map_location, progress, weights)
+
+
+def ulm_wavlm_layer_11_dpdp_hours_1k_steps_10k(k, lmbda, map_location="cpu", progress=True, weights=None):
+    """The original's name of :func:`ulm`."""
+    return ulm(k, lmbda, map_location, progress, weights)
+
+
+def ulm_wavlm_layer_11_dpdp_hours_60k_steps_200k(k, lmbda, map_location="cpu", progress=True, weights=None):
+    """The unit LM trained on 60k hours for 200k steps, released for (k, lmbda) = (500, 4500) only:
+    ``(model, tokenizer)``, used like :func:`ulm`.
+
+    >>> model, tokenizer = ulm_wavlm_layer_11_dpdp_hours_60k_steps_200k(k=500, lmbda=4500)   # doctest: +SKIP
+    """
+    from zoo.models.ulm import ENTRY_POINT_60K, load_ulm
+
+    return load_ulm(k, lmbda, map_location, progress, weights, entry_point=ENTRY_POINT_60K)
