@@ -95,3 +95,19 @@ def ulm_wavlm_layer_11_dpdp_hours_60k_steps_200k(k, lmbda, map_location="cpu", p
     from zoo.models.ulm import ENTRY_POINT_60K, load_ulm
 
     return load_ulm(k, lmbda, map_location, progress, weights, entry_point=ENTRY_POINT_60K)
+
+
+def wavlm_large(map_location="cpu", progress=True, weights=None):
+    """WavLM Large and its feature helper, as ``nicolvisser/WavLM-codebooks`` returns them: ``(model,
+    extract_features)``, the model in eval mode on ``map_location``.
+
+    ``extract_features(model, wav, sr, layer=None)`` takes ``(1, N)`` or ``(B, N)`` audio at ``sr`` Hz and returns
+    ``(T, 1024)`` (or ``(B, T, 1024)``) features at 50 Hz from the 1-based ``layer`` (None: the final output);
+    it also takes ``lengths=`` for ragged batches and ``chunk_seconds=`` (default 100 s) for long audio.
+
+    >>> model, extract_features = wavlm_large()                       # doctest: +SKIP
+    >>> features = extract_features(model, wav, 16000, layer=11)      # doctest: +SKIP
+    """
+    from zoo.models.wavlm import extract_features, load_wavlm_large
+
+    return load_wavlm_large(map_location, progress, weights), extract_features
