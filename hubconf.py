@@ -111,3 +111,55 @@ def wavlm_large(map_location="cpu", progress=True, weights=None):
     from zoo.models.wavlm import extract_features, load_wavlm_large
 
     return load_wavlm_large(map_location, progress, weights), extract_features
+
+
+def ellav_units_to_wavtokenizer(k, lmbda, map_location="cpu", progress=True, weights=None):
+    """DP-SLM's ELLA-V acoustic model from WavLM-Large layer-11 DPDP units (k in {100, 200, 500, 1000}, six lmbda
+    each) to WavTokenizer ``small_600_24k_4096`` codec ids, as ``nicolvisser/ELLA-V``'s entry point.
+
+    >>> ellav = ellav_units_to_wavtokenizer(k=500, lmbda=4500)              # doctest: +SKIP
+    >>> codec_ids_list, finished = ellav.generate(
+    ...     prompts=[[f"u{u}" for u in units]], max_tokens=1000, max_codec_tokens_per_phone=10,
+    ...     temperature=1.0, top_p=0.8, chunk_size=None, progress=True)    # KV-cached, batched over prompts
+    >>> codes = codec_ids_list[0][None, None, :]                            # (1, 1, T) for the WavTokenizer
+    """
+    from zoo.models.ellav import load_ellav
+
+    return load_ellav("ellav_units_to_wavtokenizer", map_location, progress, weights, k=k, lmbda=lmbda)
+
+
+def ellav_phones_to_wavtokenizer(map_location="cpu", progress=True, weights=None):
+    """The ELLA-V acoustic model from MFA us-arpa phones (e.g. ``["HH", "AH0", "L", "OW1"]``) to WavTokenizer
+    ``small_600_24k_4096`` codec ids; ``generate`` as for :func:`ellav_units_to_wavtokenizer`."""
+    from zoo.models.ellav import load_ellav
+
+    return load_ellav("ellav_phones_to_wavtokenizer", map_location, progress, weights)
+
+
+def hifigan_unit_vocoder(variant="s2st_mhubert_km1000_lj", map_location="cpu", progress=True, weights=None):
+    """A discrete-unit HiFi-GAN vocoder (fairseq ``CodeHiFiGANVocoder``, textlesslib, speech-resynthesis
+    ``CodeGenerator``). ``variant`` picks a release (``speechzoo list`` shows them: fairseq S2ST, SpeechMatrix,
+    dGSLM, pGSLM, TWIST, Expresso); ``weights=DIR`` loads one converted with ``python -m conversion hifigan``
+    (e.g. a speech-resynthesis generator you trained: those were never released).
+
+    Call it as ``vocoder(units, dur_prediction=False, speaker=None, f0=None)`` -> waveform ``(B, 1, samples)``
+    at ``vocoder.sample_rate``; see :class:`zoo.models.hifigan.CodeHiFiGAN`.
+
+    >>> vocoder = hifigan_unit_vocoder("s2st_mhubert_km1000_lj")          # doctest: +SKIP
+    >>> wav = vocoder(torch.tensor([[12, 12, 507, 33]]))                  # doctest: +SKIP
+    """
+    from zoo.models.hifigan import load_vocoder
+
+    return load_vocoder(variant, map_location, progress, weights)
+
+
+def f0_vqvae(map_location="cpu", progress=True, weights=None):
+    """speech-resynthesis' F0 VQ-VAE (``Quantizer``), converted with ``python -m conversion f0_vqvae``; calling it
+    on normalised F0 ``(B, 1, T)`` returns ``(reconstruction, codes)``. None was released, so ``weights`` is
+    required.
+
+    >>> recon, codes = f0_vqvae(weights="converted/f0_vq")(f0)            # doctest: +SKIP
+    """
+    from zoo.models.f0_vqvae import load_f0_vqvae
+
+    return load_f0_vqvae(map_location, progress, weights)

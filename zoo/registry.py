@@ -22,7 +22,7 @@ from typing import Any
 from .errors import InputError
 
 #: Model families whose modules declare ``WEIGHTS``.
-FAMILIES = ("kmeans", "wavtokenizer", "speechtokenizer", "ulm", "wavlm")
+FAMILIES = ("kmeans", "wavtokenizer", "speechtokenizer", "ulm", "wavlm", "ellav", "hifigan")
 
 #: Hub organisation that hosts the converted weights, and the tag every mirrored repo carries.
 HUB_ORG = "speechzoo"

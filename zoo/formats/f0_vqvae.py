@@ -1,0 +1,106 @@
+"""speech-resynthesis' F0 VQ-VAE checkpoints (``train_f0_vq.py``): ``g_XXXXXXXX`` =
+``torch.save({'generator': Quantizer.state_dict(), 'optim_g': ..., 'steps': int, 'epoch': int})`` with its
+``config.json`` (``configs/*/f0_vqvae.json``: ``f0_vq_params``, ``f0_encoder_params``, ``f0_decoder_params``).
+
+``python -m conversion f0_vqvae g_00400000 config.json --out DIR`` (or ``--config config.json``).
+"""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConversionError, WeightsError
+from ..hub import config_from_dict
+from ..models.f0_vqvae import BottleneckConfig, F0VQVAE, F0VQVAEConfig, JukeboxConfig
+from . import RenameTable, expect_keys, load_original, rename
+
+def quantizer_rules(src: str, dst: str, *, decoder: str | None) -> RenameTable:
+    """Rules from the original ``Quantizer`` keys under prefix ``src`` (``""`` or ``"quantizer."``) to
+    :class:`~zoo.models.f0_vqvae.F0Quantizer` under ``dst``; the decoder goes to ``decoder`` (None drops it).
+
+    The Jukebox Sequentials keep their indices (``layers.<i>``); only the residual blocks' inner
+    ``model.{1,3}`` become ``conv_a``/``conv_b``.
+    """
+    src = re.escape(src)
+    enc, vq, dec = (rf"{src}encoder\.level_blocks", rf"{src}vq\.level_blocks", rf"{src}decoder\.level_blocks")
+    level = r"\.(\d+)\.model\.(\d+)"
+    rules = [
+        (rf"{enc}{level}\.0\.(weight|bias)", rf"{dst}encoder.levels.\1.layers.\2.conv.\3"),
+        (rf"{enc}{level}\.1\.model\.(\d+)\.model\.1\.(weight|bias)", rf"{dst}encoder.levels.\1.layers.\2.resnet.\3.conv_a.\4"),
+        (rf"{enc}{level}\.1\.model\.(\d+)\.model\.3\.(weight|bias)", rf"{dst}encoder.levels.\1.layers.\2.resnet.\3.conv_b.\4"),
+        (rf"{enc}{level}\.(weight|bias)", rf"{dst}encoder.levels.\1.layers.\2.\3"),
+        (rf"{vq}\.(\d+)\.k", rf"{dst}codebooks.\1.codebook"),
+    ]
+    if decoder is None:
+        return [*rules, (rf"{src}decoder\..*", None)]
+    return [
+        *rules,
+        (rf"{dec}{level}\.0\.model\.(\d+)\.model\.1\.(weight|bias)", rf"{decoder}levels.\1.layers.\2.resnet.\3.conv_a.\4"),
+        (rf"{dec}{level}\.0\.model\.(\d+)\.model\.3\.(weight|bias)", rf"{decoder}levels.\1.layers.\2.resnet.\3.conv_b.\4"),
+        (rf"{dec}{level}\.1\.(weight|bias)", rf"{decoder}levels.\1.layers.\2.conv.\3"),
+        (rf"{dec}{level}\.(weight|bias)", rf"{decoder}levels.\1.layers.\2.\3"),
+        (rf"{src}decoder\.out\.(weight|bias)", rf"{decoder}out.\1"),
+    ]
+
+
+#: The standalone F0 VQ-VAE: original ``Quantizer`` keys -> :class:`F0VQVAE`.
+RENAMES = quantizer_rules("", "quantizer.", decoder="decoder.")
+
+
+def f0_vqvae_config(raw: dict[str, Any], *, where: str) -> F0VQVAEConfig:
+    """:class:`F0VQVAEConfig` from the original JSON groups (training fields are ignored). A missing decoder group
+    (vocoder configs trained jointly only carry the encoder) mirrors the encoder's."""
+    try:
+        encoder = _group(JukeboxConfig, raw["f0_encoder_params"])
+        return F0VQVAEConfig(f0_vq_params=_group(BottleneckConfig, raw["f0_vq_params"]), f0_encoder_params=encoder,
+                             f0_decoder_params=_group(JukeboxConfig, raw.get("f0_decoder_params") or
+                                                      raw["f0_encoder_params"]))
+    except KeyError as e:
+        raise ConversionError(f"{where} lacks the F0 VQ-VAE group {e}; it is not an F0 VQ-VAE config") from None
+    except (TypeError, ValueError, WeightsError) as e:
+        raise ConversionError(f"{where}: unsupported F0 VQ-VAE parameters ({e})") from e
+
+
+def _group(cls: type, data: dict[str, Any]) -> Any:
+    return config_from_dict(cls, {k: v for k, v in data.items() if k != "checkpoint_res"})
+
+
+def convert(paths: list[Path], **options) -> F0VQVAE:
+    checkpoint, config_path = checkpoint_and_config(paths, options, example="g_00400000 config.json")
+    raw = read_json(config_path)
+    model = F0VQVAE(f0_vqvae_config(raw, where=str(config_path)))
+    container = load_original(checkpoint)
+    expect_keys(container, ["generator"], what="a speech-resynthesis checkpoint {'generator': state_dict, ...}",
+                path=checkpoint)
+    state = container["generator"]
+    if any(k.startswith(("conv_pre.", "quantizer.")) for k in state):
+        raise ConversionError(f"{checkpoint} is a vocoder checkpoint, not an F0 VQ-VAE: convert it with the "
+                              "'hifigan' converter")
+    model.load_state_dict_strict(rename(state, RENAMES))
+    return model.eval()
+
+
+def checkpoint_and_config(paths: list[Path], options: dict[str, Any], *, example: str) -> tuple[Path, Path]:
+    """``CKPT CONFIG.json`` or ``CKPT --config CONFIG.json``."""
+    paths = [Path(p) for p in paths]
+    if options.get("config") is not None:
+        paths.append(Path(options["config"]))
+    unknown = set(options) - {"config"}
+    if len(paths) != 2 or unknown:
+        raise ConversionError(f"this conversion takes a checkpoint and its config.json, e.g. {example}"
+                              f"{f'; unknown options {sorted(unknown)}' if unknown else ''}")
+    return paths[0], paths[1]
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise ConversionError(f"{path} does not exist") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ConversionError(f"{path} is not a JSON config ({e}); pass the checkpoint first, then config.json") from e
+    if not isinstance(data, dict):
+        raise ConversionError(f"{path} is not a JSON object")
+    return data
