@@ -102,6 +102,9 @@ class ISTFTHeadConfig:
             raise InputError(f"ISTFT padding must be one of {ISTFT_PADDINGS}, got {self.padding!r}")
         if not 0 < self.hop_length < self.n_fft:
             raise InputError(f"the ISTFT needs 0 < hop_length < n_fft, got hop {self.hop_length}, n_fft {self.n_fft}")
+        if self.n_fft % 2:
+            # n_fft + 2 outputs split into log-magnitudes and phases of n_fft/2 + 1 bins each.
+            raise InputError(f"n_fft must be even, got {self.n_fft}")
 
     @property
     def trim(self) -> int:
@@ -385,8 +388,9 @@ class WavTokenizer(PretrainedModel):
             shape = tuple(features.shape) if isinstance(features, torch.Tensor) else type(features).__name__
             raise InputError(f"features must be (batch, {CODEBOOK_DIM}, frames), got {shape} "
                              "(codes_to_features or encode make them)")
-        if features.shape[0] == 0 or features.shape[2] == 0:
-            raise InputError(f"features are empty (shape {tuple(features.shape)})")
+        if features.shape[0] == 0 or features.shape[2] < self._min_frames:
+            raise InputError(f"features have shape {tuple(features.shape)}; decoding needs at least "
+                             f"{self._min_frames} frame(s) with {self.config.head.padding!r} ISTFT padding")
         rows = self.config.backbone.adanorm_num_embeddings
         index = self._bandwidth_index(bandwidth_id, rows, "the AdaLayerNorm tables") if rows is not None else 0
         return self.head(self.backbone(features.to(self.head.out.weight.dtype), index))
@@ -405,6 +409,11 @@ class WavTokenizer(PretrainedModel):
         return self.decode(features, bandwidth_id)
 
     # -------------------------------------------------------------- helpers
+    @property
+    def _min_frames(self) -> int:
+        """torch.istft(center=True) cannot invert a single frame."""
+        return 2 if self.config.head.padding == "center" else 1
+
     def _encoder_frames(self, audio: torch.Tensor) -> torch.Tensor:
         """Validated waveforms ``(B, N)`` or ``(N,)`` → encoder frames ``(B, T, 512)``."""
         audio = check_waveform(audio, name="audio", sample_rate=SAMPLE_RATE)
