@@ -1,0 +1,190 @@
+"""Mistral-ULM: every fixture number through `python -m conversion ulm` → weights=DIR → hubconf.ulm, plus scoring,
+generation, conversion options and errors."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import hubconf
+from conversion.__main__ import main as conversion_main
+from zoo.errors import ConversionError, InputError
+from zoo.formats import ulm as ulm_format
+from zoo.models.ulm import WEIGHTS, UnitLanguageModel, zerospeech_loglikelihoods
+from zoo.registry import find
+
+CASE = Path(__file__).parent / "fixtures/ulm/k20_gqa_ragged_batch3"
+ELLAV_PT = Path(__file__).parent / "fixtures/ellav/units_k12_batch2_greedy_and_sampled/original/ellav.pt"
+LL_ATOL = 2e-3  # the fixture's tolerance; the numbers below agree far closer
+
+
+@pytest.fixture(scope="module")
+def io():
+    return load_file(str(CASE / "io.safetensors"))
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ulm")
+    assert conversion_main(["ulm", str(CASE / "original/checkpoint.pt"), "--out", str(out)]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def loaded(converted):
+    k = json.loads((CASE / "original/model_config.json").read_text())["vocab_size"] - 1
+    return hubconf.ulm(k=k, lmbda=0, weights=converted)
+
+
+@pytest.fixture(scope="module")
+def units(io):
+    return [u.tolist() for u in io["units_flat"].split(io["units_lengths"].tolist())]
+
+
+def test_tokenizer_matches_the_original(loaded, io, units):
+    _, tokenizer = loaded
+    encoded = [tokenizer.encode(u) for u in units]
+    assert torch.equal(torch.cat(encoded), io["encoded_ids_flat"])
+    assert [tokenizer.decode(ids) for ids in encoded] == units
+
+
+def test_packed_logits_match_the_original(loaded, io):
+    model, _ = loaded
+    with torch.inference_mode():
+        logits = model(io["input_ids"], io["seqlens"].tolist())
+    assert logits.dtype == torch.float32
+    torch.testing.assert_close(logits, io["logits"], atol=1e-4, rtol=1e-4)
+
+
+def test_loglikelihood_of_each_sequence(loaded, io, units):
+    model, tokenizer = loaded
+    got = torch.tensor([model.loglikelihood(tokenizer.encode(u)) for u in units])
+    torch.testing.assert_close(got, io["loglikelihood_single"], atol=1e-4, rtol=1e-5)
+
+
+def test_batched_scoring_equals_the_zerospeech_script(loaded, io, units):
+    model, tokenizer = loaded
+    got = model.loglikelihoods([tokenizer.encode(u) for u in units], batch_size=2)  # as the fixture's script run
+    torch.testing.assert_close(got, io["loglikelihood_script"], atol=1e-4, rtol=1e-5)
+    torch.testing.assert_close(got, io["loglikelihood_single"], atol=LL_ATOL, rtol=0)
+
+
+def test_zerospeech_script_output_file(loaded, io, units, tmp_path):
+    model, _ = loaded
+    for i, u in enumerate(units):
+        np.save(tmp_path / f"utt{i:02d}.npy", np.array(u, dtype=np.int64))
+    out = tmp_path / "scores.txt"
+    scores = zerospeech_loglikelihoods(model, tmp_path, out, batch_size=2, progress=False)
+    lines = out.read_text().split("\n")
+    assert [line.split()[0] for line in lines] == ["utt00", "utt01", "utt02"]
+    torch.testing.assert_close(torch.tensor([float(line.split()[1]) for line in lines]), io["loglikelihood_script"],
+                               atol=1e-4, rtol=1e-5)
+    assert list(scores) == ["utt00", "utt01", "utt02"]
+    assert not out.read_text().endswith("\n")
+
+
+def test_greedy_generation_with_cache_equals_full_reforward(loaded, units):
+    model, _ = loaded
+    cached = model.generate(units[0], max_new_tokens=40, temperature=0.0)
+    recomputed = model.generate(units[0], max_new_tokens=40, temperature=0.0, use_cache=False)
+    assert cached.shape == (40,) and cached.dtype == torch.long
+    assert torch.equal(cached, recomputed)
+    assert 0 <= int(cached.min()) and int(cached.max()) < 20
+
+
+def test_generation_continues_the_prompt_greedily(loaded, units):
+    """Each greedy unit is the argmax of the full forward over the prompt plus the units before it."""
+    model, tokenizer = loaded
+    new = model.generate(units[1], max_new_tokens=6, temperature=0.0)
+    ids = tokenizer.encode(units[1] + new.tolist())
+    with torch.inference_mode():
+        logits = model(ids[:-1], [len(ids) - 1])
+    start = len(units[1])
+    assert torch.equal(logits[start:, 1:].argmax(-1), new)  # BOS (column 0) is never drawn
+
+
+def test_ragged_batch_generation_equals_one_by_one(loaded, units):
+    model, _ = loaded
+    batch = model.generate(units, max_new_tokens=12, temperature=0.0)
+    assert batch.shape == (3, 12)
+    for row, prompt in zip(batch, units):
+        assert torch.equal(row, model.generate(torch.tensor(prompt), max_new_tokens=12, temperature=0.0))
+
+
+def test_seeded_sampling_is_reproducible_and_never_draws_bos(converted, units):
+    model = UnitLanguageModel.from_pretrained(converted)
+    with torch.no_grad():  # make BOS the most likely token everywhere: masking it must still yield units
+        model.transformer.output.weight[0] = 10 * model.transformer.output.weight.abs().max()
+    draws = []
+    for _ in range(2):
+        torch.manual_seed(7)
+        draws.append(model.generate([units[2], units[0]], max_new_tokens=25, temperature=1.0, top_p=0.9))
+    assert torch.equal(draws[0], draws[1])
+    assert int(draws[0].min()) >= 0
+
+
+def test_model_config_json_beside_an_args_less_checkpoint(tmp_path, io):
+    container = torch.load(CASE / "original/checkpoint.pt", weights_only=True)
+    torch.save({"model_state_dict": container["model_state_dict"]}, tmp_path / "checkpoint.pt")
+    with pytest.raises(ConversionError, match="pass the model_config.json"):
+        ulm_format.convert([tmp_path / "checkpoint.pt"])
+    shutil.copy(CASE / "original/model_config.json", tmp_path / "elsewhere.json")
+    from_option = ulm_format.convert([tmp_path / "checkpoint.pt"], config=tmp_path / "elsewhere.json")
+    shutil.copy(CASE / "original/model_config.json", tmp_path / "model_config.json")
+    beside = ulm_format.convert([tmp_path / "checkpoint.pt"])
+    with torch.inference_mode():
+        for model in (from_option, beside):
+            torch.testing.assert_close(model(io["input_ids"], io["seqlens"].tolist()), io["logits"], atol=1e-4,
+                                       rtol=1e-4)
+
+
+def test_wrong_model_checkpoint_is_refused():
+    with pytest.raises(ConversionError, match="not a Mistral-ULM checkpoint"):
+        ulm_format.convert([ELLAV_PT])
+
+
+def test_bad_inputs_are_clear_errors(loaded):
+    model, tokenizer = loaded
+    with pytest.raises(InputError, match=r"units \[20\] lie outside .* k=20"):
+        tokenizer.encode([3, 20])
+    with pytest.raises(InputError, match="outside"):
+        model.generate([[1, 2], [-1]], max_new_tokens=3)
+    with pytest.raises(InputError, match="integers"):
+        tokenizer.encode([0.5, 1.0])
+    with pytest.raises(InputError, match="empty prompt"):
+        model.generate([], max_new_tokens=3)
+    with pytest.raises(InputError, match="empty prompt"):
+        model.generate([[1, 2], []], max_new_tokens=3)
+    with pytest.raises(InputError, match="max_new_tokens"):
+        model.generate([1, 2], max_new_tokens=-1)
+    with pytest.raises(InputError, match="8000 positions"):
+        model.generate([1] * 7990, max_new_tokens=20)
+    with pytest.raises(InputError, match="BOS plus at least one unit"):
+        model.loglikelihood(tokenizer.encode([]))
+    with pytest.raises(InputError, match=r"token ids \[21\]"):
+        model(torch.tensor([0, 21]), [2])
+
+
+def test_unreleased_k_lmbda_lists_the_released_ones():
+    with pytest.raises(InputError, match=r"ulm\(k=500, lmbda=4000\) was never released; available: .*"
+                                         r"\(k=500, lmbda=4500\)"):
+        hubconf.ulm(k=500, lmbda=4000)
+    with pytest.raises(InputError, match=r"available: \(k=500, lmbda=4500\)$"):
+        hubconf.ulm_wavlm_layer_11_dpdp_hours_60k_steps_200k(k=100, lmbda=0)
+
+
+def test_registry_has_every_release_with_its_hash():
+    assert len(WEIGHTS) == 4 * 6 + 1
+    assert len({w.name for w in WEIGHTS}) == len(WEIGHTS)
+    for w in WEIGHTS:
+        (source,) = w.source_files
+        assert source.url.endswith(f"-{source.sha256}.pt") and len(source.sha256) == 8
+        assert w.converter == "ulm"
+    assert find("ulm", k=100, lmbda=9000).source_url.endswith("hours-1k-steps-10k-92bc9c97.pt")
+    assert find("ulm_wavlm_layer_11_dpdp_hours_60k_steps_200k", k=500, lmbda=4500).source_url.endswith(
+        "mistral-ulm-k-500-lmbda-4500-hours-60k-steps-200k-09759305.pt")
