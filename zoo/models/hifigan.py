@@ -514,6 +514,43 @@ def deduplicate(units: Sequence[int] | torch.Tensor) -> torch.Tensor:
     return torch.unique_consecutive(torch.as_tensor(units))
 
 
+def trim_to_f0(units: torch.Tensor, f0: torch.Tensor, config: CodeHiFiGANConfig,
+               f0_hop_length: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cut units ``(T,)`` and F0 ``(F,)`` of one utterance to a common duration the vocoder accepts, as
+    speech-resynthesis' ``inference.py`` cuts audio, codes and F0 (to whole F0 VQ-VAE frames when it has one).
+
+    ``f0_hop_length`` is the F0 frame shift in samples (:func:`zoo.f0.samples_per_frame`, 80 at 16 kHz).
+    """
+    block = math.lcm(config.code_hop_size, f0_hop_length)
+    if config.f0_quantizer is not None:
+        block = math.lcm(block, f0_hop_length * config.f0_quantizer.hop_length)
+    samples = min(units.shape[-1] * config.code_hop_size, f0.shape[-1] * f0_hop_length) // block * block
+    if samples == 0:
+        raise InputError(f"units and F0 cover less than the {block} samples the vocoder needs at least")
+    return units[..., : samples // config.code_hop_size], f0[..., : samples // f0_hop_length]
+
+
+def voice_convert(vocoder: CodeHiFiGAN, units: torch.Tensor, f0: torch.Tensor | None, target_speaker: int, *,
+                  f0_stats=None) -> torch.Tensor:
+    """The units (and F0) of one utterance spoken by ``target_speaker``: speech-resynthesis ``inference.py --vc``.
+
+    With speaker-normalised F0 (``f0_normalize``) only the speaker id changes. A vocoder trained on raw F0 gets the
+    utterance's voiced F0 moved to the target speaker's mean and std from ``f0_stats``
+    (:class:`zoo.f0.F0Stats`), and ``f0_feats`` vocoders get that pair as input. Returns ``(B, 1, samples)``.
+    """
+    from ..f0 import rescale_f0
+
+    stats = f0_stats.of(target_speaker) if f0_stats is not None else None
+    if f0 is not None and stats is not None and not vocoder.config.f0_normalize:
+        f0 = rescale_f0(f0, *stats)
+    extra = None
+    if vocoder.config.f0_feats:
+        if stats is None:
+            raise InputError("this vocoder takes the target speaker's F0 statistics: pass f0_stats")
+        extra = torch.tensor([stats])
+    return vocoder(units, speaker=target_speaker, f0=f0, f0_stats=extra)
+
+
 # ------------------------------------------------------------------------------------------ releases
 _S2ST = "https://dl.fbaipublicfiles.com/fairseq/speech_to_speech/vocoder/code_hifigan/"
 _MATRIX = "https://dl.fbaipublicfiles.com/speech_matrix/vocoder/"
