@@ -54,6 +54,9 @@ class SpeechTokenizerConfig:
     codebook_size: int = 1024
     n_q: int = 8                              # quantizers in the residual VQ
 
+    def __post_init__(self) -> None:
+        self.seanet(bidirectional=self.bidirectional)  # refuses an unknown activation, a BiLSTM without LSTM
+
     def seanet(self, *, bidirectional: bool) -> SEANetConfig:
         return SEANetConfig(dimension=self.dimension, n_filters=self.n_filters, ratios=self.strides,
                             n_residual_layers=self.n_residual_layers, residual_kernel_size=self.residual_kernel_size,
