@@ -163,3 +163,27 @@ def f0_vqvae(map_location="cpu", progress=True, weights=None):
     from zoo.models.f0_vqvae import load_f0_vqvae
 
     return load_f0_vqvae(map_location, progress, weights)
+
+
+def dpdp_quantizer_from_codebook(codebook, lmbda, num_neighbors=None):
+    """DP-SLM's duration-penalised quantizer (``nicolvisser/dpdp``) over a ``(K, D)`` codebook: ``lmbda`` is the
+    penalty per segment on squared distances; ``num_neighbors`` limits each frame to its nearest codes (the paper
+    used 5 % of K). ``quantizer(features)`` maps ``(T, D)`` (or ``(B, T, D)`` with ``lengths``) to
+    ``(quantized_features, units)``, the same units as the original, in O(T·K) instead of O(T²·K).
+
+    >>> quantizer = dpdp_quantizer_from_codebook(codebook(layer=11, k=500), lmbda=4500)  # doctest: +SKIP
+    >>> quantized_features, units = quantizer(features)                                   # doctest: +SKIP
+    """
+    from zoo.models.dpdp import DPDPQuantizer
+
+    return DPDPQuantizer.from_codebook(codebook, lmbda, num_neighbors)
+
+
+def dpdp_quantizer(codebook_size, codebook_dim, lmbda, num_neighbors=None):
+    """A DPDP quantizer with a random ``(codebook_size, codebook_dim)`` codebook (``torch.randn``, as the original
+    ``dpdp_quantizer``), to load a codebook into later; see :func:`dpdp_quantizer_from_codebook`."""
+    import torch
+
+    from zoo.models.dpdp import DPDPQuantizer
+
+    return DPDPQuantizer.from_codebook(torch.randn(codebook_size, codebook_dim), lmbda, num_neighbors)
