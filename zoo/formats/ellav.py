@@ -42,8 +42,8 @@ def tokenizer_config(data: Any, source: Path) -> ELLAVTokenizerConfig:
 
 def convert(paths: list[Path], **options) -> ELLAV:
     if len(paths) != 1 or options:
-        raise ConversionError("ellav conversion takes one checkpoint, e.g. "
-                              "ella-v-wavlm-layer-11-k-500-lmbda-4500-clean-10k-40hz-3815b3ab.pt" (its config is inside)")
+        raise ConversionError("ellav conversion takes one checkpoint (its config is inside), e.g. "
+                              "ella-v-wavlm-layer-11-k-500-lmbda-4500-clean-10k-40hz-3815b3ab.pt")
     path = Path(paths[0])
     container = load_original(path)
     expect_keys(container, ["model_args", "tokenizer", "model_state"],

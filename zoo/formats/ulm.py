@@ -52,8 +52,8 @@ def transformer_config(model_args: Any, *, output_bias: bool, source: Path) -> T
 
 def convert(paths: list[Path], config: Path | None = None) -> UnitLanguageModel:
     if len(paths) != 1:
-        raise ConversionError("ulm conversion takes one checkpoint, e.g. "
-                              "mistral-ulm-k-500-lmbda-4500-hours-1k-steps-10k-9b75c46e.pt [--config model_config.json]")
+        raise ConversionError("ulm conversion takes one checkpoint, e.g. mistral-ulm-k-500-lmbda-4500-hours-1k-"
+                              "steps-10k-9b75c46e.pt [--config model_config.json]")
     path = Path(paths[0])
     container = load_original(path)
     expect_keys(container, ["model_state_dict"], what="a Mistral-ULM checkpoint {'model_args', 'model_state_dict'}",

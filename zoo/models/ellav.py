@@ -187,6 +187,8 @@ class ELLAV(PretrainedModel):
         raw, finished = self.generate_raw(encoded, max_tokens, max_codec_tokens_per_phone, temperature, top_p,
                                           chunk_size, progress, use_cache=use_cache)
         codec_ids = [torch.tensor(self.tokenizer.decode(row), dtype=torch.long) for row in raw.tolist()]
+        if not finished:  # nothing was kept: the original returns two empty lists
+            codec_ids = []
         if strict and not all(finished):
             warnings.warn("some generated sequences did not reach EOS: increase max_tokens, or pass strict=False "
                           "to silence this", stacklevel=2)
