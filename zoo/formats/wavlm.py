@@ -55,7 +55,10 @@ TRAINING_ONLY_CFG_KEYS = (
     "no_mask_channel_overlap", "mask_channel_min_space",
 )
 
-#: Original state-dict names (weight norm already folded) → speechzoo's.
+#: The positional conv's bias and weight-norm pair, in either naming: torch's old API or its parametrizations.
+_POS_CONV_TENSORS = r"(bias|weight_g|weight_v|parametrizations\.weight\.original[01])"
+
+#: Original state-dict names → speechzoo's (the positional conv's weight norm is folded afterwards).
 ORIGINAL_TABLE: RenameTable = (
     (r"mask_emb", None),  # the training mask embedding
     (r"feature_extractor\.conv_layers\.(\d+)\.0\.(weight|bias)", r"feature_extractor.blocks.\1.conv.\2"),
@@ -63,7 +66,7 @@ ORIGINAL_TABLE: RenameTable = (
     (r"feature_extractor\.conv_layers\.0\.2\.(weight|bias)", r"feature_extractor.blocks.0.norm.\1"),  # GroupNorm
     (r"layer_norm\.(weight|bias)", r"feature_norm.\1"),
     (r"post_extract_proj\.(weight|bias)", r"feature_projection.\1"),
-    (r"encoder\.pos_conv\.0\.(weight|bias)", r"encoder.pos_conv.conv.\1"),
+    (rf"encoder\.pos_conv\.0\.{_POS_CONV_TENSORS}", r"encoder.pos_conv.conv.\1"),
     (r"encoder\.layers\.0\.self_attn\.relative_attention_bias\.weight", r"encoder.relative_position_bias.embedding.weight"),
     (r"encoder\.layers\.(\d+)\.self_attn\.(q|k|v|out)_proj\.(weight|bias)", r"encoder.layers.\1.attention.\2_proj.\3"),
     (r"encoder\.layers\.(\d+)\.self_attn\.grep_linear\.(weight|bias)", r"encoder.layers.\1.attention.gate_proj.\2"),
@@ -75,14 +78,14 @@ ORIGINAL_TABLE: RenameTable = (
 )
 
 # ------------------------------------------------------------------------------------------ transformers layout
-#: transformers' WavLMModel names (weight norm already folded) → speechzoo's.
+#: transformers' WavLMModel names → speechzoo's (the positional conv's weight norm is folded afterwards).
 TRANSFORMERS_TABLE: RenameTable = (
     (r"masked_spec_embed", None),  # the training mask embedding
     (r"feature_extractor\.conv_layers\.(\d+)\.conv\.(weight|bias)", r"feature_extractor.blocks.\1.conv.\2"),
     (r"feature_extractor\.conv_layers\.(\d+)\.layer_norm\.(weight|bias)", r"feature_extractor.blocks.\1.norm.\2"),
     (r"feature_projection\.layer_norm\.(weight|bias)", r"feature_norm.\1"),
     (r"feature_projection\.projection\.(weight|bias)", r"feature_projection.\1"),
-    (r"encoder\.pos_conv_embed\.conv\.(weight|bias)", r"encoder.pos_conv.conv.\1"),
+    (rf"encoder\.pos_conv_embed\.conv\.{_POS_CONV_TENSORS}", r"encoder.pos_conv.conv.\1"),
     (r"encoder\.layers\.0\.attention\.rel_attn_embed\.weight", r"encoder.relative_position_bias.embedding.weight"),
     (r"encoder\.layers\.(\d+)\.attention\.(q|k|v|out)_proj\.(weight|bias)", r"encoder.layers.\1.attention.\2_proj.\3"),
     (r"encoder\.layers\.(\d+)\.attention\.gru_rel_pos_linear\.(weight|bias)", r"encoder.layers.\1.attention.gate_proj.\2"),
@@ -102,8 +105,9 @@ _TRANSFORMERS_KEYS = ("feat_extract_norm", "conv_dim", "conv_kernel", "conv_stri
                       "num_conv_pos_embeddings", "num_conv_pos_embedding_groups", "num_buckets",
                       "max_bucket_distance", "hidden_act", "feat_extract_activation", "layer_norm_eps")
 
-#: Where each layout keeps the positional conv, whose weight norm runs over dim 2 (the kernel taps).
-_POS_CONV = {"original": "encoder.pos_conv.0", "transformers": "encoder.pos_conv_embed.conv"}
+#: The positional conv (renamed), whose weight norm runs over dim 2: one gain per kernel tap. Renaming comes
+#: first, so only the tensors a table knows reach the fold.
+_POS_CONV = "encoder.pos_conv.conv"
 
 
 def convert(paths: list[Path], **options: Any) -> WavLM:
@@ -138,8 +142,7 @@ def _convert_original(path: Path) -> WavLM:
         raise ConversionError(f"{path} is not an original WavLM checkpoint: it holds {sorted(container)} with a "
                               f"{type(container['cfg']).__name__} cfg, not exactly {{'cfg': dict, 'model': ...}}")
     config = config_from_original(container["cfg"], path=path)
-    state = fold_weight_norms(container["model"], dims={_POS_CONV["original"]: 2})
-    return _build(config, rename(state, ORIGINAL_TABLE))
+    return _build(config, rename(container["model"], ORIGINAL_TABLE))
 
 
 def config_from_original(cfg: dict, *, path: Path | str = "cfg") -> WavLMConfig:
@@ -215,7 +218,6 @@ def _convert_transformers(config_path: Path, weights_path: Path) -> WavLM:
         state = load_original(weights_path)
         if not isinstance(state, dict):
             raise ConversionError(f"{weights_path} is not a state dict")
-    state = fold_weight_norms(state, dims={_POS_CONV["transformers"]: 2})
     return _build(config, rename(state, TRANSFORMERS_TABLE))
 
 
@@ -274,5 +276,5 @@ def _config(path: Path | str, **fields: Any) -> WavLMConfig:
 
 def _build(config: WavLMConfig, state: dict[str, torch.Tensor]) -> WavLM:
     model = WavLM(config)
-    model.load_state_dict_strict(state)
+    model.load_state_dict_strict(fold_weight_norms(state, dims={_POS_CONV: 2}))
     return model.eval()
