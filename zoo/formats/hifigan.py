@@ -66,7 +66,7 @@ def convert(paths: list[Path], **options) -> CodeHiFiGAN:
     expect_keys(container, ["generator"], what="a HiFi-GAN vocoder checkpoint {'generator': state_dict}",
                 path=checkpoint)
     state = container["generator"]
-    if "conv_pre.weight_v" not in state and "conv_pre.weight" not in state:
+    if not any(k.startswith("conv_pre.") for k in state):
         hint = " (an F0 VQ-VAE: use the 'f0_vqvae' converter)" if any(k.startswith("encoder.") for k in state) else ""
         raise ConversionError(f"{checkpoint} holds no HiFi-GAN generator (no conv_pre){hint}")
     model = CodeHiFiGAN(vocoder_config(raw, state, where=str(config_path)))

@@ -169,9 +169,10 @@ class ResBlock1(nn.Module):
                                     for _ in dilations)
 
     def forward(self, x: torch.Tensor, lengths: Lengths = None) -> torch.Tensor:
+        # In-place ops on fresh intermediates only: ``x`` itself is shared by the stage's other blocks.
         for conv1, conv2 in zip(self.convs1, self.convs2):
             h = zero_beyond(conv1(F.leaky_relu(x, LRELU_SLOPE)), lengths)
-            x = x + zero_beyond(conv2(F.leaky_relu(h, LRELU_SLOPE)), lengths)
+            x = zero_beyond(conv2(F.leaky_relu_(h, LRELU_SLOPE)), lengths).add_(x)
         return x
 
 
@@ -185,7 +186,7 @@ class ResBlock2(nn.Module):
 
     def forward(self, x: torch.Tensor, lengths: Lengths = None) -> torch.Tensor:
         for conv in self.convs:
-            x = x + zero_beyond(conv(F.leaky_relu(x, LRELU_SLOPE)), lengths)
+            x = zero_beyond(conv(F.leaky_relu(x, LRELU_SLOPE)), lengths).add_(x)
         return x
 
 
@@ -225,17 +226,17 @@ class HiFiGANGenerator(nn.Module):
         per_stage = self.kernels_per_stage
         for i, up in enumerate(self.upsamples):
             blocks = self.resblocks[i * per_stage:(i + 1) * per_stage]
-            x = up(F.leaky_relu(x, LRELU_SLOPE))
+            x = up(F.leaky_relu_(x, LRELU_SLOPE))  # x is this function's own intermediate
             if lengths is not None:
                 (k,), (s,), (p,) = up.kernel_size, up.stride, up.padding
                 lengths = [(n - 1) * s - 2 * p + k for n in lengths]
                 x = zero_beyond(x, lengths)
             mrf = blocks[0](x, lengths)
             for block in blocks[1:]:
-                mrf = mrf + block(x, lengths)
-            x = mrf / per_stage
-        x = self.conv_post(F.leaky_relu(x, FINAL_LRELU_SLOPE))
-        return zero_beyond(torch.tanh(x), lengths)
+                mrf.add_(block(x, lengths))
+            x = mrf.div_(per_stage)
+        x = self.conv_post(F.leaky_relu_(x, FINAL_LRELU_SLOPE))
+        return zero_beyond(torch.tanh_(x), lengths)
 
 
 class VariancePredictor(nn.Module):
