@@ -106,10 +106,11 @@ class DPDPQuantizer(PretrainedModel):
         units = dpdp(features, self.codebook, self.lmbda, self.num_neighbors, lengths=lengths)
         # index_select: the same values as codebook[units], several times faster on CPU.
         codes = self.codebook.to(features.dtype).index_select(0, units.clamp(min=0).flatten())
-        codes = codes.view(*units.shape, -1)
-        if lengths is not None:
-            codes = codes.masked_fill((units == PADDING_UNIT)[..., None], 0)
-        return features - (features - codes).detach(), units
+        codes = codes.view(*units.shape, self.config.dim)
+        quantized = features - (features - codes).detach()
+        if lengths is not None:  # whatever the padding frames hold (even NaN), their output is 0
+            quantized = quantized.masked_fill((units == PADDING_UNIT)[..., None], 0)
+        return quantized, units
 
 
 # ------------------------------------------------------------------------------------------ functional form
