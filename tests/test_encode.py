@@ -1,0 +1,84 @@
+"""`speechzoo encode` and zoo.pipelines.SpeechToUnits against the original's numbers (tiny WavLM + codebook
+fixtures): the units of the original helper + codebook, deduplicated, with durations; batching and resuming."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from zoo import audio
+from zoo.cli import main
+from zoo.formats import codebook as codebook_format
+from zoo.formats import wavlm as wavlm_format
+from zoo.pipelines import SpeechToUnits, Units
+
+FIXTURES = Path(__file__).parent / "fixtures/wavlm"
+CODEBOOK_CASE = FIXTURES / "codebook_argmin"
+WAVLM_CASE = FIXTURES / "tiny_large_like_speech"
+CODEBOOK_LAYER = 3  # the tiny codebook clusters layer-3 features
+K = 20
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("weights")
+    return {
+        "wavlm": wavlm_format.convert(list((WAVLM_CASE / "original").glob("*.pt"))).save_pretrained(root / "wavlm"),
+        "codebook": codebook_format.convert(list((CODEBOOK_CASE / "original").glob("*.pt"))).save_pretrained(
+            root / "codebook"),
+    }
+
+
+@pytest.fixture(scope="module")
+def speech() -> torch.Tensor:
+    """The fixtures' input: 2 s of LibriSpeech at 16 kHz."""
+    return load_file(WAVLM_CASE / "io.safetensors")["wav"][0]
+
+
+def expected_units() -> Units:
+    """Deduplicated nearest-centroid units of the original's layer-3 features."""
+    return Units.from_framewise(load_file(CODEBOOK_CASE / "io.safetensors")["units"])
+
+
+def test_units_are_the_originals_deduplicated(weights, speech):
+    s2u = SpeechToUnits.from_pretrained(K, lmbda=0, num_neighbors=K, layer=CODEBOOK_LAYER, weights=weights,
+                                        progress=False)
+    (units,) = s2u([speech], 16000)
+    assert units == expected_units()
+    assert sum(units.durations) == len(speech) // 320
+
+
+def test_batched_ragged_equals_one_by_one(weights, speech):
+    s2u = SpeechToUnits.from_pretrained(K, lmbda=30.0, layer=CODEBOOK_LAYER, weights=weights, progress=False)
+    wavs = [speech, speech[:12345], speech[4000:30000]]
+    assert s2u(wavs, 16000, batch_size=3) == [s2u([w], 16000)[0] for w in wavs]
+
+
+def test_cli_writes_units_and_resumes(weights, speech, tmp_path, capsys):
+    (tmp_path / "in").mkdir()
+    audio.save(tmp_path / "in" / "a.flac", speech, 16000)
+    audio.save(tmp_path / "in" / "b.wav", audio.resample(speech, 16000, 24000), 24000)
+    out = tmp_path / "units.jsonl"
+    argv = ["encode", str(tmp_path / "in"), "--k", str(K), "--lmbda", "0", "--num-neighbors", str(K), "--layer",
+            str(CODEBOOK_LAYER), "--wavlm-weights", str(weights["wavlm"]), "--codebook-weights",
+            str(weights["codebook"]), "--batch-size", "2", "-o", str(out)]
+    assert main(argv) == 0
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [Path(line["name"]).name for line in lines] == ["a.flac", "b.wav"]
+    assert Units(lines[0]["units"], lines[0]["durations"]) == expected_units()  # flac is lossless
+    assert sum(lines[1]["durations"]) == len(speech) // 320
+
+    # a killed run leaves a half-written line: it is dropped and that file encoded again; done files are skipped
+    out.write_text(out.read_text().splitlines(keepends=True)[0] + '{"name": "')
+    assert main(argv) == 0
+    assert [json.loads(line) for line in out.read_text().splitlines()] == lines
+    assert "(1 were already there)" in capsys.readouterr().out
+
+
+def test_cli_reports_missing_input(weights, tmp_path, capsys):
+    assert main(["encode", str(tmp_path / "nothing.wav"), "--k", "20", "--lmbda", "0", "-o",
+                 str(tmp_path / "u.jsonl")]) == 2
+    assert "does not exist" in capsys.readouterr().err

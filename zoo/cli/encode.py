@@ -1,0 +1,71 @@
+"""``speechzoo encode AUDIO_OR_DIR... --k 500 --lmbda 4500 -o units.jsonl``: speech to DP-SLM units.
+
+Each file becomes one JSON line ``{"name": ..., "units": [...], "durations": [...]}``: its deduplicated units
+(WavLM-Large layer-11 features quantised by DPDP over the released k-means codebook) and how many 20 ms frames
+each lasted. Files are read in order, encoded in batches, and appended as they finish, so an interrupted run
+resumes where it stopped: names already in the output are skipped.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from .. import audio
+from ..pipelines import WAVLM_LAYER, SpeechToUnits
+from .inputs import batches, expand
+
+#: WavLM's input rate; files are resampled to it when read.
+SAMPLE_RATE = 16000
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("encode", help="encode speech to DP-SLM units (JSON lines)",
+                              description=__doc__.splitlines()[0])
+    p.add_argument("inputs", nargs="+", type=Path, metavar="AUDIO_OR_DIR", help="audio files or folders of them")
+    p.add_argument("-o", "--output", required=True, type=Path, help="JSON-lines file to write (or resume)")
+    p.add_argument("--k", type=int, required=True, help="codebook size: 100, 200, 500, 1000 or 2000")
+    p.add_argument("--lmbda", type=float, required=True, help="DPDP duration penalty (0: plain k-means units)")
+    p.add_argument("--layer", type=int, default=WAVLM_LAYER, help="WavLM-Large layer (released codebooks: 11)")
+    p.add_argument("--num-neighbors", type=int, help="codes each frame may take (default: 5%% of k, as DP-SLM)")
+    p.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
+    p.add_argument("--batch-size", type=int, default=8, help="files per WavLM batch")
+    p.add_argument("--wavlm-weights", help="WavLM directory or Hub repo id instead of the registry's")
+    p.add_argument("--codebook-weights", help="codebook directory or Hub repo id instead of the registry's")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    files = expand(args.inputs)
+    done = _names_in(args.output)
+    todo = [f for f in files if str(f) not in done]
+    if not todo:
+        print(f"{args.output}: all {len(files)} files already encoded")
+        return 0
+    weights = {"wavlm": args.wavlm_weights, "codebook": args.codebook_weights}
+    speech_to_units = SpeechToUnits.from_pretrained(args.k, args.lmbda, num_neighbors=args.num_neighbors,
+                                                    layer=args.layer, map_location=args.device,
+                                                    weights={k: v for k, v in weights.items() if v})
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    with open(args.output, "a") as out, tqdm(total=len(todo), desc="encoding", unit="file") as bar:
+        for batch in batches(todo, args.batch_size):
+            wavs = [audio.load(f, sample_rate=SAMPLE_RATE)[0][0] for f in batch]
+            for path, units in zip(batch, speech_to_units(wavs, SAMPLE_RATE, batch_size=args.batch_size)):
+                out.write(json.dumps({"name": str(path), "units": units.units, "durations": units.durations}) + "\n")
+            out.flush()
+            bar.update(len(batch))
+    print(f"wrote {len(todo)} files to {args.output}" + (f" ({len(done)} were already there)" if done else ""))
+    return 0
+
+
+def _names_in(path: Path) -> set[str]:
+    """Names already encoded in an existing output; a half-written last line (a killed run) is dropped."""
+    if not path.exists():
+        return set()
+    lines = path.read_text().splitlines(keepends=True)
+    if lines and not lines[-1].endswith("\n"):
+        path.write_text("".join(lines[:-1]))
+        lines = lines[:-1]
+    return {json.loads(line)["name"] for line in lines if line.strip()}

@@ -1,0 +1,47 @@
+"""Input handling shared by the subcommands: expanding files and folders, naming outputs, batching."""
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import TypeVar
+
+from ..errors import InputError
+
+#: Audio file extensions picked up when a folder is given.
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".opus", ".aiff", ".aif")
+
+T = TypeVar("T")
+
+
+def expand(inputs: Sequence[Path], suffixes: tuple[str, ...] = AUDIO_SUFFIXES, what: str = "audio") -> list[Path]:
+    """Files as given, and every file with one of ``suffixes`` under each folder (sorted)."""
+    files: list[Path] = []
+    for path in map(Path, inputs):
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.suffix.lower() in suffixes)
+            if not found:
+                raise InputError(f"{path} holds no {what} files ({', '.join(suffixes)})")
+            files += found
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise InputError(f"{path} does not exist")
+    return files
+
+
+def output_names(files: Sequence[Path]) -> dict[Path, str]:
+    """Each file's stem, which names its outputs; two files with one stem are an error."""
+    seen: dict[str, Path] = {}
+    for path in files:
+        if path.stem in seen:
+            raise InputError(f"{seen[path.stem]} and {path} would both be written as {path.stem}.*; rename one")
+        seen[path.stem] = path
+    return {path: stem for stem, path in seen.items()}
+
+
+def batches(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    """Consecutive slices of ``size`` items (``size`` ≥ 1, as ``--batch-size`` must be)."""
+    if size < 1:
+        raise InputError(f"--batch-size must be at least 1, got {size}")
+    for start in range(0, len(items), size):
+        yield items[start: start + size]

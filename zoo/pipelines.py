@@ -1,0 +1,201 @@
+"""DP-SLM end to end (Visser & Kamper, Interspeech 2025): speech → units → speech, and speech continuation.
+
+    speech (16 kHz) ─ WavLM Large, layer 11 ─ DPDP over a k-means codebook ─ deduplicate ─▶ units
+    units ─ ELLA-V ─▶ WavTokenizer codec ids (40 Hz) ─ WavTokenizer ─▶ speech (24 kHz)
+    units ─ unit LM continuation ─▶ more units
+
+Every stage is batched over files and runs on any device; the models are the hubconf ones, so the numbers are the
+originals'.
+
+Example::
+
+    >>> from zoo.pipelines import DPSLM
+    >>> dpslm = DPSLM.from_pretrained(k=500, lmbda=4500)                          # doctest: +SKIP
+    >>> units = dpslm.encode([wav], sr=16000)[0]                                  # doctest: +SKIP
+    >>> (speech,) = dpslm.resynthesize([wav], sr=16000)                           # doctest: +SKIP
+    >>> longer = dpslm.continue_speech(wav, sr=16000, seconds=5)                  # doctest: +SKIP
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+from tqdm.auto import tqdm
+
+from .errors import InputError
+
+#: WavLM-Large layer whose features DP-SLM quantises (1-based).
+WAVLM_LAYER = 11
+#: DP-SLM's README limits DPDP to each frame's nearest 5 % of the codes.
+NEIGHBOR_FRACTION = 0.05
+#: WavLM frame rate: units and their durations count 20 ms frames.
+UNIT_RATE = 50
+#: ELLA-V sampling settings of DP-SLM's README and ``example_inference.py``.
+ELLAV_MAX_TOKENS = 1000
+ELLAV_MAX_CODEC_TOKENS_PER_PHONE = 10
+ELLAV_TEMPERATURE = 1.0
+ELLAV_TOP_P = 0.8
+
+
+@dataclass(frozen=True)
+class Units:
+    """Deduplicated units of one utterance and how many 20 ms frames each lasted."""
+
+    units: list[int]
+    durations: list[int]
+
+    @classmethod
+    def from_framewise(cls, framewise: torch.Tensor) -> Units:
+        units, counts = torch.unique_consecutive(framewise, return_counts=True)
+        return cls(units.tolist(), counts.tolist())
+
+    @property
+    def seconds(self) -> float:
+        return sum(self.durations) / UNIT_RATE
+
+
+def _as_waveforms(wavs: torch.Tensor | Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """A list of 1-D waveforms from one waveform ``(N,)``/``(1, N)`` or a list of them."""
+    if isinstance(wavs, torch.Tensor):
+        wavs = [wavs]
+    out = []
+    for i, wav in enumerate(wavs):
+        wav = torch.as_tensor(wav)
+        if wav.ndim == 2 and wav.shape[0] == 1:
+            wav = wav[0]
+        if wav.ndim != 1:
+            raise InputError(f"waveform {i} has shape {tuple(wav.shape)}; give mono audio (N,) or (1, N) — "
+                             "mix stereo down with zoo.audio.to_mono")
+        out.append(wav)
+    if not out:
+        raise InputError("no waveforms given")
+    return out
+
+
+class SpeechToUnits:
+    """WavLM-Large layer-11 features quantised by DPDP: ``speech_to_units(wavs, sr)`` → one :class:`Units` each.
+
+    Files are encoded ``batch_size`` at a time (ragged batches; each item's units equal its unbatched units).
+    """
+
+    def __init__(self, wavlm: torch.nn.Module, quantizer: torch.nn.Module, layer: int = WAVLM_LAYER) -> None:
+        self.wavlm, self.quantizer, self.layer = wavlm, quantizer, layer
+
+    @classmethod
+    def from_pretrained(cls, k: int, lmbda: float, *, num_neighbors: int | None = None, layer: int = WAVLM_LAYER,
+                        map_location: str | torch.device = "cpu", progress: bool = True,
+                        weights: Mapping[str, str] | None = None) -> SpeechToUnits:
+        """The released WavLM Large and (layer, k) codebook; ``num_neighbors`` defaults to 5 % of k as DP-SLM's
+        README. ``weights`` may map "wavlm" and "codebook" to directories or repo ids."""
+        from .models.dpdp import DPDPQuantizer
+        from .models.kmeans import load_codebook
+        from .models.wavlm import load_wavlm_large
+
+        weights = weights or {}
+        wavlm = load_wavlm_large(map_location, progress, weights.get("wavlm"))
+        codebook = load_codebook(layer, k, map_location, progress, weights.get("codebook")).codebook
+        if num_neighbors is None:
+            num_neighbors = min(max(int(NEIGHBOR_FRACTION * codebook.shape[0]), 1), codebook.shape[0])
+        return cls(wavlm, DPDPQuantizer.from_codebook(codebook, lmbda, num_neighbors).to(map_location), layer)
+
+    @torch.inference_mode()
+    def __call__(self, wavs: torch.Tensor | Sequence[torch.Tensor], sr: int, *, batch_size: int = 8,
+                 progress: bool = False) -> list[Units]:
+        from .models.wavlm import extract_features
+
+        wavs = _as_waveforms(wavs)
+        results: list[Units | None] = [None] * len(wavs)
+        order = sorted(range(len(wavs)), key=lambda i: len(wavs[i]))  # similar lengths share a batch
+        batches = [order[i: i + batch_size] for i in range(0, len(order), batch_size)]
+        for batch in tqdm(batches, desc="speech → units", disable=not progress):
+            lengths = [len(wavs[i]) for i in batch]
+            padded = torch.zeros(len(batch), max(lengths))
+            for row, i in enumerate(batch):
+                padded[row, : lengths[row]] = wavs[i]
+            features, frames = extract_features(self.wavlm, padded, sr, layer=self.layer, lengths=lengths)
+            features = features.reshape(len(batch), -1, features.shape[-1])
+            _, units = self.quantizer(features, frames)
+            for row, i in enumerate(batch):
+                results[i] = Units.from_framewise(units[row, : frames[row]].cpu())
+        return results
+
+
+class DPSLM:
+    """The DP-SLM system for one (k, lmbda): encode, resynthesise and continue speech.
+
+    ``weights`` (for tests and local copies) maps any of "wavlm", "codebook", "ellav", "wavtokenizer", "ulm" to a
+    directory or repo id; the rest come from the registry.
+    """
+
+    def __init__(self, speech_to_units: SpeechToUnits, ellav: torch.nn.Module, wavtokenizer: torch.nn.Module,
+                 ulm: torch.nn.Module | None = None) -> None:
+        self.speech_to_units, self.ellav, self.wavtokenizer, self.ulm = speech_to_units, ellav, wavtokenizer, ulm
+
+    @classmethod
+    def from_pretrained(cls, k: int, lmbda: int, *, with_ulm: bool = True, num_neighbors: int | None = None,
+                        map_location: str | torch.device = "cpu", progress: bool = True,
+                        weights: Mapping[str, str] | None = None) -> DPSLM:
+        from .models.ellav import load_ellav
+        from .models.ulm import load_ulm
+        from .models.wavtokenizer import load_wavtokenizer
+
+        weights = weights or {}
+        return cls(
+            SpeechToUnits.from_pretrained(k, lmbda, num_neighbors=num_neighbors, map_location=map_location,
+                                          progress=progress, weights=weights),
+            load_ellav("ellav_units_to_wavtokenizer", map_location, progress, weights.get("ellav"), k=k, lmbda=lmbda),
+            load_wavtokenizer("small_600_24k_4096", True, progress, weights.get("wavtokenizer")).to(map_location),
+            load_ulm(k, lmbda, map_location, progress, weights.get("ulm"))[0] if with_ulm else None,
+        )
+
+    @property
+    def sample_rate(self) -> int:
+        """Rate of the speech this system writes (the WavTokenizer's)."""
+        from .models.wavtokenizer import SAMPLE_RATE
+
+        return SAMPLE_RATE
+
+    def encode(self, wavs: torch.Tensor | Sequence[torch.Tensor], sr: int, *, batch_size: int = 8,
+               progress: bool = False) -> list[Units]:
+        return self.speech_to_units(wavs, sr, batch_size=batch_size, progress=progress)
+
+    @torch.inference_mode()
+    def units_to_speech(self, units: Sequence[Sequence[int]], *, temperature: float = ELLAV_TEMPERATURE,
+                        top_p: float = ELLAV_TOP_P, max_tokens: int = ELLAV_MAX_TOKENS,
+                        progress: bool = False) -> list[torch.Tensor]:
+        """Speech ``(samples,)`` at :attr:`sample_rate` for each sequence of deduplicated units (one ELLA-V batch)."""
+        from .models.wavtokenizer import decode
+
+        prompts = [[f"u{u}" for u in row] for row in units]
+        codec_ids, _ = self.ellav.generate(prompts, max_tokens=max_tokens,
+                                           max_codec_tokens_per_phone=ELLAV_MAX_CODEC_TOKENS_PER_PHONE,
+                                           temperature=temperature, top_p=top_p, strict=False, progress=progress)
+        device = next(self.wavtokenizer.parameters()).device
+        return [decode(self.wavtokenizer, ids[None, None, :].to(device))[0][0].cpu() for ids in codec_ids]
+
+    def resynthesize(self, wavs: torch.Tensor | Sequence[torch.Tensor], sr: int, *, batch_size: int = 8,
+                     progress: bool = False, **sampling) -> list[torch.Tensor]:
+        """Each waveform through units and back: speech ``(samples,)`` at :attr:`sample_rate`."""
+        units = self.encode(wavs, sr, batch_size=batch_size, progress=progress)
+        speech: list[torch.Tensor] = []
+        for i in tqdm(range(0, len(units), batch_size), desc="units → speech", disable=not progress):
+            speech += self.units_to_speech([u.units for u in units[i: i + batch_size]], **sampling)
+        return speech
+
+    def continue_speech(self, wav: torch.Tensor, sr: int, seconds: float, *, temperature: float = 1.0,
+                        top_p: float = 1.0, progress: bool = False) -> torch.Tensor:
+        """The prompt ``wav`` resynthesised and continued by about ``seconds`` of new speech.
+
+        The unit LM models deduplicated units, so ``seconds`` becomes a number of new units through the prompt's
+        mean unit duration."""
+        if self.ulm is None:
+            raise InputError("this DPSLM was built without a unit LM: use from_pretrained(..., with_ulm=True)")
+        if seconds <= 0:
+            raise InputError(f"seconds must be positive, got {seconds}")
+        (prompt,) = self.encode(wav, sr)
+        mean_unit_seconds = prompt.seconds / len(prompt.units)
+        new_units = max(1, round(seconds / mean_unit_seconds))
+        continuation = self.ulm.generate(prompt.units, new_units, temperature, top_p, progress=progress)
+        (speech,) = self.units_to_speech([prompt.units + continuation.tolist()], progress=progress)
+        return speech
