@@ -89,6 +89,7 @@ def test_frames_are_samples_over_hop(case):
         assert extract(model, torch.randn(1, samples), 16000, layer=1).shape[0] == samples // HOP_LENGTH
 
 
+@pytest.mark.slow
 def test_legacy_weight_norm_names(tmp_path):
     """Microsoft's checkpoints name the positional conv's weight norm weight_g / weight_v."""
     case = FIXTURES / "tiny_large_like_speech"
@@ -174,10 +175,9 @@ def test_transformers_files_and_legacy_bin(hf_model, tmp_path):
 
 # ------------------------------------------------------------------------------------------ batching
 @pytest.fixture(scope="module")
-def models(case, hf_model, tmp_path_factory):
-    """The fixture's layer_norm / pre-LN model and the GroupNorm / post-LN (or second layer_norm) model."""
-    hf_ours = WavLM.from_pretrained(convert(hf_model[1], out=tmp_path_factory.mktemp("ours")))
-    return case[0], hf_ours
+def models(case, hf_model):
+    """The fixture's model (layer_norm, pre-LN) and one converted from transformers (either variant)."""
+    return case[0], wavlm_format.convert([hf_model[1]])
 
 
 def assert_batched_equals_unbatched(model, batch, lengths, sr, **kwargs):
@@ -407,6 +407,7 @@ def test_bad_transformers_layouts_are_refused(hf_model, tmp_path):
         wavlm_format.convert([directory / "config.json", tmp_path / "model.safetensors"])
 
 
+@pytest.mark.slow
 def test_conversion_cli_reports_errors(tmp_path):
     result = run_conversion(next(FIXTURES.glob("*/original/codebook-*.pt")), out=tmp_path)
     assert result.returncode == 2

@@ -198,18 +198,20 @@ class RelativePositionBias(nn.Module):
         return (offsets > 0).long() * half + torch.where(distance < exact, distance, far)
 
     def forward(self, num_frames: int) -> torch.Tensor:
-        """The bias of every offset ``−(T−1) … T−1`` per head: ``(H, 2T − 1)``, offset o at column o + T − 1."""
+        """The bias of every offset ``−(T−1) … T−1`` per head, ``(H, 2T − 1)``: offset o in column o + T − 1."""
         offsets = torch.arange(1 - num_frames, num_frames, device=self.embedding.weight.device)
         return self.embedding(self.bucket(offsets)).T
 
 
 def bias_rows(table: torch.Tensor, start: int, stop: int) -> torch.Tensor:
     """Rows ``start:stop`` (queries) of the ``(H, T, T)`` bias that a :class:`RelativePositionBias` table
-    ``(H, 2T − 1)`` stands for: ``bias[h, i, j] = table[h, j − i + T − 1]``."""
+    ``(H, 2T − 1)`` stands for: ``bias[h, i, j] = table[h, j − i + T − 1]``.
+
+    ``table.unfold`` views row k as ``table[:, k : k + T]``, the bias row of query ``T − 1 − k``; flipping the
+    selected rows puts the queries in order (one strided copy, no index tensor).
+    """
     num_frames = (table.shape[1] + 1) // 2
-    keys = torch.arange(num_frames, device=table.device)
-    queries = torch.arange(start, stop, device=table.device)
-    return table[:, keys[None, :] - queries[:, None] + num_frames - 1]
+    return table.unfold(1, num_frames, 1)[:, num_frames - stop: num_frames - start].flip(1)
 
 
 class GatedRelativeAttention(nn.Module):
@@ -456,33 +458,47 @@ def extract_features(model: WavLM, wav: torch.Tensor, sr: int, layer: int | None
 
     >>> features = extract_features(model, wav, 16000, layer=11)   # doctest: +SKIP
     """
+    if chunk_seconds is not None and chunk_seconds * SAMPLE_RATE < model.receptive_field:
+        raise InputError(f"chunk_seconds={chunk_seconds} is shorter than one frame "
+                         f"({model.receptive_field / SAMPLE_RATE} s); pass a longer chunk or None")
+    wav, padded_lengths = _model_input(model, wav, sr, lengths)
+    max_frames = None if chunk_seconds is None else int(chunk_seconds * SAMPLE_RATE) // model.hop_length
+    features = _encode_in_chunks(model, wav, padded_lengths, layer, max_frames, progress).squeeze(0)
+    if lengths is None:
+        return features
+    return features, torch.tensor([model.num_frames(n) for n in padded_lengths], device=features.device)
+
+
+def _model_input(model: WavLM, wav: torch.Tensor, sr: int, lengths: torch.Tensor | Sequence[int] | None
+                 ) -> tuple[torch.Tensor, list[int]]:
+    """Validate ``wav``, resample it to 16 kHz, zero what follows each item (as unbatched, before and after
+    resampling), pad 40 zeros on both sides and move it to the model: the waveforms and their padded lengths."""
     if isinstance(wav, torch.Tensor) and wav.ndim != 2:
         raise AudioError(f"wav must be 2-D (1, samples) or (batch, samples); got shape {tuple(wav.shape)}. "
                          "Add a batch axis with wav[None] or mix channels down with zoo.audio.to_mono")
     min_samples = (MIN_SAMPLES - 1) * sr // SAMPLE_RATE + 1  # resampled to at least MIN_SAMPLES
     check_waveform(wav, min_samples=min_samples, sample_rate=sr, name="wav")
-    if chunk_seconds is not None and chunk_seconds * SAMPLE_RATE < model.receptive_field:
-        raise InputError(f"chunk_seconds={chunk_seconds} is shorter than one frame "
-                         f"({model.receptive_field / SAMPLE_RATE} s); pass a longer chunk or None")
     if lengths is None:
         wav = resample(wav, sr, SAMPLE_RATE)
         sample_lengths = [wav.shape[1]] * wav.shape[0]
     else:
         sample_lengths = _check_lengths(lengths, wav, min_samples)
-        # What follows an item is what follows it unbatched, zeros, before and after resampling.
         wav = resample(_zero_past(wav, sample_lengths), sr, SAMPLE_RATE)
         gcd = math.gcd(sr, SAMPLE_RATE)
         sample_lengths = [math.ceil(SAMPLE_RATE // gcd * n / (sr // gcd)) for n in sample_lengths]  # as resample
         wav = _zero_past(wav, sample_lengths)
-    wav = F.pad(wav, (EDGE_PADDING, EDGE_PADDING))
     parameter = next(model.parameters())
-    wav = wav.to(device=parameter.device, dtype=parameter.dtype)
+    wav = F.pad(wav, (EDGE_PADDING, EDGE_PADDING)).to(device=parameter.device, dtype=parameter.dtype)
+    return wav, [n + 2 * EDGE_PADDING for n in sample_lengths]
 
-    max_frames = None if chunk_seconds is None else int(chunk_seconds * SAMPLE_RATE) // model.hop_length
-    chunks = _plan_chunks(model, [n + 2 * EDGE_PADDING for n in sample_lengths], max_frames)
-    frame_lengths = [model.num_frames(n + 2 * EDGE_PADDING) for n in sample_lengths]
-    features = wav.new_zeros(len(sample_lengths), max(frame_lengths), model.config.embed_dim)
-    batch = len(sample_lengths)
+
+def _encode_in_chunks(model: WavLM, wav: torch.Tensor, lengths: list[int], layer: int | None,
+                      max_frames: int | None, progress: bool) -> torch.Tensor:
+    """Features ``(B, T, D)`` of the edge-padded items ``wav`` ``(B, N)``, chunk by chunk, B chunks at a time;
+    zeros past each item's frames."""
+    batch = len(lengths)
+    chunks = _plan_chunks(model, lengths, max_frames)
+    features = wav.new_zeros(batch, max(model.num_frames(n) for n in lengths), model.config.embed_dim)
     groups = [chunks[i: i + batch] for i in range(0, len(chunks), batch)]
     for group in tqdm(groups, desc="WavLM chunks", disable=not progress or len(groups) < 2):
         sizes = [chunk.stop - chunk.start for chunk in group]
@@ -492,11 +508,9 @@ def extract_features(model: WavLM, wav: torch.Tensor, sr: int, layer: int | None
         ragged = None if len(set(sizes)) == 1 else torch.tensor(sizes, device=wav.device)
         out, _ = model(inputs, ragged, output_layer=layer)
         for row, chunk in enumerate(group):
-            features[chunk.item, chunk.first_frame: chunk.last_frame] = out[row, : chunk.last_frame - chunk.first_frame]
-    features = features.squeeze(0)
-    if lengths is None:
-        return features
-    return features, torch.tensor(frame_lengths, device=features.device)
+            num_frames = chunk.last_frame - chunk.first_frame
+            features[chunk.item, chunk.first_frame: chunk.last_frame] = out[row, :num_frames]
+    return features
 
 
 # ------------------------------------------------------------------------------------------ released weights

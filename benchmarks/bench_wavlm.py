@@ -1,0 +1,148 @@
+"""WavLM feature extraction on CPU: speechzoo vs transformers' ``WavLMModel`` on the same weights, and the peak
+memory of encoding a 10-minute file.
+
+(a) 10 s of audio, float32, 2 threads, the real WavLM Large configuration with random weights, saved in the
+    transformers layout and converted with ``zoo.formats.wavlm`` so both models hold the same numbers. Both get the
+    same input (the 40 + 40 zero samples ``extract_features`` pads). Rows: layer 11 (DP-SLM's; speechzoo stops after
+    block 11, transformers has no early exit, so it runs all 24 blocks and we take ``hidden_states[11]``) and the
+    full model (``layer=None`` vs ``last_hidden_state``). min / median of ``--runs`` runs after one warm-up.
+(b) A fresh process builds WavLM Large (random weights) and encodes ``--minutes`` of audio to layer-11 features with
+    ``extract_features`` (chunks of ``CHUNK_SECONDS``); its peak resident memory (``ru_maxrss``) must stay under 4 GB.
+
+    python benchmarks/bench_wavlm.py            # full size, for an idle machine
+    python benchmarks/bench_wavlm.py --quick    # a tiny config, to check that it runs
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+from zoo.formats import wavlm as wavlm_format
+from zoo.models.wavlm import CHUNK_SECONDS, EDGE_PADDING, SAMPLE_RATE, WavLM, WavLMConfig, extract_features
+
+THREADS = 2
+LAYER = 11                      # DP-SLM's layer
+AUDIO_SECONDS = 10.0
+MEMORY_MINUTES = 10.0
+MEMORY_LIMIT_GB = 4.0
+AMPLITUDE = 0.1                 # of the random test audio
+#: WavLM Large (the defaults), and a tiny model with its conv pattern (so frames stay 20 ms) for --quick.
+LARGE = WavLMConfig()
+QUICK = WavLMConfig(conv_layers=((32, 10, 5),) + ((32, 3, 2),) * 4 + ((32, 2, 2),) * 2, embed_dim=64,
+                    num_layers=LAYER + 1, num_heads=4, ffn_dim=128, pos_conv_kernel=16, pos_conv_groups=4)
+
+
+def same_weights(config: WavLMConfig):
+    """A random transformers WavLMModel of ``config`` (layer-norm extractor, pre-LN) and speechzoo's conversion."""
+    import transformers
+
+    channels, kernels, strides = zip(*config.conv_layers)
+    reference_config = transformers.WavLMConfig(
+        feat_extract_norm="layer", do_stable_layer_norm=True, conv_bias=False, conv_dim=channels,
+        conv_kernel=kernels, conv_stride=strides, hidden_size=config.embed_dim, num_hidden_layers=config.num_layers,
+        num_attention_heads=config.num_heads, intermediate_size=config.ffn_dim,
+        num_conv_pos_embeddings=config.pos_conv_kernel, num_conv_pos_embedding_groups=config.pos_conv_groups,
+        num_buckets=config.num_buckets, max_bucket_distance=config.max_distance)
+    torch.manual_seed(0)
+    reference = transformers.WavLMModel(reference_config).eval()
+    with tempfile.TemporaryDirectory() as directory:
+        reference.save_pretrained(directory)
+        ours = wavlm_format.convert([directory])
+    return reference, ours
+
+
+def timings(fn: Callable[[], torch.Tensor], runs: int) -> tuple[list[float], torch.Tensor]:
+    out = fn()  # warm-up
+    seconds = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        seconds.append(time.perf_counter() - start)
+    return seconds, out
+
+
+def speed_table(quick: bool, runs: int) -> None:
+    reference, ours = same_weights(QUICK if quick else LARGE)
+    wav = AMPLITUDE * torch.randn(1, int(AUDIO_SECONDS * SAMPLE_RATE), generator=torch.Generator().manual_seed(1))
+    padded = F.pad(wav, (EDGE_PADDING, EDGE_PADDING))  # what extract_features feeds the model
+    cases = {
+        f"layer {LAYER}": (lambda: extract_features(ours, wav, SAMPLE_RATE, layer=LAYER),
+                           lambda: reference(padded, output_hidden_states=True).hidden_states[LAYER][0]),
+        "all layers": (lambda: extract_features(ours, wav, SAMPLE_RATE),
+                       lambda: reference(padded).last_hidden_state[0]),
+    }
+    size = "tiny config (--quick)" if quick else "WavLM Large"
+    print(f"\n### WavLM feature extraction, {AUDIO_SECONDS:g} s of audio, {size}, CPU float32, {THREADS} threads, "
+          f"{runs} runs\n")
+    print("| output | speechzoo min / median (s) | transformers min / median (s) | speed-up (median) | max abs diff |")
+    print("|---|---|---|---|---|")
+    with torch.inference_mode():
+        for name, (ours_fn, reference_fn) in cases.items():
+            ours_s, ours_out = timings(ours_fn, runs)
+            ref_s, ref_out = timings(reference_fn, runs)
+            diff = (ours_out - ref_out).abs().max().item()
+            print(f"| {name} | {min(ours_s):.3f} / {statistics.median(ours_s):.3f} | {min(ref_s):.3f} / "
+                  f"{statistics.median(ref_s):.3f} | {statistics.median(ref_s) / statistics.median(ours_s):.2f}x | "
+                  f"{diff:.1e} |")
+
+
+def peak_rss_gb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # Linux reports KiB
+
+
+def memory_child(quick: bool, minutes: float) -> None:
+    """Run in a fresh process: build the model, encode, print the peaks as JSON."""
+    torch.set_num_threads(THREADS)
+    model = WavLM(QUICK if quick else LARGE).eval()
+    wav = AMPLITUDE * torch.randn(1, int(minutes * 60 * SAMPLE_RATE), generator=torch.Generator().manual_seed(2))
+    loaded = peak_rss_gb()
+    start = time.perf_counter()
+    features = extract_features(model, wav, SAMPLE_RATE, layer=LAYER, progress=True)
+    print(json.dumps({"loaded_gb": loaded, "peak_gb": peak_rss_gb(), "seconds": time.perf_counter() - start,
+                      "frames": features.shape[0]}))
+
+
+def memory_table(quick: bool, minutes: float) -> None:
+    cmd = [sys.executable, __file__, "--memory-child", "--minutes", str(minutes)] + (["--quick"] if quick else [])
+    result = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    stats = json.loads(result.stdout.strip().splitlines()[-1])
+    verdict = "OK" if stats["peak_gb"] < MEMORY_LIMIT_GB else f"OVER {MEMORY_LIMIT_GB:g} GB"
+    size = "tiny config (--quick)" if quick else "WavLM Large"
+    print(f"\n### Peak memory, {minutes:g} min of audio to layer-{LAYER} features, {size}, chunks of "
+          f"{CHUNK_SECONDS:g} s, CPU, {THREADS} threads\n")
+    print("| frames | peak RSS after loading (GB) | peak RSS after encoding (GB) | encoding time (s) | < 4 GB |")
+    print("|---|---|---|---|---|")
+    print(f"| {stats['frames']} | {stats['loaded_gb']:.2f} | {stats['peak_gb']:.2f} | {stats['seconds']:.1f} | "
+          f"{verdict} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a tiny config, to check that the script runs")
+    parser.add_argument("--runs", type=int, default=5, help="timed runs per row (default 5)")
+    parser.add_argument("--minutes", type=float, help=f"audio for the memory run (default {MEMORY_MINUTES:g})")
+    parser.add_argument("--skip-speed", action="store_true", help="only the memory run")
+    parser.add_argument("--memory-child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    minutes = args.minutes or (0.5 if args.quick else MEMORY_MINUTES)
+    if args.memory_child:
+        memory_child(args.quick, minutes)
+        return
+    torch.set_num_threads(THREADS)
+    if not args.skip_speed:
+        speed_table(args.quick, 2 if args.quick else args.runs)
+    memory_table(args.quick, minutes)
+
+
+if __name__ == "__main__":
+    main()
