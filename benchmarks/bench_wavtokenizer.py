@@ -210,13 +210,16 @@ class Reference(nn.Module):
 
 
 # ------------------------------------------------------------------------------------------ timing
-def timings(fn, repeats: int) -> list[float]:
-    fn()  # warm-up: allocator, kernels
-    out = []
+def timings(fns, repeats: int) -> list[list[float]]:
+    """Seconds per call of each of ``fns``, interleaved so that background load hits them alike."""
+    for fn in fns:
+        fn()  # warm-up: allocator, kernels
+    out = [[] for _ in fns]
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - start)
+        for fn, seconds in zip(fns, out):
+            start = time.perf_counter()
+            fn()
+            seconds.append(time.perf_counter() - start)
     return out
 
 
@@ -244,15 +247,16 @@ def main() -> None:
         "encode": (lambda: model.encode(audio, bandwidth_id), lambda: reference.encode(audio, bandwidth_id)),
     }
     with torch.inference_mode():
-        wav_diff = (model.decode(ours_features, bandwidth_id) - reference.decode(ours_features, bandwidth_id)).abs().max()
+        wav_diff = (model.decode(ours_features, bandwidth_id)
+                    - reference.decode(ours_features, bandwidth_id)).abs().max()
         codes_agree = torch.equal(model.encode(audio, bandwidth_id)[1], reference.encode(audio, bandwidth_id)[1])
 
     print(f"WavTokenizer {VARIANT} (random weights), {seconds:g} s ({frames} frames), CPU, "
           f"torch {torch.__version__}, {THREADS} threads, {repeats} repeats after a warm-up\n")
     print("| task | speechzoo min / median (s) | reference min / median (s) | speed-up (median) |")
     print("|---|---|---|---|")
-    for task, (ours, ref) in runs.items():
-        a, b = timings(ours, repeats), timings(ref, repeats)
+    for task, fns in runs.items():
+        a, b = timings(fns, repeats)
         print(f"| {task} | {min(a):.3f} / {statistics.median(a):.3f} | {min(b):.3f} / {statistics.median(b):.3f} "
               f"| {statistics.median(b) / statistics.median(a):.2f}× |")
     print(f"\noutputs: decode max |Δwav| = {wav_diff:.2e}; encode codes identical: {codes_agree}")

@@ -166,7 +166,8 @@ def _upstream_parts(path: Path) -> tuple[dict, dict, dict]:
             found = spec.get("class_path") if isinstance(spec, dict) else spec
             raise ConversionError(f"{path}: model.init_args.{part} must be a {class_name}, found {found!r}; "
                                   "speechzoo implements the EncodecFeatures + VocosBackbone + ISTFTHead WavTokenizer")
-        parts.append(_merge(_UPSTREAM_DEFAULTS[part], _UPSTREAM_REQUIRED[part], spec.get("init_args") or {}, part, path))
+        given = spec.get("init_args") or {}
+        parts.append(_merge(_UPSTREAM_DEFAULTS[part], _UPSTREAM_REQUIRED[part], given, part, path))
     return tuple(parts)
 
 

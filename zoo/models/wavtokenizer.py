@@ -149,10 +149,11 @@ class WavTokenizerConfig:
 
 
 #: The released models' configs (nicolvisser ``configs.py`` = upstream's YAMLs).
+_RELEASED_BACKBONE = BackboneConfig(adanorm_num_embeddings=4)
 VARIANTS = {
-    "small_600_24k_4096": WavTokenizerConfig(downsamples=(6, 5, 5, 4), backbone=BackboneConfig(adanorm_num_embeddings=4),
+    "small_600_24k_4096": WavTokenizerConfig(downsamples=(6, 5, 5, 4), backbone=_RELEASED_BACKBONE,
                                              head=ISTFTHeadConfig(n_fft=2400, hop_length=600)),
-    "small_320_24k_4096": WavTokenizerConfig(downsamples=(8, 5, 4, 2), backbone=BackboneConfig(adanorm_num_embeddings=4),
+    "small_320_24k_4096": WavTokenizerConfig(downsamples=(8, 5, 4, 2), backbone=_RELEASED_BACKBONE,
                                              head=ISTFTHeadConfig(n_fft=1280, hop_length=320)),
 }
 
@@ -375,7 +376,7 @@ class WavTokenizer(PretrainedModel):
         low, high = int(codes.min()), int(codes.max())
         if low < 0 or high >= size:
             raise InputError(f"codec ids must lie in [0, {size}), got values in [{low}, {high}]")
-        return self._lookup(codes.long())
+        return self._lookup(codes.to(self.head.out.weight.device, torch.long))
 
     @torch.inference_mode()
     def decode(self, features: torch.Tensor, bandwidth_id: int | torch.Tensor = 0) -> torch.Tensor:
@@ -393,7 +394,7 @@ class WavTokenizer(PretrainedModel):
                              f"{self._min_frames} frame(s) with {self.config.head.padding!r} ISTFT padding")
         rows = self.config.backbone.adanorm_num_embeddings
         index = self._bandwidth_index(bandwidth_id, rows, "the AdaLayerNorm tables") if rows is not None else 0
-        return self.head(self.backbone(features.to(self.head.out.weight.dtype), index))
+        return self.head(self.backbone(features.to(self.head.out.weight), index))
 
     @torch.inference_mode()
     def forward(self, audio: torch.Tensor, bandwidth_id: int | torch.Tensor = 0) -> torch.Tensor:
@@ -500,5 +501,5 @@ def encode(model: WavTokenizer, wav: torch.Tensor, sr: int) -> torch.Tensor:
 def decode(model: WavTokenizer, codes: torch.Tensor) -> tuple[torch.Tensor, int]:
     """nicolvisser's hubconf ``decode``: codes ``(K, B, L)`` (or ``(K, L)`` for one item) → ``(wav (B, samples),
     24000)``, with ``bandwidth_id`` 0."""
-    features = model.codes_to_features(torch.as_tensor(codes, device=model.head.out.weight.device))
+    features = model.codes_to_features(torch.as_tensor(codes))
     return model.decode(features, bandwidth_id=0), SAMPLE_RATE
