@@ -6,6 +6,7 @@ import torch
 from safetensors.torch import load_file
 
 import hubconf
+from conversion import model_cards
 from conversion.__main__ import main as conversion_main
 from zoo.errors import ConversionError, InputError
 from zoo.formats import codebook as codebook_format
@@ -86,3 +87,10 @@ def test_forward_rejects_features_of_another_dimension(converted):
 def test_from_tensor_needs_a_matrix():
     with pytest.raises(InputError, match=r"\(K, D\)"):
         Codebook.from_tensor(torch.zeros(5))
+
+
+def test_model_cards_are_generated_and_current():
+    assert model_cards.main(["--check"]) == 0
+    card = model_cards.cards()[model_cards.CARDS / "wavlm-large-layer11-kmeans500.md"]
+    assert 'torch.hub.load("speechzoo/speechzoo", "codebook", layer=11, k=500)' in card
+    assert "codebook-layer-11-k-500-2c2dee95.pt" in card and "λ ∈ {0, 600, 1500, 2800, 4500, 7000}" in card

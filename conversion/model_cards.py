@@ -1,0 +1,184 @@
+"""Model cards (``model_cards/<weights name>.md``) generated from the weights registry.
+
+The front matter, the hub one-liner and the provenance come from each :class:`~zoo.registry.Weights`; what the
+registry does not hold — tags, datasets, pipeline tag, the original code, a usage snippet, the citation — comes
+from one :class:`CardTemplate` per entry point. Give another family generated cards by adding its template to
+:data:`TEMPLATES`.
+
+    python -m conversion.model_cards            # write the cards of every entry point in TEMPLATES
+    python -m conversion.model_cards --check    # exit 1 if one of them is missing or out of date
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from zoo.registry import Weights, all_weights
+
+CARDS = Path(__file__).resolve().parents[1] / "model_cards"
+HUB_REPO = "speechzoo/speechzoo"
+#: Digits of a SHA-256 prefix as torch.hub's ``check_hash`` file names carry it.
+_HASH_PREFIX_DIGITS = 8
+
+
+@dataclass(frozen=True)
+class CardTemplate:
+    """The family-specific parts of a card. ``title`` and ``usage`` are ``str.format``-ed with the Weights fields,
+    its ``kwargs`` and ``load`` (the ``torch.hub.load(...)`` call that selects the weights)."""
+
+    title: str
+    tags: tuple[str, ...]
+    datasets: tuple[str, ...]
+    pipeline_tag: str
+    original_code: str                          # "owner/repo@commit (files)"
+    usage: str                                  # a Python snippet
+    citation: str                               # BibTeX
+    details: Callable[[Weights], str] = field(default=lambda weights: "")  # extra paragraph per weight set
+
+
+def hub_call(weights: Weights) -> str:
+    """``torch.hub.load("speechzoo/speechzoo", "<entry point>", <kwargs>)`` for ``weights``."""
+    arguments = "".join(f", {key}={value!r}" for key, value in weights.kwargs.items())
+    return f'torch.hub.load("{HUB_REPO}", "{weights.entry_point}"{arguments})'
+
+
+def render(weights: Weights, template: CardTemplate) -> str:
+    fields = {**vars(weights), **weights.kwargs, "load": hub_call(weights)}
+    front = ["---", f"license: {weights.license.lower().replace(' ', '-')}", "library_name: speechzoo",
+             "tags:", *[f"- {tag}" for tag in template.tags],
+             "datasets:" + ("" if template.datasets else " []"), *[f"- {d}" for d in template.datasets],
+             f"pipeline_tag: {template.pipeline_tag}", "---"]
+    rates = [f"{weights.sample_rate} Hz audio" if weights.sample_rate else "",
+             f"{weights.frame_rate:g} frames per second" if weights.frame_rate else ""]
+    rates = ", ".join(rate for rate in rates if rate)
+    sources = "\n".join(f"  - {f.url} ({_describe_hash(f.sha256)})" for f in weights.source_files)
+    files = " ".join(Path(f.url).name for f in weights.source_files)
+    details = template.details(weights)
+    sections = [
+        "\n".join(front),
+        f"# {template.title.format(**fields)}",
+        weights.description[0].upper() + weights.description[1:] + "." + (f" Rates: {rates}." if rates else ""),
+        *([details] if details else []),
+        "## Usage",
+        f"```python\n{template.usage.format(**fields).strip()}\n```",
+        "## Provenance",
+        "\n".join([
+            f"- Original code: {template.original_code}.",
+            f"- Original release:\n{sources}",
+            f"- Converted with `python -m conversion {weights.converter} {files} --out DIR` "
+            f"(`zoo.formats.{weights.converter}`); mirrored as `{weights.repo_id}` @ `{weights.revision}`.",
+            f"- Paper: {weights.paper}",
+        ]),
+        "## Citation",
+        f"```bibtex\n{template.citation.strip()}\n```",
+    ]
+    return "\n\n".join(sections) + "\n"
+
+
+def _describe_hash(sha256: str) -> str:
+    if not sha256:
+        return "SHA-256 not published by the release"
+    if len(sha256) == _HASH_PREFIX_DIGITS:
+        return f"SHA-256 starts with `{sha256}`, as torch.hub's `check_hash` names the file"
+    return f"SHA-256 `{sha256}`"
+
+
+# ------------------------------------------------------------------------------------------ templates
+WAVLM_CITATION = """
+@article{chen2022wavlm,
+  title={WavLM: Large-Scale Self-Supervised Pre-Training for Full Stack Speech Processing},
+  author={Chen, Sanyuan and Wang, Chengyi and Chen, Zhengyang and Wu, Yu and Liu, Shujie and Chen, Zhuo and Li, Jinyu and Kanda, Naoyuki and Yoshioka, Takuya and Xiao, Xiong and Wu, Jian and Zhou, Long and Ren, Shuo and Qian, Yanmin and Qian, Yao and Wu, Jian and Zeng, Michael and Yu, Xiangzhan and Wei, Furu},
+  journal={IEEE Journal of Selected Topics in Signal Processing},
+  volume={16},
+  number={6},
+  pages={1505--1518},
+  year={2022}
+}"""
+DPSLM_CITATION = """
+@article{visser2025dpslm,
+  title={Spoken Language Modeling with Duration-Penalized Self-Supervised Units},
+  author={Visser, Nicol and Kamper, Herman},
+  journal={arXiv preprint arXiv:2505.23494},
+  year={2025}
+}
+
+@article{kamper2022dpdp,
+  title={Word Segmentation on Discovered Phone Units with Dynamic Programming and Self-Supervised Scoring},
+  author={Kamper, Herman},
+  journal={arXiv preprint arXiv:2202.11929},
+  year={2022}
+}"""
+
+#: Bits per second of plain k-means units (argmin), from the WavLM-codebooks README.
+KMEANS_BITRATES = {100: 192, 200: 243, 500: 320, 1000: 386, 2000: 414}
+
+
+def _kmeans_details(weights: Weights) -> str:
+    k = weights.kwargs["k"]
+    lmbdas = sorted(w.kwargs["lmbda"] for w in all_weights() if w.entry_point == "ulm" and w.kwargs.get("k") == k)
+    trained = (f"DP-SLM released unit language models for DPDP units of this codebook at λ ∈ "
+               f"{{{', '.join(map(str, lmbdas))}}} (`hubconf.ulm(k={k}, lmbda=...)`)." if lmbdas else
+               "DP-SLM released no downstream model for this codebook size.")
+    rate = f" Plain nearest-code units run at {KMEANS_BITRATES[k]} bits per second." if k in KMEANS_BITRATES else ""
+    return (f"The codebook is the `({k}, 1024)` float32 tensor of k-means centroids (faiss, k-means++ init, "
+            f"Euclidean); the release does not say which audio it was trained on.{rate} {trained}")
+
+
+TEMPLATES: dict[str, CardTemplate] = {
+    "codebook": CardTemplate(
+        title="WavLM-Large layer-{layer} k-means codebook, K = {k}",
+        tags=("audio", "speech", "k-means", "discrete-units", "wavlm", "dp-slm", "textless"),
+        datasets=(),
+        pipeline_tag="feature-extraction",
+        original_code="[nicolvisser/WavLM-codebooks](https://github.com/nicolvisser/WavLM-codebooks) @ "
+                      "`d507263b4b78351045de6fe4576381641b8df1e7` (`hubconf.codebook`, `kmeans/train.py`); DPDP: "
+                      "[nicolvisser/dpdp](https://github.com/nicolvisser/dpdp) @ "
+                      "`0925621e0d89061821243efeb75bfb856d018d57`",
+        usage="""
+import torch
+from zoo import audio
+
+codebook = {load}  # ({k}, 1024)
+wavlm, extract_features = torch.hub.load("speechzoo/speechzoo", "wavlm_large")
+wav, sr = audio.load("speech.flac")
+features = extract_features(wavlm, wav, sr, layer={layer})  # (T, 1024) at 50 Hz
+
+units = torch.cdist(features, codebook).argmin(dim=1)  # k-means units, one per frame
+
+# DP-SLM's coarser units: duration-penalised dynamic programming over the same codebook
+quantizer = torch.hub.load("speechzoo/speechzoo", "dpdp_quantizer_from_codebook", codebook, lmbda=4500)
+quantized_features, units = quantizer(features)
+units = torch.unique_consecutive(units)
+""",
+        citation=DPSLM_CITATION + "\n" + WAVLM_CITATION,
+        details=_kmeans_details,
+    ),
+}
+
+
+def cards() -> dict[Path, str]:
+    """Every card the templates produce, by path."""
+    return {CARDS / f"{w.name}.md": render(w, TEMPLATES[w.entry_point])
+            for w in all_weights() if w.entry_point in TEMPLATES}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m conversion.model_cards", description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="only report missing or out-of-date cards")
+    args = parser.parse_args(argv)
+    stale = [path for path, text in cards().items() if not path.is_file() or path.read_text() != text]
+    if args.check:
+        for path in stale:
+            print(f"out of date: {path.relative_to(CARDS.parent)}", file=sys.stderr)
+        return 1 if stale else 0
+    for path, text in cards().items():
+        path.write_text(text)
+        print(path.relative_to(CARDS.parent))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
