@@ -17,6 +17,7 @@ Example::
 """
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -172,7 +173,14 @@ class DPSLM:
                                            max_codec_tokens_per_phone=ELLAV_MAX_CODEC_TOKENS_PER_PHONE,
                                            temperature=temperature, top_p=top_p, strict=False, progress=progress)
         device = next(self.wavtokenizer.parameters()).device
-        return [decode(self.wavtokenizer, ids[None, None, :].to(device))[0][0].cpu() for ids in codec_ids]
+        speech = []
+        for i, ids in enumerate(codec_ids):
+            if len(ids) == 0:  # ELLA-V ended a row before its first codec token: nothing to vocode
+                warnings.warn(f"ELLA-V generated no codec tokens for sequence {i}; its speech is empty", stacklevel=2)
+                speech.append(torch.zeros(0))
+            else:
+                speech.append(decode(self.wavtokenizer, ids[None, None, :].to(device))[0][0].cpu())
+        return speech
 
     def resynthesize(self, wavs: torch.Tensor | Sequence[torch.Tensor], sr: int, *, batch_size: int = 8,
                      progress: bool = False, **sampling) -> list[torch.Tensor]:

@@ -7,7 +7,7 @@ import importlib
 import sys
 
 #: Modules of zoo.cli that add subcommands, in the order ``speechzoo --help`` lists them.
-COMMANDS = ("listing", "convert", "encode", "codec", "vocode")
+COMMANDS = ("listing", "convert", "encode", "dpslm", "codec", "vocode")
 
 
 def build_parser() -> argparse.ArgumentParser:
