@@ -340,8 +340,12 @@ class CodeHiFiGAN(PretrainedModel):
                      style: torch.Tensor | int | None = None,
                      f0_stats: torch.Tensor | None = None) -> tuple[torch.Tensor, list[int]]:
         """The generator's input ``(B, model_in_dim, T)`` (what the originals feed ``conv_pre``) and row lengths."""
-        units, lengths = self._check_units(units)
+        width = torch.as_tensor(units).shape[-1]
+        units, lengths = self._check_units(units, aligned_f0=f0 is not None)
         batch = units.shape[0]
+        if f0 is not None and units.shape[1] < width:  # keep the F0 frames of the kept unit columns
+            f0 = torch.as_tensor(f0)
+            f0 = f0[..., : f0.shape[-1] * units.shape[1] // width]
         x = self._embed_units(units, lengths)
         if dur_prediction:
             if self.duration_predictor is None:
@@ -370,7 +374,10 @@ class CodeHiFiGAN(PretrainedModel):
         return zero_beyond(torch.cat(streams, dim=1), lengths), lengths
 
     # -------------------------------------------------------------- helpers
-    def _check_units(self, units: torch.Tensor) -> tuple[torch.Tensor, list[int]]:
+    def _check_units(self, units: torch.Tensor, aligned_f0: bool = False) -> tuple[torch.Tensor, list[int]]:
+        """Validated ``(B, T)`` ids with each row's units first (padding dropped wherever it was, as fairseq's
+        wrapper drops it) and the rows' lengths. With ``aligned_f0`` padding may only trail, so F0 frames keep
+        their units."""
         units = torch.as_tensor(units, device=self.unit_embedding.weight.device)
         if units.ndim == 1:
             units = units[None]
@@ -381,14 +388,17 @@ class CodeHiFiGAN(PretrainedModel):
         lengths = valid.sum(1)
         if units.shape[1] == 0 or (lengths == 0).any():
             raise InputError("empty unit sequence: every row needs at least one unit")
-        if (valid.long().diff(dim=1) > 0).any():
-            raise InputError(f"padding ({PAD_UNIT}) may only follow a row's units, not precede or interrupt them")
         bad = valid & ((units < 0) | (units >= self.config.num_embeddings))
         if bad.any():
             raise InputError(f"unit id {int(units[bad][0])} is outside this vocoder's table of "
                              f"{self.config.num_embeddings} units (0..{self.config.num_embeddings - 1}); were the "
                              "units made with another k-means model?")
-        return units.long().clamp(min=0), lengths.tolist()
+        if (valid.long().diff(dim=1) > 0).any():
+            if aligned_f0:
+                raise InputError(f"with F0, padding ({PAD_UNIT}) may only follow a row's units, not interrupt them")
+            units = units.gather(1, (~valid).long().argsort(dim=1, stable=True))
+        # Columns that are padding in every row are dropped (one padded row gives fairseq's output length).
+        return units[:, : int(lengths.max())].long().clamp(min=0), lengths.tolist()
 
     def _embed_units(self, units: torch.Tensor, lengths: list[int]) -> torch.Tensor:
         x = self.unit_embedding(units).transpose(1, 2)
