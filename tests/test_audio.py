@@ -176,6 +176,8 @@ def test_array_errors():
         audio.load(np.zeros(10, dtype=np.float32))
     with pytest.raises(AudioError, match="shape"):
         audio.load(np.zeros((1, 2, 10), dtype=np.float32), sample_rate=16000)
+    with pytest.raises(AudioError, match=r"looks like \(samples, channels\).*transpose"):
+        audio.load(np.zeros((100, 2), dtype=np.float32), sample_rate=16000)
     with pytest.raises(AudioError, match="bool"):
         audio.load(np.zeros(10, dtype=bool), sample_rate=16000)
 
@@ -216,7 +218,8 @@ def test_check_waveform_accepts_and_returns_good_audio():
 @pytest.mark.parametrize("waveform, kwargs, match", [
     (torch.zeros(1, 0), {}, "empty"),
     (torch.zeros(0), {}, "empty"),
-    (torch.zeros(1, 300), dict(min_samples=400, sample_rate=16000), r"300 samples \(18.8 ms at 16000 Hz\), fewer than the 400"),
+    (torch.zeros(1, 300), dict(min_samples=400, sample_rate=16000),
+     r"300 samples \(18.8 ms at 16000 Hz\), fewer than the 400"),
     (torch.zeros(300, 2), dict(min_samples=400), "transposed"),
     (torch.tensor([[0.0, float("nan"), 0.0]]), {}, "1 NaN or infinite"),
     (torch.tensor([float("inf"), -float("inf")]), {}, "2 NaN or infinite"),

@@ -238,6 +238,7 @@ def quantizer():
     (torch.zeros(3, 4), [3], "lengths go with batched"),
     (torch.zeros(2, 3, 4), [3], "2 integers"),
     (torch.zeros(2, 3, 4), [1.0, 2.0], "2 integers"),
+    (torch.zeros(2, 3, 4), [True, True], "2 integers"),
     (torch.zeros(2, 3, 4), [1, 4], r"0\.\.3"),
     (np.zeros((3, 4), dtype=np.float32), None, "torch.Tensor"),
     (torch.zeros(3, 4, device="meta"), None, "move the quantizer"),

@@ -221,6 +221,9 @@ def _from_array(array: np.ndarray | torch.Tensor) -> torch.Tensor:
         waveform = waveform[None]
     if waveform.ndim != 2:
         raise AudioError(f"audio arrays are (samples,) or (channels, samples), got shape {tuple(waveform.shape)}")
+    if waveform.shape[0] > waveform.shape[1]:
+        raise AudioError(f"an audio array of shape {tuple(waveform.shape)} has more channels than samples: it looks "
+                         "like (samples, channels), as soundfile returns it; pass its transpose")
     if waveform.dtype in (torch.int16, torch.int32):
         full_scale = 2.0 ** (torch.iinfo(waveform.dtype).bits - 1)
         return waveform.to(torch.float32) / full_scale

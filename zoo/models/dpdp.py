@@ -249,7 +249,8 @@ def _as_batch(features: torch.Tensor, codebook: torch.Tensor, lengths) -> tuple[
     if lengths is None:
         return features, [num_frames] * batch_size
     lengths = torch.as_tensor(lengths)
-    if lengths.shape != (batch_size,) or lengths.is_floating_point() or lengths.is_complex():
+    integers = not (lengths.is_floating_point() or lengths.is_complex() or lengths.dtype == torch.bool)
+    if lengths.shape != (batch_size,) or not integers:
         raise InputError(f"lengths must be {batch_size} integers (one per item), got {lengths!r}")
     lengths = lengths.tolist()
     if not all(0 <= n <= num_frames for n in lengths):
