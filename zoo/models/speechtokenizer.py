@@ -74,10 +74,10 @@ class ResidualVectorQuantizer(nn.Module):
     def nearest(self, layer: int, residual: torch.Tensor) -> torch.Tensor:
         """Index ``(B, T)`` of the nearest code of quantizer ``layer`` to each frame of ``residual`` ``(B, T, D)``."""
         frames = residual.reshape(-1, residual.shape[-1])
-        codebook = self.codebooks[layer]
-        # The original's expanded squared distance, negated, with the first maximum winning: the same rounding,
-        # so the same choice on near-ties.
-        score = -(frames.pow(2).sum(1, keepdim=True) - 2 * frames @ codebook.t() + codebook.pow(2).sum(1)[None])
+        embed = self.codebooks[layer].t()  # (D, K)
+        # The original's expanded squared distance, negated, in its layout, with the first maximum winning: the
+        # same rounding, so the same choice on near-ties.
+        score = -(frames.pow(2).sum(1, keepdim=True) - 2 * frames @ embed + embed.pow(2).sum(0, keepdim=True))
         return score.max(dim=-1).indices.view(residual.shape[:-1])
 
     def lookup(self, layer: int, codes: torch.Tensor) -> torch.Tensor:
@@ -169,7 +169,7 @@ class SpeechTokenizer(PretrainedModel):
             return codes
         frame_lengths = torch.tensor(self.encoder.output_lengths(sample_lengths), device=codes.device)
         valid = torch.arange(codes.shape[-1], device=codes.device) < frame_lengths[:, None]
-        return codes * valid, frame_lengths
+        return torch.where(valid, codes, 0), frame_lengths
 
     def decode(self, codes: torch.Tensor, st: int = 0,
                lengths: LengthsLike = None) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
@@ -187,7 +187,7 @@ class SpeechTokenizer(PretrainedModel):
             return wav
         sample_lengths = torch.tensor(frame_lengths, device=wav.device) * self.downsample_rate
         valid = torch.arange(wav.shape[-1], device=wav.device) < sample_lengths[:, None]
-        return wav * valid[:, None, :].to(wav.dtype), sample_lengths
+        return torch.where(valid[:, None, :], wav, 0.0), sample_lengths
 
     def forward(self, wav: torch.Tensor, n_q: int | None = None,
                 layers: Sequence[int] = (0,)) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -73,7 +73,7 @@ def zero_beyond(x: torch.Tensor, lengths: Lengths) -> torch.Tensor:
         return x
     steps = torch.arange(x.shape[-1], device=x.device)
     valid = steps < torch.tensor(list(lengths), device=x.device)[:, None]
-    return x * valid[:, None, :].to(x.dtype)
+    return torch.where(valid[:, None, :], x, 0.0)
 
 
 # ------------------------------------------------------------------------------------------ layers
