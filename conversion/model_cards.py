@@ -127,6 +127,55 @@ def _kmeans_details(weights: Weights) -> str:
             f"Euclidean); the release does not say which audio it was trained on.{rate} {trained}")
 
 
+ELLAV_CITATION = """
+@article{song2024ellav,
+  title={ELLA-V: Stable Neural Codec Language Modeling with Alignment-guided Sequence Reordering},
+  author={Song, Yakun and Chen, Zhuo and Wang, Xiaofei and Ma, Ziyang and Chen, Xie},
+  journal={arXiv preprint arXiv:2401.07333},
+  year={2024}
+}"""
+ULM_CODE = ("[nicolvisser/Mistral-ULM](https://github.com/nicolvisser/Mistral-ULM) @ "
+            "`5db79efc39fd7298c38e68de5a0ff95e4772f3ba` (`ulm/transformer.py`, `ulm/units/tokenizer.py`, `hubconf.py`, "
+            "`scripts/loglikelihood_zerospeech.py`)")
+ELLAV_CODE = ("[nicolvisser/ELLA-V](https://github.com/nicolvisser/ELLA-V) @ `3a27cee16edf9d94f3aaa4c7804b850d002a54a1` "
+              "(`ellav/model.py`, `ellav/generate.py`, `ellav/tokenizer.py`, `ellav/transformer/`, `hubconf.py`)")
+ULM_USAGE = """
+import torch
+
+model, tokenizer = {load}
+units = torch.unique_consecutive(units_duped)  # DPDP units (k={k}, lmbda={lmbda}); the ULM models them deduplicated
+ll = model.loglikelihood(tokenizer.encode(units.tolist()))  # summed natural-log likelihood, first unit included
+scores = model.loglikelihoods([tokenizer.encode(u) for u in batch])  # packed batches, as the ZeroSpeech script
+continuation = model.generate(units, max_new_tokens=250, temperature=1.0, top_p=0.9)  # KV-cached sampling
+"""
+ELLAV_USAGE = """
+import torch
+
+ellav = {load}
+codec_ids_list, finished = ellav.generate(
+    prompts=[{prompt}], max_tokens=1000, max_codec_tokens_per_phone=10,
+    temperature=1.0, top_p=0.8, chunk_size=None, progress=True)  # KV-cached, batched over prompts
+
+wavtokenizer, encode, decode = torch.hub.load("speechzoo/speechzoo", "wavtokenizer", "small_600_24k_4096")
+wav, sr = decode(wavtokenizer, codec_ids_list[0][None, None, :])  # (1, 600 * T) at 24 kHz
+"""
+
+
+def _ulm_details(weights: Weights) -> str:
+    return ("A pre-norm Mistral decoder (interleaved RoPE, RMSNorm, SwiGLU, no biases, untied embeddings; the 1k-hour "
+            "releases have 12 layers, width 1024, 16 heads, SwiGLU 4096, and every model is built from the args "
+            "stored in its checkpoint) over `k + 1` tokens: BOS (id 0) and unit `u` as id `u + 1`. It was trained "
+            "on chunks of consecutive utterances of deduplicated units, each starting with BOS. The original has no "
+            "generation code; speechzoo's `generate` adds a KV cache and nucleus sampling (BOS is never drawn).")
+
+
+def _ellav_details(weights: Weights) -> str:
+    return ("ELLA-V's generalized autoregressive stage (WavTokenizer has one codebook, so there is no NAR stage): "
+            "a 12-layer Mistral decoder whose vocabulary is UNK, BOS, EOP, EOS, the phones in Python `sorted` order "
+            "and the 4096 codec ids. A prompt is the deduplicated phones then `BOS, phone 0`; generation writes "
+            "codec ids for the current phone until EOP, and the next phone is then forced, as in the original.")
+
+
 TEMPLATES: dict[str, CardTemplate] = {
     "codebook": CardTemplate(
         title="WavLM-Large layer-{layer} k-means codebook, K = {k}",
@@ -155,6 +204,47 @@ units = torch.unique_consecutive(units)
 """,
         citation=DPSLM_CITATION + "\n" + WAVLM_CITATION,
         details=_kmeans_details,
+    ),
+    "ulm": CardTemplate(
+        title="Mistral-ULM unit language model, k = {k}, λ = {lmbda} (1k hours, 10k steps)",
+        tags=("audio", "speech", "language-model", "discrete-units", "wavlm", "dp-slm", "textless", "mistral"),
+        datasets=(),
+        pipeline_tag="text-generation",
+        original_code=ULM_CODE,
+        usage=ULM_USAGE,
+        citation=DPSLM_CITATION,
+        details=_ulm_details,
+    ),
+    "ulm_wavlm_layer_11_dpdp_hours_60k_steps_200k": CardTemplate(
+        title="Mistral-ULM unit language model, k = {k}, λ = {lmbda} (60k hours, 200k steps)",
+        tags=("audio", "speech", "language-model", "discrete-units", "wavlm", "dp-slm", "textless", "mistral"),
+        datasets=(),
+        pipeline_tag="text-generation",
+        original_code=ULM_CODE,
+        usage=ULM_USAGE,
+        citation=DPSLM_CITATION,
+        details=_ulm_details,
+    ),
+    "ellav_units_to_wavtokenizer": CardTemplate(
+        title="ELLA-V: WavLM DPDP units (k = {k}, λ = {lmbda}) to WavTokenizer codes",
+        tags=("audio", "speech", "text-to-speech", "discrete-units", "codec-language-model", "ella-v", "wavtokenizer",
+              "dp-slm", "textless"),
+        datasets=(),
+        pipeline_tag="text-to-speech",
+        original_code=ELLAV_CODE,
+        usage=ELLAV_USAGE.replace("{prompt}", '[f"u{{u}}" for u in units]'),
+        citation=DPSLM_CITATION + "\n" + ELLAV_CITATION,
+        details=_ellav_details,
+    ),
+    "ellav_phones_to_wavtokenizer": CardTemplate(
+        title="ELLA-V: us-arpa phones to WavTokenizer codes",
+        tags=("audio", "speech", "text-to-speech", "codec-language-model", "ella-v", "wavtokenizer", "dp-slm"),
+        datasets=(),
+        pipeline_tag="text-to-speech",
+        original_code=ELLAV_CODE,
+        usage=ELLAV_USAGE.replace("{prompt}", '["HH", "AH0", "L", "OW1"]'),
+        citation=DPSLM_CITATION + "\n" + ELLAV_CITATION,
+        details=_ellav_details,
     ),
 }
 

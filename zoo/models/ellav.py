@@ -282,13 +282,13 @@ WEIGHTS = tuple(
     _weights(f"ellav-wavlm-layer11-k{k}-lmbda{lmbda}-wavtokenizer", "ellav_units_to_wavtokenizer",
              {"k": k, "lmbda": lmbda}, f"ella-v-wavlm-layer-11-k-{k}-lmbda-{lmbda}-clean-10k-40hz", sha,
              f"ELLA-V acoustic model: deduplicated WavLM-Large layer-11 DPDP units (k={k}, lmbda={lmbda}) to "
-             "WavTokenizer small_600_24k_4096 codec tokens (40 Hz), LibriSpeech clean, from DP-SLM")
+             "WavTokenizer small_600_24k_4096 codec tokens (40 Hz), from DP-SLM")
     for k, pairs in _RELEASED_UNITS.items() for lmbda, sha in pairs
 ) + (
     _weights("ellav-phones-us-arpa-wavtokenizer", "ellav_phones_to_wavtokenizer", {},
              "ella-v-phonemes-us-arpa-clean-10k-40hz", _PHONES_SHA,
              "ELLA-V acoustic model: MFA us-arpa phones to WavTokenizer small_600_24k_4096 codec tokens (40 Hz), "
-             "LibriSpeech clean, from DP-SLM"),
+             "from DP-SLM"),
 )
 
 

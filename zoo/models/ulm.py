@@ -216,8 +216,8 @@ def _weights(entry_point: str, hours: str, steps: str, released: dict) -> tuple[
                                      f"{sha}.pt", sha),),
             license="unknown",
             paper=_PAPER,
-            description=f"Mistral-style unit LM (12 layers, 1024 wide) over deduplicated WavLM-Large layer-11 "
-                        f"DPDP units (k={k}, lmbda={lmbda}), {hours} hours, {steps} steps, from DP-SLM",
+            description=f"Mistral-style unit LM over deduplicated WavLM-Large layer-11 DPDP units (k={k}, "
+                        f"lmbda={lmbda}), trained on {hours} hours for {steps} steps, from DP-SLM",
         )
         for k, pairs in released.items() for lmbda, sha in pairs
     )
