@@ -434,20 +434,20 @@ def test_registry_entry_points_at_the_release():
 # ------------------------------------------------------------------------------------------ CLI
 @pytest.fixture(scope="module")
 def cli_setup(tmp_path_factory):
-    """Converted weights of the first fixture and three audio files (one stereo, one at 8 kHz)."""
+    """Converted weights of the first fixture and three audio files (one stereo, one at 8 kHz with a dot in its name)."""
     root = tmp_path_factory.mktemp("cli")
     weights = converted(CASES[0], root / "weights")
     speech, rate = soundfile.read(ROOT / "tests/data/librispeech-1272-128104-0000.flac", dtype="float32")
     soundfile.write(root / "short.wav", speech[:1000], rate)
     soundfile.write(root / "stereo.flac", np.stack([speech[:7000], speech[7000:14000]], 1), rate)
-    soundfile.write(root / "narrowband.wav", speech[:4000], 8000)
+    soundfile.write(root / "narrow.band.wav", speech[:4000], 8000)
     return root, weights
 
 
 def test_tokenize_and_detokenize_round_trip(cli_setup, tmp_path):
     root, weights = cli_setup
     model = hubconf.speechtokenizer(weights=weights)
-    audio_files = [root / "short.wav", root / "stereo.flac", root / "narrowband.wav"]
+    audio_files = [root / "short.wav", root / "stereo.flac", root / "narrow.band.wav"]
     args = ["--weights", str(weights), "--batch-size", "2"]
     assert main(["tokenize", *map(str, audio_files), "-o", str(tmp_path / "codes"), *args]) == 0
     assert main(["detokenize", str(tmp_path / "codes"), "-o", str(tmp_path / "wavs"), *args]) == 0

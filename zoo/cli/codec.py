@@ -94,7 +94,7 @@ def run_tokenize(args: argparse.Namespace) -> int:
             for b, p in enumerate(batch):
                 meta = {"model": name, "variant": variant, "weights": weights, "sample_rate": model.sample_rate,
                         "st": st, "n_q": codes.shape[0], "num_samples": lengths[b], "source": str(p)}
-                _write_codes(args.out / names[p], codes[:, b, : int(frames[b])].cpu(), meta, args.format)
+                _write_codes(args.out, names[p], codes[:, b, : int(frames[b])].cpu(), meta, args.format)
             bar.update(len(batch))
     print(f"wrote codes of {len(files)} files to {args.out}")
     return 0
@@ -105,11 +105,11 @@ def run_detokenize(args: argparse.Namespace) -> int:
     _check_batch_size(args.batch_size)
     files = list(_expand(args.inputs, (".safetensors", ".npy"), "codes"))
     items = {path: _read_codes(path) for path in files}
-    origins = {(m["model"], m["variant"], m["weights"]) for _, m in items.values()}
+    origins = sorted({(m["model"], m["variant"], m["weights"]) for _, m in items.values()}, key=str)
     if len(origins) > 1 and not args.weights:
-        raise InputError(f"the codes come from different codecs {sorted(map(str, origins))}; "
+        raise InputError(f"the codes come from different codecs {[str(o) for o in origins]}; "
                          "detokenize them in separate runs")
-    name, variant, weights = origins.pop()
+    name, variant, weights = origins[0]
     name, variant, weights = args.model or name, args.variant or variant, args.weights or weights
     model = load_codec(name, variant, weights, args.device)
     names = _output_names(files)
@@ -129,8 +129,7 @@ def run_detokenize(args: argparse.Namespace) -> int:
                 wav, samples = model.decode(codes.to(args.device), st=st, lengths=frames)
                 for b, p in enumerate(batch):
                     keep = min(int(samples[b]), items[p][1]["num_samples"])  # the input's length
-                    audio.save(args.out / Path(names[p]).with_suffix(".wav"), wav[b, :, :keep].cpu(),
-                               model.sample_rate)
+                    audio.save(args.out / f"{names[p]}.wav", wav[b, :, :keep].cpu(), model.sample_rate)
                 bar.update(len(batch))
     print(f"wrote {len(files)} wav files to {args.out}")
     return 0
@@ -152,14 +151,14 @@ def load_codec(name: str, variant: str, weights: str | None, device: str) -> Any
     return loader(variant, map_location=device, progress=True, weights=weights).eval()
 
 
-def _write_codes(stem: Path, codes: torch.Tensor, meta: dict, fmt: str) -> None:
+def _write_codes(directory: Path, name: str, codes: torch.Tensor, meta: dict, fmt: str) -> None:
     codes = codes.to(torch.int64).contiguous()
     if fmt == "safetensors":
-        save_file({"codes": codes}, str(stem.with_suffix(".safetensors")),
+        save_file({"codes": codes}, str(directory / f"{name}.safetensors"),
                   metadata={k: json.dumps(v) for k, v in meta.items()})
     else:
-        np.save(stem.with_suffix(".npy"), codes.numpy())
-        stem.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
+        np.save(directory / f"{name}.npy", codes.numpy())
+        (directory / f"{name}.json").write_text(json.dumps(meta, indent=2) + "\n")
 
 
 def _read_codes(path: Path) -> tuple[torch.Tensor, dict]:
