@@ -58,7 +58,8 @@ def fairseq():
 
 @pytest.fixture(scope="module")
 def resynthesis():
-    return hifigan_format.convert([RESYNTHESIS / "original" / "g_00400000", RESYNTHESIS / "original" / "config.json"]), \
+    original = RESYNTHESIS / "original"
+    return hifigan_format.convert([original / "g_00400000", original / "config.json"]), \
         load_file(RESYNTHESIS / "io.safetensors")
 
 
@@ -121,7 +122,8 @@ def test_conversion_cli_and_hub_entry_points(tmp_path):
     assert "CodeHiFiGAN" in io_buffer.getvalue()
     vocoder = hubconf.hifigan_unit_vocoder(weights=tmp_path / "vocoder")
     with torch.no_grad():
-        torch.testing.assert_close(vocoder(io["code"], speaker=io["spkr"], f0=io["f0"]), io["wav"], atol=ATOL, rtol=RTOL)
+        wav = vocoder(io["code"], speaker=io["spkr"], f0=io["f0"])
+        torch.testing.assert_close(wav, io["wav"], atol=ATOL, rtol=RTOL)
         torch.testing.assert_close(hubconf.f0_vqvae(weights=tmp_path / "f0_vq")(io["f0"])[0], io["f0_recon"],
                                    atol=ATOL, rtol=RTOL)
     assert vocoder.sample_rate == 16000 and vocoder.config.f0_normalize
@@ -164,8 +166,10 @@ def test_padded_batch_with_f0_codes_and_speakers(resynthesis):
 
 # ------------------------------------------------------------------------------------------ other variants
 VARIANTS = {
-    "resblock2_odd_upsampling": dict(resblock="2", upsample_rates=[3, 5], upsample_kernel_sizes=[7, 10],
-                                     resblock_kernel_sizes=[3, 5], resblock_dilation_sizes=[[1, 2], [2, 6]]),
+    # 12 channels halve to 6, 3, then 1 (integer division, as the original); 10 - 5 is odd: one extra sample
+    "resblock2_odd_upsampling": dict(resblock="2", upsample_rates=[3, 5, 2], upsample_kernel_sizes=[7, 10, 4],
+                                     upsample_initial_channel=12, resblock_kernel_sizes=[3, 5],
+                                     resblock_dilation_sizes=[[1, 2], [2, 6]]),
     "speaker_table_and_styles": dict(multispkr="from_input_file", num_speakers=6, multistyle="from_input_file",
                                      num_styles=4, model_in_dim=24),
     "speaker_vectors": dict(multispkr="_", embedder_params={"dim": 5}, embedder_dim=5, model_in_dim=16),
@@ -219,7 +223,7 @@ def test_odd_kernel_minus_rate_gives_one_extra_sample(tmp_path):
     length = 6
     for rate, kernel in zip(config["upsample_rates"], config["upsample_kernel_sizes"]):
         length = (length - 1) * rate - 2 * ((kernel - rate) // 2) + kernel
-    assert length == 3 * 5 * 6 + 1
+    assert length == 2 * (3 * 5 * 6 + 1)
     with torch.no_grad():
         assert ours(torch.zeros(1, 6, dtype=torch.long)).shape[-1] == length
 
@@ -273,7 +277,8 @@ def test_padding_inside_a_row_is_dropped_as_fairseq_does(fairseq, resynthesis):
     sr_vocoder, sr_io = resynthesis
     padded = torch.cat([sr_io["code"], torch.tensor([[-1, -1]])], dim=1)
     with torch.no_grad():  # the padded columns' F0 frames are dropped with them
-        assert torch.equal(sr_vocoder(padded, speaker=sr_io["spkr"], f0=torch.cat([sr_io["f0"], sr_io["f0"][..., :8]], -1)),
+        f0_padded = torch.cat([sr_io["f0"], sr_io["f0"][..., :8]], -1)
+        assert torch.equal(sr_vocoder(padded, speaker=sr_io["spkr"], f0=f0_padded),
                            sr_vocoder(sr_io["code"], speaker=sr_io["spkr"], f0=sr_io["f0"]))
     gappy = torch.cat([sr_io["code"][:, :4], torch.tensor([[-1]]), sr_io["code"][:, 4:]], dim=1)
     with pytest.raises(InputError, match="with F0, padding"):

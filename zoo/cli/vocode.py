@@ -103,7 +103,8 @@ def vocode_batch(vocoder, batch: list[Utterance], *, speaker: int | None = None,
         units, f0 = units_row[None].to(device), f0[None, None].to(device)
         if target_speaker is not None:
             if dur_prediction:
-                raise InputError("voice conversion with an F0 vocoder keeps the source durations: drop --dur-prediction")
+                raise InputError("voice conversion with an F0 vocoder keeps the source durations: "
+                                 "drop --dur-prediction")
             return [voice_convert(vocoder, units, f0, target_speaker, f0_stats=f0_stats)[0, 0].cpu()]
     if all(s is None for s in speakers):
         speaker_ids = None

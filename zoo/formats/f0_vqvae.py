@@ -25,22 +25,23 @@ def quantizer_rules(src: str, dst: str, *, decoder: str | None) -> RenameTable:
     """
     src = re.escape(src)
     enc, vq, dec = (rf"{src}encoder\.level_blocks", rf"{src}vq\.level_blocks", rf"{src}decoder\.level_blocks")
-    level = r"\.(\d+)\.model\.(\d+)"
+    at = r"\.(\d+)\.model\.(\d+)"                           # level, Sequential index
+    conv_a, conv_b = (rf"\.model\.(\d+)\.model\.{i}\.(weight|bias)" for i in (1, 3))  # residual block d
     rules = [
-        (rf"{enc}{level}\.0\.(weight|bias)", rf"{dst}encoder.levels.\1.layers.\2.conv.\3"),
-        (rf"{enc}{level}\.1\.model\.(\d+)\.model\.1\.(weight|bias)", rf"{dst}encoder.levels.\1.layers.\2.resnet.\3.conv_a.\4"),
-        (rf"{enc}{level}\.1\.model\.(\d+)\.model\.3\.(weight|bias)", rf"{dst}encoder.levels.\1.layers.\2.resnet.\3.conv_b.\4"),
-        (rf"{enc}{level}\.(weight|bias)", rf"{dst}encoder.levels.\1.layers.\2.\3"),
+        (rf"{enc}{at}\.0\.(weight|bias)", rf"{dst}encoder.levels.\1.layers.\2.conv.\3"),
+        (rf"{enc}{at}\.1{conv_a}", rf"{dst}encoder.levels.\1.layers.\2.resnet.\3.conv_a.\4"),
+        (rf"{enc}{at}\.1{conv_b}", rf"{dst}encoder.levels.\1.layers.\2.resnet.\3.conv_b.\4"),
+        (rf"{enc}{at}\.(weight|bias)", rf"{dst}encoder.levels.\1.layers.\2.\3"),
         (rf"{vq}\.(\d+)\.k", rf"{dst}codebooks.\1.codebook"),
     ]
     if decoder is None:
         return [*rules, (rf"{src}decoder\..*", None)]
     return [
         *rules,
-        (rf"{dec}{level}\.0\.model\.(\d+)\.model\.1\.(weight|bias)", rf"{decoder}levels.\1.layers.\2.resnet.\3.conv_a.\4"),
-        (rf"{dec}{level}\.0\.model\.(\d+)\.model\.3\.(weight|bias)", rf"{decoder}levels.\1.layers.\2.resnet.\3.conv_b.\4"),
-        (rf"{dec}{level}\.1\.(weight|bias)", rf"{decoder}levels.\1.layers.\2.conv.\3"),
-        (rf"{dec}{level}\.(weight|bias)", rf"{decoder}levels.\1.layers.\2.\3"),
+        (rf"{dec}{at}\.0{conv_a}", rf"{decoder}levels.\1.layers.\2.resnet.\3.conv_a.\4"),
+        (rf"{dec}{at}\.0{conv_b}", rf"{decoder}levels.\1.layers.\2.resnet.\3.conv_b.\4"),
+        (rf"{dec}{at}\.1\.(weight|bias)", rf"{decoder}levels.\1.layers.\2.conv.\3"),
+        (rf"{dec}{at}\.(weight|bias)", rf"{decoder}levels.\1.layers.\2.\3"),
         (rf"{src}decoder\.out\.(weight|bias)", rf"{decoder}out.\1"),
     ]
 

@@ -207,8 +207,8 @@ class HiFiGANGenerator(nn.Module):
         self.resblocks = nn.ModuleList()  # stage i uses resblocks[i * K : (i + 1) * K], as in the original
         self.kernels_per_stage = len(config.resblock_kernel_sizes)
         for i, (rate, kernel) in enumerate(zip(config.upsample_rates, config.upsample_kernel_sizes)):
-            channels = config.upsample_initial_channel // 2 ** (i + 1)
-            self.upsamples.append(nn.ConvTranspose1d(2 * channels, channels, kernel, rate, padding=(kernel - rate) // 2))
+            in_channels, channels = (config.upsample_initial_channel // 2 ** j for j in (i, i + 1))
+            self.upsamples.append(nn.ConvTranspose1d(in_channels, channels, kernel, rate, padding=(kernel - rate) // 2))
             self.resblocks.extend(resblock(channels, k, d) for k, d in
                                   zip(config.resblock_kernel_sizes, config.resblock_dilation_sizes))
         self.conv_post = nn.Conv1d(channels, 1, PRE_POST_KERNEL, padding=PRE_POST_KERNEL // 2)
@@ -408,7 +408,7 @@ class CodeHiFiGAN(PretrainedModel):
         padded = min(lengths) < x.shape[-1]
         log_durations = self.duration_predictor(x.transpose(1, 2), lengths if padded else None)
         durations = durations_from_log(log_durations)
-        return zero_beyond(durations[:, None], lengths)[:, 0] if padded else durations
+        return zero_beyond(durations[:, None], lengths)[:, 0].long() if padded else durations
 
     def _f0_feature(self, f0: torch.Tensor, lengths: list[int], batch: int) -> tuple[torch.Tensor, Lengths]:
         f0 = torch.as_tensor(f0, device=self.unit_embedding.weight.device)
@@ -603,7 +603,8 @@ def _vocoder(variant: str, files: tuple[tuple[str, str], ...], *, license: str, 
 
 
 def _s2st(variant: str, folder: str, description: str, paper: str = "https://arxiv.org/abs/2112.08352") -> Weights:
-    return _vocoder(variant, ((f"{_S2ST}{folder}/g_00500000", UNPUBLISHED), (f"{_S2ST}{folder}/config.json", UNPUBLISHED)),
+    files = ((f"{_S2ST}{folder}/g_00500000", UNPUBLISHED), (f"{_S2ST}{folder}/config.json", UNPUBLISHED))
+    return _vocoder(variant, files,
                     license="MIT", paper=paper, description=description)
 
 
