@@ -133,8 +133,9 @@ class RaggedLayout:
         self.column = (torch.arange(len(rows)) - (lengths.cumsum(0) - lengths)[rows]).to(device)
         self.positions = self.column + past_lengths[self.row]
 
-        fresh = not any(past)
-        self.is_causal = fresh and self.uniform and self.longest > 1
+        # Without a past, plain causal masking is exact even for ragged rows: a valid query i < seqlens[b] never
+        # reaches the padded keys j >= seqlens[b].
+        self.is_causal = not any(past) and self.longest > 1
         all_keys = self.longest == 1 and all(p + n == self.key_length for p, n in zip(past, seqlens))
         if self.is_causal or all_keys:
             self.mask = None
