@@ -358,7 +358,7 @@ class CodeHiFiGAN(PretrainedModel):
         if self.config.f0:
             if f0 is None:
                 raise InputError("this vocoder is conditioned on F0: pass f0=(batch, 1, frames)")
-            feature, f0_lengths = self._f0_feature(f0, lengths, batch)
+            feature = self._f0_feature(f0, lengths, batch)
             x_frames, f_frames = x.shape[-1], feature.shape[-1]
             if x_frames < f_frames:
                 factor = _ratio(f_frames, x_frames)
@@ -371,7 +371,8 @@ class CodeHiFiGAN(PretrainedModel):
             raise InputError("this vocoder takes no F0 (its config has f0: false); drop the f0 argument")
         frames = streams[0].shape[-1]
         streams += [table.expand(-1, -1, frames) for table in self._global_streams(batch, speaker, style, f0_stats)]
-        return zero_beyond(torch.cat(streams, dim=1), lengths), lengths
+        x = torch.cat(streams, dim=1)
+        return (zero_beyond(x, lengths) if min(lengths) < frames else x), lengths
 
     # -------------------------------------------------------------- helpers
     def _check_units(self, units: torch.Tensor, aligned_f0: bool = False) -> tuple[torch.Tensor, list[int]]:
@@ -410,7 +411,8 @@ class CodeHiFiGAN(PretrainedModel):
         durations = durations_from_log(log_durations)
         return zero_beyond(durations[:, None], lengths)[:, 0].long() if padded else durations
 
-    def _f0_feature(self, f0: torch.Tensor, lengths: list[int], batch: int) -> tuple[torch.Tensor, Lengths]:
+    def _f0_feature(self, f0: torch.Tensor, lengths: list[int], batch: int) -> torch.Tensor:
+        """The F0 stream ``(B, C, T_f)``, zero beyond each row's end."""
         f0 = torch.as_tensor(f0, device=self.unit_embedding.weight.device)
         if f0.ndim == 3 and f0.shape[1] == 1:
             f0 = f0[:, 0]
@@ -427,10 +429,10 @@ class CodeHiFiGAN(PretrainedModel):
             bins = f0.long()
             if ((bins < 0) | (bins >= self.config.f0_quant_num_bin)).any():
                 raise InputError(f"F0 bin ids must lie in 0..{self.config.f0_quant_num_bin - 1}")
-            return zero_beyond(self.f0_embedding(bins).transpose(1, 2), f0_lengths), f0_lengths
+            return zero_beyond(self.f0_embedding(bins).transpose(1, 2), f0_lengths)
         f0 = zero_beyond(f0[:, None].to(self.unit_embedding.weight.dtype), f0_lengths)
         if self.f0_quantizer is None:
-            return f0, f0_lengths
+            return f0
         hop = self.config.f0_quantizer.hop_length
         if f0.shape[-1] < hop:
             raise InputError(f"the F0 VQ-VAE needs at least {hop} F0 frames, got {f0.shape[-1]}")
@@ -440,7 +442,7 @@ class CodeHiFiGAN(PretrainedModel):
             feature = self.f0_quantizer.codebooks[0].dequantize(codes)
         else:
             feature = self.f0_embedding(codes).transpose(1, 2)
-        return zero_beyond(feature, code_lengths), code_lengths
+        return zero_beyond(feature, code_lengths)
 
     def _global_streams(self, batch: int, speaker, style, f0_stats) -> list[torch.Tensor]:
         """Per-utterance conditioning as ``(B, C, 1)`` columns: speaker, style, F0 statistics."""
