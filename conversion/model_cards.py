@@ -78,7 +78,7 @@ def render(weights: Weights, template: CardTemplate) -> str:
     return "\n\n".join(sections) + "\n"
 
 
-def _describe_hash(sha256: str) -> str:
+def _describe_hash(sha256: str | None) -> str:
     if not sha256:
         return "SHA-256 not published by the release"
     if len(sha256) == _HASH_PREFIX_DIGITS:

@@ -116,7 +116,7 @@ def test_truncated_cached_file_is_detected(hub, codebook_dir, monkeypatch):
         Codebook.from_pretrained(entry.repo_id, revision=entry.revision, progress=False)
 
 
-def loopback_release(hub: FakeHub, sha256: str) -> Weights:
+def loopback_release(hub: FakeHub, sha256: str | None) -> Weights:
     url = hub.add_raw("releases/codebook-layer-3-k-20-test.pt", CODEBOOK_PT.read_bytes())
     return Weights(name="test-codebook", entry_point="codebook", kwargs={"layer": 3, "k": 20}, converter="codebook",
                    source_files=(SourceFile(url, sha256),), license="MIT", paper="", description="test",
@@ -140,7 +140,15 @@ def test_original_release_with_wrong_hash_is_refused(hub):
     entry = loopback_release(hub, "deadbeef")
     with pytest.raises(WeightsError, match="expected deadbeef"):
         zoo.download.load(Codebook, entry, progress=False)
-    assert not list((zoo.download.speechzoo_cache() / "originals").iterdir()), "a bad download must be deleted"
+    originals = zoo.download.speechzoo_cache() / "originals"
+    assert not [p for p in originals.rglob("*") if p.is_file()], "a bad download must be deleted"
+
+
+def test_release_without_checksum_loads_with_a_warning(hub):
+    entry = loopback_release(hub, None)
+    with pytest.warns(UserWarning, match="no published checksum"):
+        model = zoo.download.load(Codebook, entry, progress=False)
+    assert torch.equal(model.codebook, expected_codebook())
 
 
 def test_unknown_repo_and_bad_names(hub):

@@ -14,10 +14,12 @@ file in the cache is reported (and removed) instead of used.
 """
 from __future__ import annotations
 
+import hashlib
 import importlib
 import json
 import os
 import re
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
@@ -111,11 +113,12 @@ def snapshot(name_or_path: str | os.PathLike, *, revision: str | None = None, pr
 # ------------------------------------------------------------------------------------------ originals
 def original_files(weights: Weights, *, progress: bool = True) -> list[Path]:
     """Download the original release files (cached, SHA-256-verified) and return their local paths."""
-    folder = speechzoo_cache() / "originals"
-    folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for source in weights.source_files:
-        dst = folder / f"{source.sha256[:8]}-{Path(source.url).name}"
+        # releases share file names (g_00500000, config.json): one folder per URL keeps them apart
+        folder = speechzoo_cache() / "originals" / hashlib.sha256(source.url.encode()).hexdigest()[:16]
+        folder.mkdir(parents=True, exist_ok=True)
+        dst = folder / Path(source.url).name
         if not dst.exists():
             if _env_flag("HF_HUB_OFFLINE"):
                 raise WeightsError(f"{source.url} is not cached and HF_HUB_OFFLINE is set")
@@ -123,11 +126,14 @@ def original_files(weights: Weights, *, progress: bool = True) -> list[Path]:
                 torch.hub.download_url_to_file(source.url, str(dst), hash_prefix=None, progress=progress)
             except Exception as e:  # urllib raises many kinds; all mean "not downloaded"
                 raise WeightsError(f"could not download {source.url}: {e}") from e
-        try:
-            verify_sha256(dst, source.sha256)
-        except WeightsError:
-            dst.unlink(missing_ok=True)
-            raise
+        if source.sha256 is None:
+            warnings.warn(f"{source.url} has no published checksum: its integrity is not verified", stacklevel=3)
+        else:
+            try:
+                verify_sha256(dst, source.sha256)
+            except WeightsError:
+                dst.unlink(missing_ok=True)
+                raise
         paths.append(dst)
     return paths
 

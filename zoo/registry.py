@@ -31,10 +31,11 @@ HUB_REVISION = "v0.1.0"
 
 @dataclass(frozen=True)
 class SourceFile:
-    """One file of an original release. ``sha256`` may be a prefix (torch.hub file names carry 8 hex digits)."""
+    """One file of an original release. ``sha256`` may be a prefix (torch.hub file names carry 8 hex digits), or
+    None where the release published no checksum: the download is then not verified, and a warning says so."""
 
     url: str
-    sha256: str
+    sha256: str | None
 
 
 @dataclass(frozen=True)

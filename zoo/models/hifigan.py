@@ -571,7 +571,7 @@ _PGSLM = "https://dl.fbaipublicfiles.com/textless_nlp/pgslm/vocoder/blizzard2013
 _EXPRESSO = "https://dl.fbaipublicfiles.com/textless_nlp/expresso/checkpoints/hifigan_expresso_lj_vctk_"
 _TWIST = "https://dl.fbaipublicfiles.com/textless_nlp/twist/speech_tokenizer/hifigan_lj_mhubert_base_25hz"
 #: ``sha256`` of a file whose release published no checksum: the download is then not verified.
-UNPUBLISHED = ""
+UNPUBLISHED = None
 
 #: SpeechMatrix target languages -> (unit vocabulary, vocoder training data).
 _MATRIX_LANGUAGES = {"de": (1000, "CSS10"), "nl": (1000, "CSS10"), "fi": (1000, "CSS10"), "hu": (1000, "CSS10"),

@@ -284,7 +284,7 @@ WEIGHTS = (
         source_files=(
             # No SHA-256 of this 906-byte git (not LFS) file is on record: it comes from the pinned commit, and the
             # converter checks its model keys against the checkpoint's tensor shapes.
-            SourceFile(_HF + "speechtokenizer_hubert_avg/config.json", ""),
+            SourceFile(_HF + "speechtokenizer_hubert_avg/config.json", None),
             SourceFile(_HF + "speechtokenizer_hubert_avg/SpeechTokenizer.pt",
                        "d04593b6c9a4b475f91ca481141a6ef5b23e6ac112f347dd2b2717f193c1c728"),
         ),
