@@ -14,11 +14,9 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from .. import audio
+from ..models.wavlm import SAMPLE_RATE as WAVLM_RATE
 from ..pipelines import WAVLM_LAYER, SpeechToUnits
 from .inputs import batches, expand
-
-#: WavLM's input rate; files are resampled to it when read.
-SAMPLE_RATE = 16000
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -51,8 +49,8 @@ def run(args: argparse.Namespace) -> int:
     args.output.parent.mkdir(parents=True, exist_ok=True)
     with open(args.output, "a") as out, tqdm(total=len(todo), desc="encoding", unit="file") as bar:
         for batch in batches(todo, args.batch_size):
-            wavs = [audio.load(f, sample_rate=SAMPLE_RATE)[0][0] for f in batch]
-            for path, units in zip(batch, speech_to_units(wavs, SAMPLE_RATE, batch_size=args.batch_size)):
+            wavs = [audio.load(f, sample_rate=WAVLM_RATE)[0][0] for f in batch]
+            for path, units in zip(batch, speech_to_units(wavs, WAVLM_RATE, batch_size=args.batch_size)):
                 out.write(json.dumps({"name": str(path), "units": units.units, "durations": units.durations}) + "\n")
             out.flush()
             bar.update(len(batch))
