@@ -116,6 +116,12 @@ def test_ragged_batch_generation_equals_one_by_one(loaded, units):
         assert torch.equal(row, model.generate(torch.tensor(prompt), max_new_tokens=12, temperature=0.0))
 
 
+def test_zero_new_tokens_gives_empty_continuations(loaded, units):
+    model, _ = loaded
+    assert model.generate(units[0], max_new_tokens=0).shape == (0,)
+    assert model.generate(units, max_new_tokens=0).shape == (3, 0)
+
+
 def test_seeded_sampling_is_reproducible_and_never_draws_bos(converted, units):
     model = UnitLanguageModel.from_pretrained(converted)
     with torch.no_grad():  # make BOS the most likely token everywhere: masking it must still yield units

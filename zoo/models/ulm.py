@@ -139,6 +139,9 @@ class UnitLanguageModel(PretrainedModel):
         prompts, single = self._prompt_ids(units_prompt)
         if max_new_tokens < 0:
             raise InputError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
+        if max_new_tokens == 0:
+            nothing = torch.zeros(len(prompts), 0, dtype=torch.long)
+            return nothing[0] if single else nothing
         longest = max(len(p) for p in prompts) + max_new_tokens - 1  # the last new token is never fed back
         if longest > self.config.max_positions:
             raise InputError(f"a prompt of {longest - max_new_tokens} units plus {max_new_tokens} new ones exceeds "
@@ -151,7 +154,7 @@ class UnitLanguageModel(PretrainedModel):
             new_ids.append(sample_top_p(logits, temperature, top_p))
             if step + 1 < max_new_tokens:
                 logits = decoder(new_ids[-1], [1] * len(prompts))
-        units = (torch.stack(new_ids, 1) - 1).cpu() if new_ids else torch.zeros(len(prompts), 0, dtype=torch.long)
+        units = (torch.stack(new_ids, 1) - 1).cpu()
         return units[0] if single else units
 
     def _prompt_ids(self, units_prompt) -> tuple[list[torch.Tensor], bool]:
