@@ -15,6 +15,7 @@ import hubconf
 from zoo import audio
 from zoo.errors import AudioError, ConversionError, InputError, WeightsError
 from zoo.formats import wavlm as wavlm_format
+from zoo.models import wavlm as wavlm_module
 from zoo.models.wavlm import EDGE_PADDING, HOP_LENGTH, RelativePositionBias, WavLM, extract_features
 from zoo.registry import find
 
@@ -273,6 +274,19 @@ def test_long_audio_is_encoded_chunk_by_chunk(models):
             torch.testing.assert_close(chunked[first:last], alone[0], atol=BATCH_ATOL, rtol=BATCH_ATOL)
 
 
+def test_conv_stack_in_segments_gives_the_same_frames(models, monkeypatch):
+    """Frame-local (LayerNorm) conv stacks run long inputs in segments; GroupNorm ones always whole."""
+    torch.manual_seed(10)
+    wav = torch.randn(2, 16_000)
+    with torch.inference_mode():
+        whole = [model.conv_features(wav)[0] for model in models]
+        monkeypatch.setattr(wavlm_module, "CONV_SEGMENT_FRAMES", 7)
+        segmented = [model.conv_features(wav)[0] for model in models]
+    for model, a, b in zip(models, whole, segmented):
+        assert a.shape == b.shape == (2, 49, model.config.embed_dim)
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-6)
+
+
 def test_ragged_batch_of_long_audio_is_chunked_per_item(models):
     torch.manual_seed(9)
     assert_batched_equals_unbatched(models[1], torch.randn(2, 40_000), [40_000, 23_456], 16000,
@@ -363,6 +377,20 @@ def test_foreign_cfg_keys_are_refused(tmp_path, original):
     cfg = {**original["cfg"], "label_rate": 50}
     with pytest.raises(ConversionError, match=r"cfg keys \['label_rate'\] are not WavLM's"):
         wavlm_format.convert([save(tmp_path, {"cfg": cfg, "model": original["model"]})])
+
+
+def test_cfg_maps_onto_the_config(original):
+    """Missing keys take the original WavLMConfig's defaults; post_extract_proj exists only when the conv channels
+    differ from the embedding width."""
+    config = wavlm_format.config_from_original(original["cfg"])
+    assert (config.embed_dim, config.num_layers, config.num_heads, config.pos_conv_kernel) == (64, 4, 4, 16)
+    assert config.project_features and config.layer_norm_first and config.gated_position_bias
+    base = wavlm_format.config_from_original({"conv_feature_layers": "[(48,10,5)] + [(48,3,2)] * 6",
+                                              "encoder_embed_dim": 48, "encoder_attention_heads": 4})
+    assert not base.project_features
+    assert (base.extractor_mode, base.num_layers, base.max_distance, base.relative_position_bias) == (
+        "default", 12, 1280, False)
+    assert isinstance(WavLM(base).feature_projection, torch.nn.Identity)
 
 
 def test_unimplemented_activation_is_refused(tmp_path, original):

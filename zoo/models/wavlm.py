@@ -49,6 +49,9 @@ MIN_SAMPLES = RECEPTIVE_FIELD - 2 * EDGE_PADDING
 #: Default chunk length of :func:`extract_features` (as textlesslib's 100 s): the cost of attention grows with
 #: the square of the length, so longer audio is encoded chunk by chunk.
 CHUNK_SECONDS = 100.0
+#: Frames the conv stack computes at once when its norms are frame-local (10 s at 50 Hz): its first block makes
+#: C × N/5 values, so whole chunks would dominate the memory of long audio.
+CONV_SEGMENT_FRAMES = 500
 #: Every LayerNorm and GroupNorm of WavLM.
 NORM_EPS = 1e-5
 #: Query rows per attention block are chosen so that one block's logits hold at most this many values
@@ -153,14 +156,38 @@ class ConvFeatureExtractor(nn.Module):
             blocks.append(ConvBlock(in_channels, channels, kernel, stride, bias=config.conv_bias, norm=norm))
             in_channels = channels
         self.blocks = nn.ModuleList(blocks)
+        # GroupNorm ("default") normalises over the whole utterance; LayerNorm over each frame's channels alone.
+        self.frame_local = config.extractor_mode == "layer_norm"
+        self.hop_length = math.prod(stride for _, _, stride in config.conv_layers)
+        self.receptive_field = 1 + sum((kernel - 1) * math.prod(s for _, _, s in config.conv_layers[:i])
+                                       for i, (_, kernel, _) in enumerate(config.conv_layers))
+
+    def num_frames(self, num_samples: int) -> int:
+        """Frames made of ``num_samples`` samples (0 if fewer than the receptive field)."""
+        return max(0, (num_samples - self.receptive_field) // self.hop_length + 1)
 
     def forward(self, waveforms: torch.Tensor, lengths: torch.Tensor | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Frames ``(B, C, T)`` and, with ``lengths``, each item's frame count.
+
+        With frame-local norms, long inputs run in segments of :data:`CONV_SEGMENT_FRAMES` frames, each from its
+        own samples — the same computation per frame, but block 0 (C × N/5 values: 650 MB for 100 s of Large)
+        never holds a whole input at once.
+        """
+        frames = self.num_frames(waveforms.shape[-1])
+        frame_lengths = None if lengths is None else (lengths - self.receptive_field) // self.hop_length + 1
+        if not self.frame_local or frames <= CONV_SEGMENT_FRAMES:
+            return self._run(waveforms, lengths), frame_lengths
+        segments = [waveforms[:, first * self.hop_length: (last - 1) * self.hop_length + self.receptive_field]
+                    for first, last in itertools.pairwise([*range(0, frames, CONV_SEGMENT_FRAMES), frames])]
+        return torch.cat([self._run(segment, None) for segment in segments], dim=-1), frame_lengths
+
+    def _run(self, waveforms: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
         x = waveforms[:, None, :]
         for block in self.blocks:
             lengths = None if lengths is None else block.output_lengths(lengths)
             x = block(x, lengths)
-        return x, lengths
+        return x
 
 
 # ------------------------------------------------------------------------------------------ transformer encoder
@@ -355,20 +382,16 @@ class WavLM(PretrainedModel):
     @property
     def hop_length(self) -> int:
         """Samples between frames (the product of the conv strides)."""
-        return math.prod(stride for _, _, stride in self.config.conv_layers)
+        return self.feature_extractor.hop_length
 
     @property
     def receptive_field(self) -> int:
         """Samples one frame sees."""
-        field, step = 1, 1
-        for _, kernel, stride in self.config.conv_layers:
-            field += (kernel - 1) * step
-            step *= stride
-        return field
+        return self.feature_extractor.receptive_field
 
     def num_frames(self, num_samples: int) -> int:
         """Frames the model makes of ``num_samples`` samples (0 if fewer than the receptive field)."""
-        return max(0, (num_samples - self.receptive_field) // self.hop_length + 1)
+        return self.feature_extractor.num_frames(num_samples)
 
     def conv_features(self, waveforms: torch.Tensor, lengths: torch.Tensor | None = None
                       ) -> tuple[torch.Tensor, torch.Tensor | None]:
