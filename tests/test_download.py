@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from hub_server import FakeHub
 from safetensors.torch import load_file
 
 import zoo.download
-from hub_server import FakeHub
 from zoo.errors import WeightsError
 from zoo.models.kmeans import Codebook
 from zoo.registry import SourceFile, Weights, find

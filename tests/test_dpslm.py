@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import soundfile
 import torch
-
 from hub_server import FakeHub
+
 from zoo import audio
 from zoo.cli import main
 from zoo.formats import wavlm as wavlm_format

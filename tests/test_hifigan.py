@@ -17,7 +17,6 @@ import tarfile
 from contextlib import redirect_stdout
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -29,7 +28,7 @@ from zoo.errors import AudioError, ConversionError, InputError
 from zoo.f0 import F0Stats, normalize_f0, peak_normalize, rescale_f0, samples_per_frame, yaapt_f0
 from zoo.formats import f0_vqvae as f0_vqvae_format
 from zoo.formats import hifigan as hifigan_format
-from zoo.models.hifigan import WEIGHTS, CodeHiFiGAN, deduplicate, trim_to_f0, voice_convert
+from zoo.models.hifigan import WEIGHTS, deduplicate, trim_to_f0, voice_convert
 from zoo.registry import find
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))

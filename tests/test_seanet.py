@@ -18,8 +18,16 @@ from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
 
 from zoo.formats import fold_weight_norms
-from zoo.nn.seanet import (SConv1d, SConvTranspose1d, SEANetConfig, SEANetDecoder, SEANetEncoder, Snake1d,
-                           conv_paddings, pad_reflect)
+from zoo.nn.seanet import (
+    SConv1d,
+    SConvTranspose1d,
+    SEANetConfig,
+    SEANetDecoder,
+    SEANetEncoder,
+    Snake1d,
+    conv_paddings,
+    pad_reflect,
+)
 
 TINY = dict(n_filters=2, dimension=6, ratios=(4, 2))
 LAYOUTS = {

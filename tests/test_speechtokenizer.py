@@ -18,7 +18,6 @@ from torch import nn
 import hubconf
 from zoo.cli import main
 from zoo.errors import AudioError, ConversionError, InputError
-from zoo.formats import fold_weight_norms
 from zoo.formats.speechtokenizer import convert
 from zoo.models.speechtokenizer import SpeechTokenizer, SpeechTokenizerConfig, d_axis_distill_loss
 from zoo.registry import find

@@ -7,8 +7,15 @@ import pytest
 import torch
 
 from zoo.errors import InputError
-from zoo.nn.transformer import (IncrementalDecoder, KVCache, Transformer, TransformerConfig, apply_rotary,
-                                rotary_phases, sample_top_p)
+from zoo.nn.transformer import (
+    IncrementalDecoder,
+    KVCache,
+    Transformer,
+    TransformerConfig,
+    apply_rotary,
+    rotary_phases,
+    sample_top_p,
+)
 
 VOCAB = 23
 

@@ -11,8 +11,16 @@ import hubconf
 from zoo import audio
 from zoo.errors import ConversionError, InputError
 from zoo.formats import wavtokenizer as fmt
-from zoo.models.wavtokenizer import (VARIANTS, WEIGHTS, BackboneConfig, ISTFTHeadConfig, WavTokenizer,
-                                     WavTokenizerConfig, decode, encode)
+from zoo.models.wavtokenizer import (
+    VARIANTS,
+    WEIGHTS,
+    BackboneConfig,
+    ISTFTHeadConfig,
+    WavTokenizer,
+    WavTokenizerConfig,
+    decode,
+    encode,
+)
 from zoo.registry import find
 
 FIXTURES = Path(__file__).parent / "fixtures" / "wavtokenizer"

@@ -20,7 +20,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,14 +32,15 @@ from tqdm.auto import tqdm
 
 from .. import audio
 from ..errors import InputError
+from .inputs import batches, expand, output_names
 
 #: codec name -> (``module:function`` loading it as ``f(variant, map_location, progress, weights)``, default variant)
 CODECS: dict[str, tuple[str, str]] = {
     "speechtokenizer": ("zoo.models.speechtokenizer:load_speechtokenizer", "speechtokenizer_hubert_avg"),
 }
 FORMATS = ("safetensors", "npy")
+CODES_SUFFIXES = tuple(f".{f}" for f in FORMATS)
 #: Audio file extensions picked up when a directory is given.
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".opus", ".aiff", ".aif")
 DEFAULT_BATCH_SIZE = 8
 
 
@@ -72,9 +73,8 @@ def _add_model_arguments(p: argparse.ArgumentParser) -> None:
 
 # ------------------------------------------------------------------------------------------ tokenize
 def run_tokenize(args: argparse.Namespace) -> int:
-    _check_batch_size(args.batch_size)
-    files = list(_expand(args.inputs, AUDIO_SUFFIXES, "audio"))
-    names = _output_names(files)
+    files = expand(args.inputs)
+    names = output_names(files)
     name = args.model or "speechtokenizer"
     variant = args.variant or CODECS[name][1]
     model = load_codec(name, variant, args.weights, args.device)
@@ -84,7 +84,7 @@ def run_tokenize(args: argparse.Namespace) -> int:
     # Batch files of similar size together so that little of each batch is padding.
     by_size = sorted(files, key=lambda p: p.stat().st_size)
     with torch.inference_mode(), tqdm(total=len(files), desc="tokenize", unit="file") as bar:
-        for batch in _batches(by_size, args.batch_size):
+        for batch in batches(by_size, args.batch_size):
             waves = [_read_audio(p, model.sample_rate) for p in batch]
             lengths = [w.shape[-1] for w in waves]
             wav = torch.zeros(len(batch), 1, max(lengths))
@@ -102,8 +102,7 @@ def run_tokenize(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------------------------------ detokenize
 def run_detokenize(args: argparse.Namespace) -> int:
-    _check_batch_size(args.batch_size)
-    files = list(_expand(args.inputs, (".safetensors", ".npy"), "codes"))
+    files = expand(args.inputs, CODES_SUFFIXES, "codes")
     items = {path: _read_codes(path) for path in files}
     origins = sorted({(m["model"], m["variant"], m["weights"]) for _, m in items.values()}, key=str)
     if len(origins) > 1 and not args.weights:
@@ -112,7 +111,7 @@ def run_detokenize(args: argparse.Namespace) -> int:
     name, variant, weights = origins[0]
     name, variant, weights = args.model or name, args.variant or variant, args.weights or weights
     model = load_codec(name, variant, weights, args.device)
-    names = _output_names(files)
+    names = output_names(files)
     selected = {path: _select_rows(codes, meta, args.st, args.n_q, path) for path, (codes, meta) in items.items()}
     args.out.mkdir(parents=True, exist_ok=True)
     # Items decoded together must start at the same quantizer and use as many.
@@ -121,7 +120,7 @@ def run_detokenize(args: argparse.Namespace) -> int:
         groups.setdefault((st, codes.shape[0]), []).append(path)
     with torch.inference_mode(), tqdm(total=len(files), desc="detokenize", unit="file") as bar:
         for (st, _), paths in groups.items():
-            for batch in _batches(sorted(paths, key=lambda p: selected[p][0].shape[-1]), args.batch_size):
+            for batch in batches(sorted(paths, key=lambda p: selected[p][0].shape[-1]), args.batch_size):
                 frames = [selected[p][0].shape[-1] for p in batch]
                 codes = torch.zeros(selected[batch[0]][0].shape[0], len(batch), max(frames), dtype=torch.int64)
                 for b, p in enumerate(batch):
@@ -190,36 +189,3 @@ def _select_rows(codes: torch.Tensor, meta: dict, st: int | None, n_q: int | Non
         raise InputError(f"{path} holds quantizers {first}..{first + stored - 1}; --st {st} --n-q {n_q} asks "
                          f"for {st}..{n_q - 1}")
     return codes[st - first: n_q - first], st
-
-
-def _expand(inputs: list[Path], suffixes: tuple[str, ...], what: str) -> Iterator[Path]:
-    for path in inputs:
-        if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.suffix.lower() in suffixes)
-            if not found:
-                raise InputError(f"{path} holds no {what} files ({', '.join(suffixes)})")
-            yield from found
-        elif path.is_file():
-            yield path
-        else:
-            raise InputError(f"{path} does not exist")
-
-
-def _output_names(files: list[Path]) -> dict[Path, str]:
-    names = {p: p.stem for p in files}
-    seen: dict[str, Path] = {}
-    for p, stem in names.items():
-        if stem in seen:
-            raise InputError(f"{seen[stem]} and {p} would both be written as {stem}.*; rename one of them")
-        seen[stem] = p
-    return names
-
-
-def _batches(items: list[Path], size: int) -> Iterator[list[Path]]:
-    for start in range(0, len(items), size):
-        yield items[start: start + size]
-
-
-def _check_batch_size(size: int) -> None:
-    if size < 1:
-        raise InputError(f"--batch-size must be at least 1, got {size}")

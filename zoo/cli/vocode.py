@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from tqdm.auto import tqdm
 
 from .. import audio
 from ..errors import InputError
+from .inputs import batches
 
 DEFAULT_VARIANT = "s2st_mhubert_km1000_lj"
 DEFAULT_BATCH_SIZE = 8
@@ -62,8 +62,6 @@ def run(args: argparse.Namespace) -> int:
     from ..f0 import F0Stats
     from ..models.hifigan import load_vocoder
 
-    if args.batch_size < 1:
-        raise InputError(f"--batch-size must be at least 1, got {args.batch_size}")
     utterances = read_units_file(args.units_file)
     vocoder = load_vocoder(args.vocoder, map_location=args.device, weights=args.weights)
     stats = F0Stats.load(args.f0_stats) if args.f0_stats else None
@@ -73,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     batch_size = 1 if vocoder.config.f0 else args.batch_size
     ordered = sorted(utterances, key=lambda u: len(u.units))
     with tqdm(total=len(ordered), desc="vocode", unit="utt") as bar:
-        for batch in _batches(ordered, batch_size):
+        for batch in batches(ordered, batch_size):
             wavs = vocode_batch(vocoder, batch, speaker=args.speaker, dur_prediction=args.dur_prediction,
                                 target_speaker=args.vc, f0_stats=stats)
             for utterance, wav in zip(batch, wavs):
@@ -140,11 +138,6 @@ def _trim(vocoder, units: torch.Tensor, f0: torch.Tensor, dur_prediction: bool):
     if dur_prediction:  # the frame count is only known after duration prediction: pass F0 as given
         return units, f0
     return trim_to_f0(units, f0, vocoder.config, samples_per_frame(vocoder.sample_rate))
-
-
-def _batches(items: list[Utterance], size: int) -> Iterator[list[Utterance]]:
-    for start in range(0, len(items), size):
-        yield items[start:start + size]
 
 
 # ------------------------------------------------------------------------------------------ units files

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConversionError
-from ..models.ellav import SPECIAL_TOKENS, ELLAV, ELLAVConfig, ELLAVTokenizerConfig
+from ..models.ellav import ELLAV, SPECIAL_TOKENS, ELLAVConfig, ELLAVTokenizerConfig
 from . import RenameTable, expect_keys, load_original, rename
 from .ulm import RENAME as ULM_RENAME
 from .ulm import transformer_config

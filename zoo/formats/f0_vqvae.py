@@ -13,8 +13,9 @@ from typing import Any
 
 from ..errors import ConversionError, WeightsError
 from ..hub import config_from_dict
-from ..models.f0_vqvae import BottleneckConfig, F0VQVAE, F0VQVAEConfig, JukeboxConfig
+from ..models.f0_vqvae import F0VQVAE, BottleneckConfig, F0VQVAEConfig, JukeboxConfig
 from . import RenameTable, expect_keys, load_original, rename
+
 
 def quantizer_rules(src: str, dst: str, *, decoder: str | None) -> RenameTable:
     """Rules from the original ``Quantizer`` keys under prefix ``src`` (``""`` or ``"quantizer."``) to
