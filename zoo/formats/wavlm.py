@@ -138,9 +138,10 @@ def _convert_original(path: Path) -> WavLM:
     expect_keys(container, ["cfg", "model"], what="an original WavLM checkpoint {'cfg': dict, 'model': state_dict}",
                 path=path)
     extra = sorted(set(container) - {"cfg", "model"})
-    if extra or not isinstance(container["cfg"], dict):
-        raise ConversionError(f"{path} is not an original WavLM checkpoint: it holds {sorted(container)} with a "
-                              f"{type(container['cfg']).__name__} cfg, not exactly {{'cfg': dict, 'model': ...}}")
+    if extra or not isinstance(container["cfg"], dict) or not isinstance(container["model"], dict):
+        kinds = {k: type(v).__name__ for k, v in container.items()}
+        raise ConversionError(f"{path} is not an original WavLM checkpoint: it holds {kinds}, not exactly "
+                              "{'cfg': dict, 'model': state dict}")
     config = config_from_original(container["cfg"], path=path)
     return _build(config, rename(container["model"], ORIGINAL_TABLE))
 

@@ -8,7 +8,8 @@ in the original), shared by every block and re-gated per block and query by the 
 
 Beyond the original: ragged batches (``lengths``), with every item's features equal to its unbatched features
 in both extractor modes; attention through ``scaled_dot_product_attention``, in blocks of query rows so the
-``(heads, T, T)`` bias is never held at once; and :func:`extract_features` cuts long audio into chunks.
+``(heads, T, T)`` bias is never held at once; a LayerNorm conv stack run in 10 s segments; and
+:func:`extract_features` cuts long audio into chunks, so memory stays bounded for any length.
 
 Example::
 
@@ -93,7 +94,9 @@ class WavLMConfig:
 
 # ------------------------------------------------------------------------------------------ conv feature extractor
 class ChannelLayerNorm(nn.LayerNorm):
-    """LayerNorm over the channels of ``(B, C, T)``, computed in float32 (the original's Fp32LayerNorm)."""
+    """LayerNorm over the channels of ``(B, C, T)``, computed in float32 (the original's Fp32LayerNorm). Each
+    frame is normalised alone, so ``lengths`` (taken for a uniform interface with :class:`TimeGroupNorm`) is not
+    needed."""
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         y = F.layer_norm(x.transpose(1, 2).float(), self.normalized_shape, self.weight.float(), self.bias.float(),
@@ -114,9 +117,9 @@ class TimeGroupNorm(nn.GroupNorm):
             return F.group_norm(x32, self.num_groups, self.weight.float(), self.bias.float(), self.eps).type_as(x)
         valid = (torch.arange(x.shape[-1], device=x.device) < lengths[:, None])[:, None, :]
         count = lengths[:, None, None].to(x32)
-        mean = (x32 * valid).sum(-1, keepdim=True) / count
-        var = ((x32 - mean) * valid).square().sum(-1, keepdim=True) / count
-        y = (x32 - mean) * torch.rsqrt(var + self.eps)
+        centered = x32 - (x32 * valid).sum(-1, keepdim=True) / count
+        var = (centered * valid).square().sum(-1, keepdim=True) / count
+        y = centered * torch.rsqrt(var + self.eps)
         return (y * self.weight.float()[:, None] + self.bias.float()[:, None]).type_as(x)
 
 
