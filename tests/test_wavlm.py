@@ -287,6 +287,18 @@ def test_conv_stack_in_segments_gives_the_same_frames(models, monkeypatch):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-6)
 
 
+def test_attention_in_query_blocks_gives_the_same_features(models, monkeypatch):
+    """Long inputs attend in blocks of query rows; 2 x 4 heads x 49 keys x 10 rows per block here."""
+    torch.manual_seed(11)
+    wav, lengths = torch.randn(2, 16_000), torch.tensor([16_000, 9_000])
+    with torch.inference_mode():
+        whole = [model(wav, lengths)[0] for model in models]
+        monkeypatch.setattr(wavlm_module, "ATTENTION_BLOCK_VALUES", 2 * 4 * 49 * 10)
+        blocked = [model(wav, lengths)[0] for model in models]
+    for a, b in zip(whole, blocked):
+        torch.testing.assert_close(a, b, atol=BATCH_ATOL, rtol=BATCH_ATOL)
+
+
 def test_ragged_batch_of_long_audio_is_chunked_per_item(models):
     torch.manual_seed(9)
     assert_batched_equals_unbatched(models[1], torch.randn(2, 40_000), [40_000, 23_456], 16000,
