@@ -492,8 +492,9 @@ def test_codec_cli_errors(cli_setup, tmp_path, capsys):
     assert "holds quantizers 0..1" in capsys.readouterr().err
     assert main(["tokenize", str(root / "missing.wav"), "-o", str(out), "--weights", str(weights)]) == 2
     assert "does not exist" in capsys.readouterr().err
-    assert main(["tokenize", str(root / "short.wav"), "-o", str(out), "--batch-size", "0"]) == 2
-    assert "--batch-size" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as rejected:  # by argparse, before any model is loaded
+        main(["tokenize", str(root / "short.wav"), "-o", str(out), "--batch-size", "0"])
+    assert rejected.value.code == 2 and "--batch-size: must be at least 1" in capsys.readouterr().err
     (tmp_path / "junk.npy").write_bytes(b"not numpy")
     assert main(["detokenize", str(tmp_path / "junk.npy"), "-o", str(tmp_path / "w")]) == 2
     assert "not a codes file" in capsys.readouterr().err

@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 
 from .. import audio
 from ..errors import InputError
-from .inputs import batches, expand, output_names
+from .inputs import batches, expand, output_names, positive_int
 
 #: codec name -> (``module:function`` loading it as ``f(variant, map_location, progress, weights)``, default variant)
 CODECS: dict[str, tuple[str, str]] = {
@@ -67,7 +67,7 @@ def _add_model_arguments(p: argparse.ArgumentParser) -> None:
                                      "repo id (default: the registered release)")
     p.add_argument("--st", type=int, default=None, help="first quantizer to use (0-based; default 0)")
     p.add_argument("--n-q", type=int, default=None, help="END index of the quantizers to use (default: all)")
-    p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="items per forward pass")
+    p.add_argument("--batch-size", type=positive_int, default=DEFAULT_BATCH_SIZE, help="items per forward pass")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
 
 

@@ -13,7 +13,7 @@ from .. import audio
 from ..errors import InputError
 from ..models.wavlm import SAMPLE_RATE as WAVLM_RATE
 from ..pipelines import DPSLM, ELLAV_TEMPERATURE, ELLAV_TOP_P
-from .inputs import batches, expand, output_names
+from .inputs import batches, expand, output_names, positive_int
 
 #: Models of the DP-SLM system that ``--weights NAME=DIR`` can replace.
 COMPONENTS = ("wavlm", "codebook", "ulm", "ellav", "wavtokenizer")
@@ -23,7 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     r = subparsers.add_parser("resynthesize", help="DP-SLM: speech → units → speech")
     r.add_argument("inputs", nargs="+", type=Path, metavar="IN", help="audio files or folders of them")
     r.add_argument("-o", "--out", required=True, type=Path, help="folder for NAME.wav")
-    r.add_argument("--batch-size", type=int, default=8, help="files per batch")
+    r.add_argument("--batch-size", type=positive_int, default=8, help="files per batch")
     r.add_argument("--temperature", type=float, default=ELLAV_TEMPERATURE, help="ELLA-V sampling temperature")
     r.add_argument("--top-p", type=float, default=ELLAV_TOP_P, help="ELLA-V nucleus (0: greedy)")
     r.set_defaults(func=run_resynthesize)

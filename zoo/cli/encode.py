@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 from .. import audio
 from ..models.wavlm import SAMPLE_RATE as WAVLM_RATE
 from ..pipelines import WAVLM_LAYER, SpeechToUnits
-from .inputs import batches, expand
+from .inputs import batches, expand, positive_int
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -29,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--layer", type=int, default=WAVLM_LAYER, help="WavLM-Large layer (released codebooks: 11)")
     p.add_argument("--num-neighbors", type=int, help="codes each frame may take (default: 5%% of k, as DP-SLM)")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
-    p.add_argument("--batch-size", type=int, default=8, help="files per WavLM batch")
+    p.add_argument("--batch-size", type=positive_int, default=8, help="files per WavLM batch")
     p.add_argument("--wavlm-weights", help="WavLM directory or Hub repo id instead of the registry's")
     p.add_argument("--codebook-weights", help="codebook directory or Hub repo id instead of the registry's")
     p.set_defaults(func=run)

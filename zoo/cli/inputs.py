@@ -1,6 +1,7 @@
 """Input handling shared by the subcommands: expanding files and folders, naming outputs, batching."""
 from __future__ import annotations
 
+import argparse
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TypeVar
@@ -39,9 +40,15 @@ def output_names(files: Sequence[Path]) -> dict[Path, str]:
     return {path: stem for stem, path in seen.items()}
 
 
+def positive_int(text: str) -> int:
+    """argparse type of counts such as ``--batch-size``: rejected when parsing, before any model is loaded."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def batches(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
-    """Consecutive slices of ``size`` items (``size`` ≥ 1, as ``--batch-size`` must be)."""
-    if size < 1:
-        raise InputError(f"--batch-size must be at least 1, got {size}")
+    """Consecutive slices of ``size`` (≥ 1) items."""
     for start in range(0, len(items), size):
         yield items[start: start + size]

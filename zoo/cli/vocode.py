@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from .. import audio
 from ..errors import InputError
-from .inputs import batches
+from .inputs import batches, positive_int
 
 DEFAULT_VARIANT = "s2st_mhubert_km1000_lj"
 DEFAULT_BATCH_SIZE = 8
@@ -53,7 +53,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="deduplicate the units and predict their durations")
     p.add_argument("--vc", type=int, metavar="ID", help="voice conversion: synthesise every line as speaker ID")
     p.add_argument("--f0-stats", type=Path, help="speech-resynthesis f0_stats.th to normalise F0 per speaker")
-    p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="utterances per forward pass")
+    p.add_argument("--batch-size", type=positive_int, default=DEFAULT_BATCH_SIZE, help="utterances per forward pass")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
     p.set_defaults(func=run)
 
