@@ -479,8 +479,10 @@ def extract_features(model: WavLM, wav: torch.Tensor, sr: int, layer: int | None
 
     Audio longer than ``chunk_seconds`` (default :data:`CHUNK_SECONDS`; None: never chunk) is encoded in equal
     chunks cut at frame boundaries, at most ``chunk_seconds`` long, whose frames are concatenated; up to B chunks
-    run as one batch. The conv features stay exact; the transformer sees only its chunk, so frames near a cut
-    differ from a single pass (self-attention is global). Audio up to one chunk gives exactly the unchunked result.
+    run as one batch. Each frame is computed from the same samples, so a LayerNorm conv stack (Large) gives the
+    same conv features (a GroupNorm one, Base, normalises each chunk over itself); the transformer sees only its
+    chunk, so frames near a cut differ from a single pass (self-attention is global). Audio up to one chunk
+    gives exactly the unchunked result.
 
     >>> features = extract_features(model, wav, 16000, layer=11)   # doctest: +SKIP
     """
