@@ -13,6 +13,24 @@ unpickled.
 dependencies = ["torch", "numpy", "safetensors", "huggingface_hub", "soundfile", "tqdm"]
 
 
+# ------------------------------------------------- DP-SLM: speech → units (WavLM Large, k-means codebooks, DPDP)
+
+def wavlm_large(map_location="cpu", progress=True, weights=None):
+    """WavLM Large and its feature helper, as ``nicolvisser/WavLM-codebooks`` returns them: ``(model,
+    extract_features)``, the model in eval mode on ``map_location``.
+
+    ``extract_features(model, wav, sr, layer=None)`` takes ``(1, N)`` or ``(B, N)`` audio at ``sr`` Hz and returns
+    ``(T, 1024)`` (or ``(B, T, 1024)``) features at 50 Hz from the 1-based ``layer`` (None: the final output);
+    it also takes ``lengths=`` for ragged batches and ``chunk_seconds=`` (default 100 s) for long audio.
+
+    >>> model, extract_features = wavlm_large()                       # doctest: +SKIP
+    >>> features = extract_features(model, wav, 16000, layer=11)      # doctest: +SKIP
+    """
+    from zoo.models.wavlm import extract_features, load_wavlm_large
+
+    return load_wavlm_large(map_location, progress, weights), extract_features
+
+
 def codebook(layer, k, map_location="cpu", progress=True, weights=None):
     """The ``(K, D)`` k-means codebook of WavLM-Large layer ``layer`` with ``k`` codes, as DP-SLM released them
     for layer 11 and k in {100, 200, 500, 1000, 2000} (any other pair raises, listing them).
@@ -25,45 +43,32 @@ def codebook(layer, k, map_location="cpu", progress=True, weights=None):
     return load_codebook(layer, k, map_location, progress, weights).codebook
 
 
-def wavtokenizer(variant="small_600_24k_4096", pretrained=True, progress=True, weights=None):
-    """WavTokenizer ``variant`` ("small_600_24k_4096": 40 Hz, or "small_320_24k_4096": 75 Hz; one 4096-entry
-    codebook, 24 kHz speech) as ``(model, encode, decode)``, like ``nicolvisser/WavTokenizer``'s entries.
-    ``pretrained=False`` gives a randomly initialised model of that architecture.
+def dpdp_quantizer_from_codebook(codebook, lmbda, num_neighbors=None):
+    """DP-SLM's duration-penalised quantizer (``nicolvisser/dpdp``) over a ``(K, D)`` codebook: ``lmbda`` is the
+    penalty per segment on squared distances; ``num_neighbors`` limits each frame to its nearest codes (the paper
+    used 5 % of K). ``quantizer(features)`` maps ``(T, D)`` (or ``(B, T, D)`` with ``lengths``) to
+    ``(quantized_features, units)``, the same units as the original, in O(T·K) instead of O(T²·K).
 
-    >>> model, encode, decode = wavtokenizer("small_600_24k_4096")   # doctest: +SKIP
-    >>> codes = encode(model, wav, sr)          # (1, C, T) int64: wav (C, N) at sr Hz is resampled to 24 kHz
-    >>> wav_24k, sr_24k = decode(model, codes)  # (C, T * 600), 24000
+    >>> quantizer = dpdp_quantizer_from_codebook(codebook(layer=11, k=500), lmbda=4500)  # doctest: +SKIP
+    >>> quantized_features, units = quantizer(features)                                   # doctest: +SKIP
     """
-    from zoo.models.wavtokenizer import decode, encode, load_wavtokenizer
+    from zoo.models.dpdp import DPDPQuantizer
 
-    return load_wavtokenizer(variant, pretrained, progress, weights), encode, decode
-
-
-def small_600_24k_4096(pretrained=True, progress=True, weights=None):
-    """WavTokenizer small, 24 kHz, 600× down-sampling (40 Hz), 4096 codebook entries: ``(model, encode, decode)``."""
-    return wavtokenizer("small_600_24k_4096", pretrained, progress, weights)
+    return DPDPQuantizer.from_codebook(codebook, lmbda, num_neighbors)
 
 
-def small_320_24k_4096(pretrained=True, progress=True, weights=None):
-    """WavTokenizer small, 24 kHz, 320× down-sampling (75 Hz), 4096 codebook entries: ``(model, encode, decode)``."""
-    return wavtokenizer("small_320_24k_4096", pretrained, progress, weights)
+def dpdp_quantizer(codebook_size, codebook_dim, lmbda, num_neighbors=None):
+    """A DPDP quantizer with a random ``(codebook_size, codebook_dim)`` codebook (``torch.randn``, as the original
+    ``dpdp_quantizer``), to load a codebook into later; see :func:`dpdp_quantizer_from_codebook`."""
+    import torch
+
+    from zoo.models.dpdp import DPDPQuantizer
+
+    return DPDPQuantizer.from_codebook(torch.randn(codebook_size, codebook_dim), lmbda, num_neighbors)
 
 
-def speechtokenizer(variant="speechtokenizer_hubert_avg", map_location="cpu", progress=True, weights=None):
-    """SpeechTokenizer ``variant`` (released: "speechtokenizer_hubert_avg", 16 kHz, 8 codebooks of 1024 at 50 Hz;
-    codebook 0 holds the HuBERT-distilled semantic tokens), in eval mode, with the original's ``encode``,
-    ``decode``, ``forward`` and ``forward_feature``. Its codebooks are frozen buffers: no call changes them.
 
-    >>> model = speechtokenizer()                              # doctest: +SKIP
-    >>> codes = model.encode(wav)                  # wav (B, 1, N) at 16 kHz -> (8, B, ceil(N / 320)) int64
-    >>> semantic_tokens, acoustic_codes = codes[0], codes[1:]
-    >>> wav_out = model.decode(codes)              # (B, 1, 320 * T)
-    >>> acoustic_only = model.decode(codes[1:], st=1)
-    """
-    from zoo.models.speechtokenizer import load_speechtokenizer
-
-    return load_speechtokenizer(variant, map_location, progress, weights)
-
+# ---------------------------------------------------------------------------------- DP-SLM: unit language models
 
 def ulm(k, lmbda, map_location="cpu", progress=True, weights=None):
     """DP-SLM's Mistral-style unit LM over deduplicated WavLM-Large layer-11 DPDP units, trained on 1k hours:
@@ -97,21 +102,8 @@ def ulm_wavlm_layer_11_dpdp_hours_60k_steps_200k(k, lmbda, map_location="cpu", p
     return load_ulm(k, lmbda, map_location, progress, weights, entry_point=ENTRY_POINT_60K)
 
 
-def wavlm_large(map_location="cpu", progress=True, weights=None):
-    """WavLM Large and its feature helper, as ``nicolvisser/WavLM-codebooks`` returns them: ``(model,
-    extract_features)``, the model in eval mode on ``map_location``.
 
-    ``extract_features(model, wav, sr, layer=None)`` takes ``(1, N)`` or ``(B, N)`` audio at ``sr`` Hz and returns
-    ``(T, 1024)`` (or ``(B, T, 1024)``) features at 50 Hz from the 1-based ``layer`` (None: the final output);
-    it also takes ``lengths=`` for ragged batches and ``chunk_seconds=`` (default 100 s) for long audio.
-
-    >>> model, extract_features = wavlm_large()                       # doctest: +SKIP
-    >>> features = extract_features(model, wav, 16000, layer=11)      # doctest: +SKIP
-    """
-    from zoo.models.wavlm import extract_features, load_wavlm_large
-
-    return load_wavlm_large(map_location, progress, weights), extract_features
-
+# ----------------------------------------------------------------- DP-SLM: units → speech (ELLA-V, WavTokenizer)
 
 def ellav_units_to_wavtokenizer(k, lmbda, map_location="cpu", progress=True, weights=None):
     """DP-SLM's ELLA-V acoustic model from WavLM-Large layer-11 DPDP units (k in {100, 200, 500, 1000}, six lmbda
@@ -135,6 +127,52 @@ def ellav_phones_to_wavtokenizer(map_location="cpu", progress=True, weights=None
 
     return load_ellav("ellav_phones_to_wavtokenizer", map_location, progress, weights)
 
+
+def wavtokenizer(variant="small_600_24k_4096", pretrained=True, progress=True, weights=None):
+    """WavTokenizer ``variant`` ("small_600_24k_4096": 40 Hz, or "small_320_24k_4096": 75 Hz; one 4096-entry
+    codebook, 24 kHz speech) as ``(model, encode, decode)``, like ``nicolvisser/WavTokenizer``'s entries.
+    ``pretrained=False`` gives a randomly initialised model of that architecture.
+
+    >>> model, encode, decode = wavtokenizer("small_600_24k_4096")   # doctest: +SKIP
+    >>> codes = encode(model, wav, sr)          # (1, C, T) int64: wav (C, N) at sr Hz is resampled to 24 kHz
+    >>> wav_24k, sr_24k = decode(model, codes)  # (C, T * 600), 24000
+    """
+    from zoo.models.wavtokenizer import decode, encode, load_wavtokenizer
+
+    return load_wavtokenizer(variant, pretrained, progress, weights), encode, decode
+
+
+def small_600_24k_4096(pretrained=True, progress=True, weights=None):
+    """WavTokenizer small, 24 kHz, 600× down-sampling (40 Hz), 4096 codebook entries: ``(model, encode, decode)``."""
+    return wavtokenizer("small_600_24k_4096", pretrained, progress, weights)
+
+
+def small_320_24k_4096(pretrained=True, progress=True, weights=None):
+    """WavTokenizer small, 24 kHz, 320× down-sampling (75 Hz), 4096 codebook entries: ``(model, encode, decode)``."""
+    return wavtokenizer("small_320_24k_4096", pretrained, progress, weights)
+
+
+
+# ----------------------------------------------------------------------------------------------- SpeechTokenizer
+
+def speechtokenizer(variant="speechtokenizer_hubert_avg", map_location="cpu", progress=True, weights=None):
+    """SpeechTokenizer ``variant`` (released: "speechtokenizer_hubert_avg", 16 kHz, 8 codebooks of 1024 at 50 Hz;
+    codebook 0 holds the HuBERT-distilled semantic tokens), in eval mode, with the original's ``encode``,
+    ``decode``, ``forward`` and ``forward_feature``. Its codebooks are frozen buffers: no call changes them.
+
+    >>> model = speechtokenizer()                              # doctest: +SKIP
+    >>> codes = model.encode(wav)                  # wav (B, 1, N) at 16 kHz -> (8, B, ceil(N / 320)) int64
+    >>> semantic_tokens, acoustic_codes = codes[0], codes[1:]
+    >>> wav_out = model.decode(codes)              # (B, 1, 320 * T)
+    >>> acoustic_only = model.decode(codes[1:], st=1)
+    """
+    from zoo.models.speechtokenizer import load_speechtokenizer
+
+    return load_speechtokenizer(variant, map_location, progress, weights)
+
+
+
+# ------------------------------------ Unit HiFi-GAN vocoders (GSLM, dGSLM, speech-resynthesis, speech-to-speech)
 
 def hifigan_unit_vocoder(variant="s2st_mhubert_km1000_lj", map_location="cpu", progress=True, weights=None):
     """A discrete-unit HiFi-GAN vocoder (fairseq ``CodeHiFiGANVocoder``, textlesslib, speech-resynthesis
@@ -163,27 +201,3 @@ def f0_vqvae(map_location="cpu", progress=True, weights=None):
     from zoo.models.f0_vqvae import load_f0_vqvae
 
     return load_f0_vqvae(map_location, progress, weights)
-
-
-def dpdp_quantizer_from_codebook(codebook, lmbda, num_neighbors=None):
-    """DP-SLM's duration-penalised quantizer (``nicolvisser/dpdp``) over a ``(K, D)`` codebook: ``lmbda`` is the
-    penalty per segment on squared distances; ``num_neighbors`` limits each frame to its nearest codes (the paper
-    used 5 % of K). ``quantizer(features)`` maps ``(T, D)`` (or ``(B, T, D)`` with ``lengths``) to
-    ``(quantized_features, units)``, the same units as the original, in O(T·K) instead of O(T²·K).
-
-    >>> quantizer = dpdp_quantizer_from_codebook(codebook(layer=11, k=500), lmbda=4500)  # doctest: +SKIP
-    >>> quantized_features, units = quantizer(features)                                   # doctest: +SKIP
-    """
-    from zoo.models.dpdp import DPDPQuantizer
-
-    return DPDPQuantizer.from_codebook(codebook, lmbda, num_neighbors)
-
-
-def dpdp_quantizer(codebook_size, codebook_dim, lmbda, num_neighbors=None):
-    """A DPDP quantizer with a random ``(codebook_size, codebook_dim)`` codebook (``torch.randn``, as the original
-    ``dpdp_quantizer``), to load a codebook into later; see :func:`dpdp_quantizer_from_codebook`."""
-    import torch
-
-    from zoo.models.dpdp import DPDPQuantizer
-
-    return DPDPQuantizer.from_codebook(torch.randn(codebook_size, codebook_dim), lmbda, num_neighbors)
