@@ -132,6 +132,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5, help="timed runs per row (default 5)")
     parser.add_argument("--minutes", type=float, help=f"audio for the memory run (default {MEMORY_MINUTES:g})")
     parser.add_argument("--skip-speed", action="store_true", help="only the memory run")
+    parser.add_argument("--skip-memory", action="store_true", help="only the speed table")
     parser.add_argument("--memory-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     minutes = args.minutes or (0.5 if args.quick else MEMORY_MINUTES)
@@ -141,7 +142,8 @@ def main() -> None:
     torch.set_num_threads(THREADS)
     if not args.skip_speed:
         speed_table(args.quick, 2 if args.quick else args.runs)
-    memory_table(args.quick, minutes)
+    if not args.skip_memory:
+        memory_table(args.quick, minutes)
 
 
 if __name__ == "__main__":
