@@ -28,7 +28,14 @@ import torch
 import torch.nn.functional as F
 
 from zoo.formats import wavlm as wavlm_format
-from zoo.models.wavlm import CHUNK_SECONDS, EDGE_PADDING, SAMPLE_RATE, WavLM, WavLMConfig, extract_features
+from zoo.models.wavlm import (
+    CHUNK_SECONDS,
+    EDGE_PADDING,
+    SAMPLE_RATE,
+    WavLM,
+    WavLMConfig,
+    extract_features,
+)
 
 THREADS = 2
 LAYER = 11                      # DP-SLM's layer
