@@ -104,3 +104,16 @@ def test_tied_weights_are_saved(tmp_path):
     model.save_pretrained(tmp_path)
     loaded = Tied.from_pretrained(tmp_path)
     assert torch.equal(loaded.out.weight, model.embed.weight)
+
+
+def test_fold_weight_norm_matches_torch_and_checks_shapes():
+    from zoo.errors import ConversionError
+    from zoo.formats import fold_weight_norm
+
+    conv = torch.nn.utils.parametrizations.weight_norm(torch.nn.Conv1d(4, 6, 3), dim=0)
+    with torch.no_grad():
+        conv.parametrizations.weight.original0.mul_(torch.rand(6, 1, 1) + 0.5)
+    g, v = conv.parametrizations.weight.original0, conv.parametrizations.weight.original1
+    assert torch.equal(fold_weight_norm(g, v, 0), conv.weight)
+    with pytest.raises(ConversionError, match=r"gain of shape \(1, 1, 3\) does not fit"):
+        fold_weight_norm(torch.ones(1, 1, 3), v, 0)

@@ -74,7 +74,12 @@ def rename(state: dict[str, torch.Tensor], table: RenameTable) -> dict[str, torc
 def fold_weight_norm(g: torch.Tensor, v: torch.Tensor, dim: int = 0) -> torch.Tensor:
     """w = g · v / ‖v‖ with the norm over every dim but ``dim`` — the very kernel both of torch's weight-norm
     APIs call, so the folded weight is bit-identical to the one the original computes at each forward."""
-    return torch._weight_norm(v, g, dim)
+    if v.ndim < 1 or not -v.ndim <= dim < v.ndim or g.numel() != v.shape[dim]:
+        raise ConversionError(f"weight norm over dim {dim}: a gain of shape {tuple(g.shape)} does not fit a "
+                              f"direction of shape {tuple(v.shape)}")
+    gain_shape = [1] * v.ndim
+    gain_shape[dim] = v.shape[dim]
+    return torch._weight_norm(v, g.reshape(gain_shape), dim)
 
 
 def fold_weight_norms(state: dict[str, torch.Tensor], dim: int = 0,
