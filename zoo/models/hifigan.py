@@ -48,6 +48,7 @@ from torch import nn
 
 from ..errors import InputError
 from ..hub import PretrainedModel
+from ..nn.conv import Conv1d, ConvTranspose1d
 from ..nn.seanet import zero_beyond
 from ..registry import SourceFile, Weights
 from .f0_vqvae import F0Quantizer, F0VQVAEConfig
@@ -163,9 +164,9 @@ class ResBlock1(nn.Module):
 
     def __init__(self, channels: int, kernel_size: int, dilations: Sequence[int]) -> None:
         super().__init__()
-        self.convs1 = nn.ModuleList(nn.Conv1d(channels, channels, kernel_size, dilation=d,
+        self.convs1 = nn.ModuleList(Conv1d(channels, channels, kernel_size, dilation=d,
                                               padding=_same_padding(kernel_size, d)) for d in dilations)
-        self.convs2 = nn.ModuleList(nn.Conv1d(channels, channels, kernel_size, padding=_same_padding(kernel_size))
+        self.convs2 = nn.ModuleList(Conv1d(channels, channels, kernel_size, padding=_same_padding(kernel_size))
                                     for _ in dilations)
 
     def forward(self, x: torch.Tensor, lengths: Lengths = None) -> torch.Tensor:
@@ -181,7 +182,7 @@ class ResBlock2(nn.Module):
 
     def __init__(self, channels: int, kernel_size: int, dilations: Sequence[int]) -> None:
         super().__init__()
-        self.convs = nn.ModuleList(nn.Conv1d(channels, channels, kernel_size, dilation=d,
+        self.convs = nn.ModuleList(Conv1d(channels, channels, kernel_size, dilation=d,
                                              padding=_same_padding(kernel_size, d)) for d in dilations[:2])
 
     def forward(self, x: torch.Tensor, lengths: Lengths = None) -> torch.Tensor:
@@ -202,16 +203,16 @@ class HiFiGANGenerator(nn.Module):
         super().__init__()
         channels = config.upsample_initial_channel
         resblock = ResBlock1 if config.resblock == "1" else ResBlock2
-        self.conv_pre = nn.Conv1d(config.model_in_dim, channels, PRE_POST_KERNEL, padding=PRE_POST_KERNEL // 2)
+        self.conv_pre = Conv1d(config.model_in_dim, channels, PRE_POST_KERNEL, padding=PRE_POST_KERNEL // 2)
         self.upsamples = nn.ModuleList()
         self.resblocks = nn.ModuleList()  # stage i uses resblocks[i * K : (i + 1) * K], as in the original
         self.kernels_per_stage = len(config.resblock_kernel_sizes)
         for i, (rate, kernel) in enumerate(zip(config.upsample_rates, config.upsample_kernel_sizes)):
             in_channels, channels = (config.upsample_initial_channel // 2 ** j for j in (i, i + 1))
-            self.upsamples.append(nn.ConvTranspose1d(in_channels, channels, kernel, rate, padding=(kernel - rate) // 2))
+            self.upsamples.append(ConvTranspose1d(in_channels, channels, kernel, rate, padding=(kernel - rate) // 2))
             self.resblocks.extend(resblock(channels, k, d) for k, d in
                                   zip(config.resblock_kernel_sizes, config.resblock_dilation_sizes))
-        self.conv_post = nn.Conv1d(channels, 1, PRE_POST_KERNEL, padding=PRE_POST_KERNEL // 2)
+        self.conv_post = Conv1d(channels, 1, PRE_POST_KERNEL, padding=PRE_POST_KERNEL // 2)
 
     def output_lengths(self, lengths: Sequence[int]) -> list[int]:
         """Samples out for ``lengths`` frames in."""
