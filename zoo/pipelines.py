@@ -7,13 +7,13 @@
 Every stage is batched over files and runs on any device; the models are the hubconf ones, so the numbers are the
 originals'.
 
-Example::
+Example (downloads the released models)::
 
-    >>> from zoo.pipelines import DPSLM
-    >>> dpslm = DPSLM.from_pretrained(k=500, lmbda=4500)                          # doctest: +SKIP
-    >>> units = dpslm.encode([wav], sr=16000)[0]                                  # doctest: +SKIP
-    >>> (speech,) = dpslm.resynthesize([wav], sr=16000)                           # doctest: +SKIP
-    >>> longer = dpslm.continue_speech(wav, sr=16000, seconds=5)                  # doctest: +SKIP
+    from zoo.pipelines import DPSLM
+    dpslm = DPSLM.from_pretrained(k=500, lmbda=4500)
+    units = dpslm.encode([wav], sr=16000)[0]            # Units(units=[...], durations=[...])
+    (speech,) = dpslm.resynthesize([wav], sr=16000)     # 24 kHz
+    longer = dpslm.continue_speech(wav, sr=16000, seconds=5)
 """
 from __future__ import annotations
 

@@ -484,7 +484,7 @@ def extract_features(model: WavLM, wav: torch.Tensor, sr: int, layer: int | None
     chunk, so frames near a cut differ from a single pass (self-attention is global). Audio up to one chunk
     gives exactly the unchunked result.
 
-    >>> features = extract_features(model, wav, 16000, layer=11)   # doctest: +SKIP
+    Example: ``features = extract_features(model, wav, 16000, layer=11)`` (see the module docstring).
     """
     if chunk_seconds is not None and chunk_seconds * SAMPLE_RATE < model.receptive_field:
         raise InputError(f"chunk_seconds={chunk_seconds} is shorter than one frame "
