@@ -176,6 +176,19 @@ def _ellav_details(weights: Weights) -> str:
             "codec ids for the current phone until EOP, and the next phone is then forced, as in the original.")
 
 
+def _ulm_template(training: str) -> CardTemplate:
+    return CardTemplate(
+        title=f"Mistral-ULM unit language model, k = {{k}}, λ = {{lmbda}} ({training})",
+        tags=("audio", "speech", "language-model", "discrete-units", "wavlm", "dp-slm", "textless", "mistral"),
+        datasets=(),
+        pipeline_tag="text-generation",
+        original_code=ULM_CODE,
+        usage=ULM_USAGE,
+        citation=DPSLM_CITATION,
+        details=_ulm_details,
+    )
+
+
 TEMPLATES: dict[str, CardTemplate] = {
     "codebook": CardTemplate(
         title="WavLM-Large layer-{layer} k-means codebook, K = {k}",
@@ -205,26 +218,8 @@ units = torch.unique_consecutive(units)
         citation=DPSLM_CITATION + "\n" + WAVLM_CITATION,
         details=_kmeans_details,
     ),
-    "ulm": CardTemplate(
-        title="Mistral-ULM unit language model, k = {k}, λ = {lmbda} (1k hours, 10k steps)",
-        tags=("audio", "speech", "language-model", "discrete-units", "wavlm", "dp-slm", "textless", "mistral"),
-        datasets=(),
-        pipeline_tag="text-generation",
-        original_code=ULM_CODE,
-        usage=ULM_USAGE,
-        citation=DPSLM_CITATION,
-        details=_ulm_details,
-    ),
-    "ulm_wavlm_layer_11_dpdp_hours_60k_steps_200k": CardTemplate(
-        title="Mistral-ULM unit language model, k = {k}, λ = {lmbda} (60k hours, 200k steps)",
-        tags=("audio", "speech", "language-model", "discrete-units", "wavlm", "dp-slm", "textless", "mistral"),
-        datasets=(),
-        pipeline_tag="text-generation",
-        original_code=ULM_CODE,
-        usage=ULM_USAGE,
-        citation=DPSLM_CITATION,
-        details=_ulm_details,
-    ),
+    "ulm": _ulm_template("1k hours, 10k steps"),
+    "ulm_wavlm_layer_11_dpdp_hours_60k_steps_200k": _ulm_template("60k hours, 200k steps"),
     "ellav_units_to_wavtokenizer": CardTemplate(
         title="ELLA-V: WavLM DPDP units (k = {k}, λ = {lmbda}) to WavTokenizer codes",
         tags=("audio", "speech", "text-to-speech", "discrete-units", "codec-language-model", "ella-v", "wavtokenizer",

@@ -22,7 +22,9 @@ from ..errors import ConversionError
 #: replacement drops the key (training-only state: discriminators, optimiser, EMA counters...).
 RenameTable = Sequence[tuple[str, str | None]]
 
-_WEIGHT_NORM_PAIRS = (("weight_g", "weight_v"), ("parametrizations.weight.original0", "parametrizations.weight.original1"))
+#: (gain, direction) names of the old ``weight_norm`` hook and of the ``parametrizations`` API.
+_WEIGHT_NORM_PAIRS = (("weight_g", "weight_v"),
+                      ("parametrizations.weight.original0", "parametrizations.weight.original1"))
 
 
 def load_original(path: str | os.PathLike, *, allow: Iterable[Any] = ()) -> Any:
