@@ -15,7 +15,8 @@ stages) fed a frame sequence built from conditioning streams, concatenated along
 
 Streams at different frame rates are aligned by repeating frames (exact integer ratios only, never interpolation);
 the fastest stream sets the generator's frame rate. Weight norm is folded into plain convolution weights when an
-original checkpoint is converted (:mod:`zoo.formats.hifigan`), so the runtime modules are ordinary convolutions.
+original checkpoint is converted (:mod:`zoo.formats.hifigan`), so the runtime modules are ordinary convolutions,
+run as channels-last 2-D convolutions (:mod:`zoo.nn.conv`), oneDNN's fast path on CPU.
 
 Batches: rows of different lengths are padded with unit id ``-1`` on the right (fairseq's padding value). Each row
 is computed exactly as if it ran alone (padding is zeroed before every convolution), and :meth:`CodeHiFiGAN.synthesize`
@@ -165,7 +166,7 @@ class ResBlock1(nn.Module):
     def __init__(self, channels: int, kernel_size: int, dilations: Sequence[int]) -> None:
         super().__init__()
         self.convs1 = nn.ModuleList(Conv1d(channels, channels, kernel_size, dilation=d,
-                                              padding=_same_padding(kernel_size, d)) for d in dilations)
+                                           padding=_same_padding(kernel_size, d)) for d in dilations)
         self.convs2 = nn.ModuleList(Conv1d(channels, channels, kernel_size, padding=_same_padding(kernel_size))
                                     for _ in dilations)
 
@@ -183,7 +184,7 @@ class ResBlock2(nn.Module):
     def __init__(self, channels: int, kernel_size: int, dilations: Sequence[int]) -> None:
         super().__init__()
         self.convs = nn.ModuleList(Conv1d(channels, channels, kernel_size, dilation=d,
-                                             padding=_same_padding(kernel_size, d)) for d in dilations[:2])
+                                          padding=_same_padding(kernel_size, d)) for d in dilations[:2])
 
     def forward(self, x: torch.Tensor, lengths: Lengths = None) -> torch.Tensor:
         for conv in self.convs:
