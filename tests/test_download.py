@@ -125,21 +125,21 @@ def loopback_release(hub: FakeHub, sha256: str | None) -> Weights:
 
 def test_original_release_is_converted_when_not_mirrored(hub, monkeypatch):
     entry = loopback_release(hub, hashlib.sha256(CODEBOOK_PT.read_bytes()).hexdigest()[:8])
-    model = zoo.download.load(Codebook, entry, progress=False)
+    model = zoo.download.load_release(Codebook, entry, progress=False)
     assert torch.equal(model.codebook, expected_codebook())
     converted = zoo.download.speechzoo_cache() / "converted" / entry.name
     assert torch.equal(load_file(converted / "model.safetensors")["codebook"], expected_codebook())
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     n_requests = len(hub.requests)
-    assert torch.equal(zoo.download.load(Codebook, entry, progress=False).codebook, expected_codebook())
+    assert torch.equal(zoo.download.load_release(Codebook, entry, progress=False).codebook, expected_codebook())
     assert len(hub.requests) == n_requests
 
 
 def test_original_release_with_wrong_hash_is_refused(hub):
     entry = loopback_release(hub, "deadbeef")
     with pytest.raises(WeightsError, match="expected deadbeef"):
-        zoo.download.load(Codebook, entry, progress=False)
+        zoo.download.load_release(Codebook, entry, progress=False)
     originals = zoo.download.speechzoo_cache() / "originals"
     assert not [p for p in originals.rglob("*") if p.is_file()], "a bad download must be deleted"
 
@@ -147,7 +147,7 @@ def test_original_release_with_wrong_hash_is_refused(hub):
 def test_release_without_checksum_loads_with_a_warning(hub):
     entry = loopback_release(hub, None)
     with pytest.warns(UserWarning, match="no published checksum"):
-        model = zoo.download.load(Codebook, entry, progress=False)
+        model = zoo.download.load_release(Codebook, entry, progress=False)
     assert torch.equal(model.codebook, expected_codebook())
 
 

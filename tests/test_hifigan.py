@@ -25,7 +25,14 @@ import hubconf
 from zoo.audio import load
 from zoo.cli import main as cli
 from zoo.errors import AudioError, ConversionError, InputError
-from zoo.f0 import F0Stats, normalize_f0, peak_normalize, rescale_f0, samples_per_frame, yaapt_f0
+from zoo.f0 import (
+    F0Stats,
+    normalize_f0,
+    peak_normalize,
+    rescale_f0,
+    samples_per_frame,
+    yaapt_f0,
+)
 from zoo.formats import f0_vqvae as f0_vqvae_format
 from zoo.formats import hifigan as hifigan_format
 from zoo.models.hifigan import WEIGHTS, deduplicate, trim_to_f0, voice_convert

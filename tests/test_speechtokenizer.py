@@ -19,7 +19,11 @@ import hubconf
 from zoo.cli import main
 from zoo.errors import AudioError, ConversionError, InputError
 from zoo.formats.speechtokenizer import convert
-from zoo.models.speechtokenizer import SpeechTokenizer, SpeechTokenizerConfig, d_axis_distill_loss
+from zoo.models.speechtokenizer import (
+    SpeechTokenizer,
+    SpeechTokenizerConfig,
+    d_axis_distill_loss,
+)
 from zoo.registry import find
 
 ROOT = Path(__file__).resolve().parents[1]

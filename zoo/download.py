@@ -1,6 +1,6 @@
 """Where weights come from: a local directory, a Hub repo, or the original release converted on the fly.
 
-Resolution order for a registered weight set (:func:`load`):
+Resolution order for a registered weight set (:func:`load`, then :func:`load_release`):
 
 1. ``weights=`` given: a local directory holding config.json + model.safetensors, or a Hub repo id
    (``"org/name"`` or ``"org/name@revision"``);
@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 
 from .errors import WeightsError
 from .hub import CONFIG_NAME, WEIGHTS_NAME, sha256_of, verify_sha256
+from .registry import find
 
 if TYPE_CHECKING:
     from .hub import PretrainedModel
@@ -70,7 +71,11 @@ def hub_file(repo_id: str, filename: str, *, revision: str | None, progress: boo
     Environment variables are read at each call, so ``HF_ENDPOINT``/``HF_HUB_OFFLINE`` set after import apply.
     """
     from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
+    from huggingface_hub.errors import (
+        EntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
 
     cache_dir = os.environ.get("HF_HUB_CACHE") or hf_home() / "hub"
     try:
@@ -155,11 +160,18 @@ def converted_original(weights: Weights, *, progress: bool = True) -> Path:
 
 
 # ------------------------------------------------------------------------------------------ entry points
-def load(cls: type[M], weights_entry: Weights, weights: str | os.PathLike | None = None, *,
-         map_location: str | torch.device = "cpu", progress: bool = True) -> M:
-    """Load a registered model: ``weights=`` → the Hub mirror → the converted original release."""
+def load(cls: type[M], entry_point: str, weights: str | os.PathLike | None = None, *,
+         map_location: str | torch.device = "cpu", progress: bool = True, **selection) -> M:
+    """The model at ``weights`` if given; otherwise the release that ``entry_point(**selection)`` selects in the
+    registry (an unreleased selection raises, listing the released ones), through :func:`load_release`."""
     if weights is not None:
         return cls.from_pretrained(weights, map_location=map_location, progress=progress)
+    return load_release(cls, find(entry_point, **selection), map_location=map_location, progress=progress)
+
+
+def load_release(cls: type[M], weights_entry: Weights, *, map_location: str | torch.device = "cpu",
+                 progress: bool = True) -> M:
+    """A registered release: the Hub mirror, else the converted original release."""
     # Only an unavailable mirror falls back; a corrupt or truncated download raises and is never papered over.
     try:
         directory = snapshot(weights_entry.repo_id, revision=weights_entry.revision, progress=progress)

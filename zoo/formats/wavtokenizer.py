@@ -25,7 +25,13 @@ from typing import Any
 import torch
 
 from ..errors import ConversionError, InputError, WeightsError
-from ..models.wavtokenizer import VARIANTS, BackboneConfig, ISTFTHeadConfig, WavTokenizer, WavTokenizerConfig
+from ..models.wavtokenizer import (
+    VARIANTS,
+    BackboneConfig,
+    ISTFTHeadConfig,
+    WavTokenizer,
+    WavTokenizerConfig,
+)
 from ..nn.seanet import original_key_rules
 from . import RenameTable, expect_keys, fold_weight_norms, load_original, rename
 

@@ -36,7 +36,12 @@ from tqdm.auto import tqdm
 
 from ..errors import InputError, WeightsError
 from ..hub import PretrainedModel
-from ..nn.transformer import IncrementalDecoder, Transformer, TransformerConfig, sample_top_p
+from ..nn.transformer import (
+    IncrementalDecoder,
+    Transformer,
+    TransformerConfig,
+    sample_top_p,
+)
 from ..registry import SourceFile, Weights
 
 SPECIAL_TOKENS = ("UNK", "BOS", "EOP", "EOS")
@@ -295,8 +300,5 @@ WEIGHTS = tuple(
 def load_ellav(entry_point: str, map_location="cpu", progress=True, weights=None, **kwargs) -> ELLAV:
     """The released ELLA-V model that ``entry_point(**kwargs)`` selects (or the model at ``weights``)."""
     from ..download import load
-    from ..registry import find
 
-    if weights is not None:
-        return ELLAV.from_pretrained(weights, map_location=map_location, progress=progress)
-    return load(ELLAV, find(entry_point, **kwargs), map_location=map_location, progress=progress)
+    return load(ELLAV, entry_point, weights, map_location=map_location, progress=progress, **kwargs)

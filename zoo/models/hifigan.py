@@ -662,9 +662,6 @@ WEIGHTS = (
 def load_vocoder(variant: str, map_location="cpu", progress=True, weights=None) -> CodeHiFiGAN:
     """The registered vocoder ``variant`` (or the converted one at ``weights``)."""
     from ..download import load
-    from ..registry import find
 
-    if weights is not None:
-        return CodeHiFiGAN.from_pretrained(weights, map_location=map_location, progress=progress)
-    return load(CodeHiFiGAN, find("hifigan_unit_vocoder", variant=variant), map_location=map_location,
-                progress=progress)
+    return load(CodeHiFiGAN, "hifigan_unit_vocoder", weights, map_location=map_location, progress=progress,
+                variant=variant)

@@ -79,8 +79,5 @@ WEIGHTS = tuple(
 def load_codebook(layer: int, k: int, map_location="cpu", progress=True, weights=None) -> Codebook:
     """The registered codebook for WavLM-Large ``layer`` and ``k`` codes (or the one at ``weights``)."""
     from ..download import load
-    from ..registry import find
 
-    if weights is not None:
-        return Codebook.from_pretrained(weights, map_location=map_location, progress=progress)
-    return load(Codebook, find("codebook", layer=layer, k=k), map_location=map_location, progress=progress)
+    return load(Codebook, "codebook", weights, map_location=map_location, progress=progress, layer=layer, k=k)

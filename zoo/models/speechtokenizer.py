@@ -302,9 +302,6 @@ def load_speechtokenizer(variant: str = "speechtokenizer_hubert_avg", map_locati
                          weights=None) -> SpeechTokenizer:
     """The released SpeechTokenizer ``variant`` (or the converted model at ``weights``), in eval mode."""
     from ..download import load
-    from ..registry import find
 
-    if weights is not None:
-        return SpeechTokenizer.from_pretrained(weights, map_location=map_location, progress=progress)
-    return load(SpeechTokenizer, find("speechtokenizer", variant=variant), map_location=map_location,
-                progress=progress)
+    return load(SpeechTokenizer, "speechtokenizer", weights, map_location=map_location, progress=progress,
+                variant=variant)

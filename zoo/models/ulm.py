@@ -42,7 +42,12 @@ from tqdm.auto import tqdm
 
 from ..errors import InputError
 from ..hub import PretrainedModel
-from ..nn.transformer import IncrementalDecoder, Transformer, TransformerConfig, sample_top_p
+from ..nn.transformer import (
+    IncrementalDecoder,
+    Transformer,
+    TransformerConfig,
+    sample_top_p,
+)
 from ..registry import SourceFile, Weights
 
 #: Batch size of the original ZeroSpeech scoring script.
@@ -233,11 +238,7 @@ def load_ulm(k: int, lmbda: int, map_location="cpu", progress=True, weights=None
              entry_point: str = "ulm") -> tuple[UnitLanguageModel, UnitTokenizer]:
     """``(model, tokenizer)`` of the released ULM for ``(k, lmbda)`` (or of the model at ``weights``)."""
     from ..download import load
-    from ..registry import find
 
-    if weights is not None:
-        model = UnitLanguageModel.from_pretrained(weights, map_location=map_location, progress=progress)
-    else:
-        model = load(UnitLanguageModel, find(entry_point, k=k, lmbda=lmbda), map_location=map_location,
-                     progress=progress)
+    model = load(UnitLanguageModel, entry_point, weights, map_location=map_location, progress=progress, k=k,
+                 lmbda=lmbda)
     return model, model.tokenizer

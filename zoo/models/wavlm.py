@@ -563,6 +563,5 @@ WEIGHTS = (
 def load_wavlm_large(map_location="cpu", progress=True, weights=None) -> WavLM:
     """The registered WavLM Large (or the model at ``weights``: a directory or Hub repo id), in eval mode."""
     from ..download import load
-    from ..registry import find
 
-    return load(WavLM, find("wavlm_large"), weights, map_location=map_location, progress=progress)
+    return load(WavLM, "wavlm_large", weights, map_location=map_location, progress=progress)

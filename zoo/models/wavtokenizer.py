@@ -476,12 +476,10 @@ def load_wavtokenizer(variant: str = "small_600_24k_4096", pretrained: bool = Tr
     from ..download import load
     from ..registry import find
 
-    if weights is not None:
-        return WavTokenizer.from_pretrained(weights, progress=progress)
-    release = find("wavtokenizer", variant=variant)  # an unknown variant lists the released ones
-    if not pretrained:
-        return WavTokenizer(VARIANTS[variant]).eval()
-    return load(WavTokenizer, release, progress=progress)
+    if pretrained or weights is not None:
+        return load(WavTokenizer, "wavtokenizer", weights, progress=progress, variant=variant)
+    find("wavtokenizer", variant=variant)  # an unknown variant lists the released ones
+    return WavTokenizer(VARIANTS[variant]).eval()
 
 
 @torch.inference_mode()
