@@ -22,6 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
+from torch.nn.utils.rnn import pad_sequence
 from tqdm.auto import tqdm
 
 from .errors import InputError
@@ -111,9 +112,7 @@ class SpeechToUnits:
         batches = [order[i: i + batch_size] for i in range(0, len(order), batch_size)]
         for batch in tqdm(batches, desc="speech → units", disable=not progress):
             lengths = [len(wavs[i]) for i in batch]
-            padded = torch.zeros(len(batch), max(lengths))
-            for row, i in enumerate(batch):
-                padded[row, : lengths[row]] = wavs[i]
+            padded = pad_sequence([wavs[i] for i in batch], batch_first=True)
             features, frames = extract_features(self.wavlm, padded, sr, layer=self.layer, lengths=lengths)
             features = features.reshape(len(batch), -1, features.shape[-1])
             _, units = self.quantizer(features, frames)

@@ -80,14 +80,6 @@ def all_weights() -> tuple[Weights, ...]:
     return tuple(out)
 
 
-def get(name: str) -> Weights:
-    """The weight set called ``name``."""
-    for w in all_weights():
-        if w.name == name:
-            return w
-    raise InputError(f"no released weights called {name!r}; `speechzoo list` shows them all")
-
-
 def find(entry_point: str, **kwargs: Any) -> Weights:
     """The weight set that ``entry_point(**kwargs)`` selects; an unknown choice lists the released ones."""
     candidates = [w for w in all_weights() if w.entry_point == entry_point]
