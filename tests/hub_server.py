@@ -23,6 +23,7 @@ class FakeHub:
         self.raw: dict[str, bytes] = {}           # path -> bytes, for plain release URLs
         self.sent: dict[tuple[str, str], bytes] = {}  # (repo, file) -> bytes actually sent, if not the announced
         self.requests: list[str] = []
+        self.authorizations: list[str | None] = []  # the Authorization header of each request
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
@@ -66,6 +67,7 @@ class FakeHub:
 
             def _respond(self, body: bool) -> None:
                 hub.requests.append(f"{self.command} {self.path}")
+                hub.authorizations.append(self.headers.get("Authorization"))
                 if self.path in hub.raw:
                     return self._send(200, hub.raw[self.path], {}, body)
                 parts = self.path.lstrip("/").split("/")

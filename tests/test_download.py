@@ -156,3 +156,22 @@ def test_unknown_repo_and_bad_names(hub):
         Codebook.from_pretrained("nobody/nothing", progress=False)
     with pytest.raises(WeightsError, match="neither an existing directory nor a Hub repo id"):
         Codebook.from_pretrained("/no/such/dir", progress=False)
+
+
+def test_from_pretrained_takes_huggingface_hub_keywords(hub, codebook_dir, tmp_path):
+    hub.add_repo("someone/cb", codebook_dir)
+    with pytest.raises(WeightsError, match="not available"):  # nothing cached yet: local_files_only must not fetch
+        Codebook.from_pretrained("someone/cb", local_files_only=True, progress=False)
+    assert not hub.requests
+
+    cache = tmp_path / "my_cache"
+    cb = Codebook.from_pretrained("someone/cb", cache_dir=cache, token="hf_secret", progress=False)
+    assert torch.equal(cb.codebook, expected_codebook())
+    assert blobs(cache) and not blobs(zoo.download.hf_home()), "cache_dir replaces the Hub cache"
+    assert "Bearer hf_secret" in hub.authorizations
+
+    n_requests = len(hub.requests)
+    Codebook.from_pretrained("someone/cb", cache_dir=cache, local_files_only=True, progress=False)
+    assert len(hub.requests) == n_requests
+    Codebook.from_pretrained("someone/cb", cache_dir=cache, force_download=True, progress=False)
+    assert any(r.startswith("GET ") for r in hub.requests[n_requests:]), "force_download must download again"

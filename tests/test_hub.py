@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import save_file
 
 from zoo.errors import WeightsError
-from zoo.hub import PretrainedModel, config_from_dict, config_to_dict
+from zoo.modeling import PretrainedModel, config_from_dict, config_to_dict
 from zoo.models.kmeans import Codebook
 
 
@@ -117,3 +117,26 @@ def test_fold_weight_norm_matches_torch_and_checks_shapes():
     assert torch.equal(fold_weight_norm(g, v, 0), conv.weight)
     with pytest.raises(ConversionError, match=r"gain of shape \(1, 1, 3\) does not fit"):
         fold_weight_norm(torch.ones(1, 1, 3), v, 0)
+
+
+@pytest.mark.parametrize("key", ["dtype", "torch_dtype"])
+def test_dtype_casts_floating_tensors(codebook, tmp_path, key):
+    codebook.save_pretrained(tmp_path)
+    loaded = Codebook.from_pretrained(tmp_path, **{key: torch.bfloat16})
+    assert loaded.codebook.dtype == torch.bfloat16
+    assert torch.equal(loaded.codebook, codebook.codebook.to(torch.bfloat16))
+    assert Codebook.from_pretrained(tmp_path, **{key: "float16"}).codebook.dtype == torch.float16
+
+
+def test_dtype_auto_keeps_the_saved_dtype(codebook, tmp_path):
+    codebook.to(torch.float16).save_pretrained(tmp_path)
+    assert Codebook.from_pretrained(tmp_path).codebook.dtype == torch.float32
+    assert Codebook.from_pretrained(tmp_path, torch_dtype="auto").codebook.dtype == torch.float16
+
+
+def test_bad_dtype_is_refused(codebook, tmp_path):
+    codebook.save_pretrained(tmp_path)
+    with pytest.raises(WeightsError, match="not a floating-point torch dtype"):
+        Codebook.from_pretrained(tmp_path, dtype="int8")
+    with pytest.raises(WeightsError, match="disagree"):
+        Codebook.from_pretrained(tmp_path, dtype=torch.float16, torch_dtype=torch.bfloat16)

@@ -9,8 +9,9 @@ Resolution order for a registered weight set (:func:`load`, then :func:`load_rel
 3. the ORIGINAL release: downloaded, SHA-256-verified, read with ``torch.load(weights_only=True)`` and an allowlist,
    converted in memory by ``zoo.formats.<converter>`` and cached as safetensors under ``$HF_HOME/speechzoo``.
 
-Every Hub file is checked against the SHA-256 that the Hub's LFS storage names it by, so a truncated or tampered
-file in the cache is reported (and removed) instead of used.
+The Hub client (:mod:`zoo.hub`) checks every Hub file against the SHA-256 that the Hub's LFS storage names it by,
+so a truncated or tampered file in the cache is reported (and removed) instead of used; this module adds the
+original releases, their conversion cache and the one loader that every entry point, pipeline and CLI calls.
 """
 from __future__ import annotations
 
@@ -18,101 +19,25 @@ import hashlib
 import importlib
 import json
 import os
-import re
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TypeVar
 
 import torch
-from tqdm.auto import tqdm
 
 from .errors import WeightsError
-from .hub import CONFIG_NAME, WEIGHTS_NAME, sha256_of, verify_sha256
-from .registry import find
+from .hub import CONFIG_NAME, WEIGHTS_NAME, HubUnavailable, env_flag, hf_home, sha256_of, snapshot, verify_sha256
+from .modeling import PretrainedModel
+from .registry import Weights, find
 
-if TYPE_CHECKING:
-    from .hub import PretrainedModel
-    from .registry import Weights
+M = TypeVar("M", bound=PretrainedModel)
 
-M = TypeVar("M", bound="PretrainedModel")
-
-_REPO_ID = re.compile(r"^[\w.\-]+/[\w.\-]+(@[\w.\-/]+)?$")
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _CHECKSUMS = "checksums.json"
-
-
-class HubUnavailable(WeightsError):
-    """The Hub has no such repo, revision or file, or cannot be reached (and the file is not cached)."""
-
-
-class _SilentTqdm(tqdm):
-    def __init__(self, *args, **kwargs):
-        kwargs["disable"] = True
-        super().__init__(*args, **kwargs)
-
-
-def _env_flag(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
-
-
-def hf_home() -> Path:
-    return Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface")).expanduser()
 
 
 def speechzoo_cache() -> Path:
     """Where converted original releases are cached (``$HF_HOME/speechzoo``)."""
     return hf_home() / "speechzoo"
-
-
-# ------------------------------------------------------------------------------------------ Hub
-def hub_file(repo_id: str, filename: str, *, revision: str | None, progress: bool) -> Path:
-    """Download (or find in the cache) one file of a Hub model repo and verify its LFS SHA-256.
-
-    Environment variables are read at each call, so ``HF_ENDPOINT``/``HF_HUB_OFFLINE`` set after import apply.
-    """
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import (
-        EntryNotFoundError,
-        RepositoryNotFoundError,
-        RevisionNotFoundError,
-    )
-
-    cache_dir = os.environ.get("HF_HUB_CACHE") or hf_home() / "hub"
-    try:
-        path = hf_hub_download(repo_id, filename, revision=revision, cache_dir=cache_dir,
-                               endpoint=os.environ.get("HF_ENDPOINT") or None,
-                               local_files_only=_env_flag("HF_HUB_OFFLINE"),
-                               library_name="speechzoo", tqdm_class=None if progress else _SilentTqdm)
-    except (RepositoryNotFoundError, RevisionNotFoundError, EntryNotFoundError) as e:
-        # EntryNotFoundError covers "offline or unreachable, and not in the cache" too
-        raise HubUnavailable(f"{repo_id}@{revision or 'main'}/{filename} is not available: {e}") from e
-    except OSError as e:  # a broken transfer: huggingface_hub's size consistency check, HTTP 5xx, ...
-        raise WeightsError(f"downloading {repo_id}/{filename} failed ({e}); nothing was loaded. "
-                           "Retry; if it persists, the mirror is broken.") from e
-    blob = Path(os.path.realpath(path))
-    if _SHA256.match(blob.name):  # LFS blobs are stored under their SHA-256
-        try:
-            verify_sha256(blob, blob.name)
-        except WeightsError as e:
-            blob.unlink(missing_ok=True)
-            Path(path).unlink(missing_ok=True)
-            raise WeightsError(f"{repo_id}/{filename}: {e} The corrupt copy was removed from the cache; "
-                               "load again to download it afresh.") from None
-    return Path(path)
-
-
-def snapshot(name_or_path: str | os.PathLike, *, revision: str | None = None, progress: bool = True) -> Path:
-    """A directory holding config.json + model.safetensors for a local path or a Hub repo id."""
-    path = Path(name_or_path).expanduser()
-    if path.is_dir():
-        return path
-    name = str(name_or_path)
-    if not _REPO_ID.match(name):
-        raise WeightsError(f"weights={name!r} is neither an existing directory nor a Hub repo id like 'org/name'")
-    repo_id, _, pinned = name.partition("@")
-    revision = revision or pinned or None
-    hub_file(repo_id, CONFIG_NAME, revision=revision, progress=progress)
-    return hub_file(repo_id, WEIGHTS_NAME, revision=revision, progress=progress).parent
 
 
 # ------------------------------------------------------------------------------------------ originals
@@ -125,7 +50,7 @@ def original_files(weights: Weights, *, progress: bool = True) -> list[Path]:
         folder.mkdir(parents=True, exist_ok=True)
         dst = folder / Path(source.url).name
         if not dst.exists():
-            if _env_flag("HF_HUB_OFFLINE"):
+            if env_flag("HF_HUB_OFFLINE"):
                 raise WeightsError(f"{source.url} is not cached and HF_HUB_OFFLINE is set")
             try:
                 torch.hub.download_url_to_file(source.url, str(dst), hash_prefix=None, progress=progress)

@@ -1,80 +1,60 @@
-"""Saving and loading models as ``config.json`` + ``model.safetensors``, locally or on the Hugging Face Hub.
+"""The Hugging Face Hub client: file names, SHA-256 checks, download, snapshot and upload.
 
-Every model class derives from :class:`PretrainedModel` and declares a frozen dataclass ``config_class`` and a
-``model_type`` string. ``save_pretrained(dir)`` writes the config (with its ``model_type``) and the state dict;
-``from_pretrained(dir_or_repo_id)`` reads them back strictly: a checkpoint of another model type, a truncated or
-tampered file, a missing or unexpected tensor, or a shape mismatch is an error that names what is wrong.
-Nothing here unpickles.
+This module knows files, not models: :mod:`zoo.modeling` builds models from the directories it returns and
+:mod:`zoo.download` adds the registry's releases on top. Every downloaded LFS file is checked against the SHA-256
+that the Hub stores it under, so a truncated or tampered copy in the cache is reported (and removed) instead of used.
+``HF_ENDPOINT``, ``HF_HOME``, ``HF_HUB_CACHE`` and ``HF_HUB_OFFLINE`` apply as in ``huggingface_hub``, read at
+each call so that setting them after import works.
 
 Example::
 
-    >>> import tempfile, torch
-    >>> from zoo.models.kmeans import Codebook
-    >>> cb = Codebook.from_tensor(torch.randn(20, 64))
-    >>> d = tempfile.mkdtemp(); _ = cb.save_pretrained(d)
-    >>> torch.equal(Codebook.from_pretrained(d).codebook, cb.codebook)
-    True
+    >>> import tempfile; from pathlib import Path
+    >>> p = Path(tempfile.mkdtemp()) / "x.bin"; _ = p.write_bytes(b"speech")
+    >>> sha256_of(p)[:12]
+    '05fb617ad543'
+    >>> verify_sha256(p, "05fb617a")   # a prefix, as torch.hub file names carry, is enough
 """
 from __future__ import annotations
 
-import dataclasses
 import hashlib
-import json
 import os
-import types
-import typing
+import re
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
 
-import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
 
 from .errors import WeightsError
 
+#: The two files of a speechzoo model directory or Hub repo.
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
+
 _HASH_CHUNK = 1 << 22
-
-M = TypeVar("M", bound="PretrainedModel")
-
-
-# ------------------------------------------------------------------------------------------ configs
-def config_to_dict(config: Any) -> dict:
-    """A dataclass config as JSON-ready data (tuples become lists, nested dataclasses dicts)."""
-    return json.loads(json.dumps(dataclasses.asdict(config)))
+_REPO_ID = re.compile(r"^[\w.\-]+/[\w.\-]+(@[\w.\-/]+)?$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
-def config_from_dict(cls: type, data: dict) -> Any:
-    """Build the frozen dataclass ``cls`` from JSON data; unknown keys are an error, lists become tuples."""
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = set(data) - names
-    if unknown:
-        raise WeightsError(f"config.json has fields {sorted(unknown)} that {cls.__name__} does not know; "
-                           "the weights were written by a newer speechzoo or for another model")
-    return cls(**{k: _coerce(hints[k], v) for k, v in data.items()})
+class HubUnavailable(WeightsError):
+    """The Hub has no such repo, revision or file, or cannot be reached (and the file is not cached)."""
 
 
-def _coerce(hint: Any, value: Any) -> Any:
-    if value is None:
-        return None
-    candidates = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
-    for h in candidates:
-        if dataclasses.is_dataclass(h) and isinstance(value, dict):
-            return config_from_dict(h, value)
-    return _tuplify(value)
+class _SilentTqdm(tqdm):
+    def __init__(self, *args, **kwargs):
+        kwargs["disable"] = True
+        super().__init__(*args, **kwargs)
 
 
-def _tuplify(value: Any) -> Any:
-    if isinstance(value, list):
-        return tuple(_tuplify(v) for v in value)
-    if isinstance(value, dict):
-        return {k: _tuplify(v) for k, v in value.items()}
-    return value
+def env_flag(name: str) -> bool:
+    """Whether the environment variable ``name`` is set to a true value ("1", "true", "yes", "on")."""
+    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
 
 
-# ------------------------------------------------------------------------------------------ files
+def hf_home() -> Path:
+    """``$HF_HOME`` (default ``~/.cache/huggingface``)."""
+    return Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface")).expanduser()
+
+
+# ------------------------------------------------------------------------------------------ checksums
 def sha256_of(path: str | os.PathLike) -> str:
     """Hex SHA-256 of a file, read in chunks."""
     h = hashlib.sha256()
@@ -93,117 +73,71 @@ def verify_sha256(path: str | os.PathLike, expected: str) -> None:
                            "tampered with. Delete it and download it again.")
 
 
-def read_config(directory: str | os.PathLike) -> dict:
-    """The parsed ``config.json`` of a model directory, with its ``model_type``."""
-    path = Path(directory) / CONFIG_NAME
-    if not path.is_file():
-        raise WeightsError(f"{directory} has no {CONFIG_NAME}; it is not a speechzoo model directory "
-                           "(convert an original checkpoint with `python -m conversion KIND SRC --out DIR`)")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise WeightsError(f"{path} is not valid JSON ({e}); the file is truncated or corrupt") from e
+# ------------------------------------------------------------------------------------------ download
+def hub_file(repo_id: str, filename: str, *, revision: str | None = None, progress: bool = True,
+             cache_dir: str | os.PathLike | None = None, force_download: bool = False,
+             token: str | bool | None = None, local_files_only: bool = False) -> Path:
+    """Download (or find in the cache) one file of a Hub model repo and verify its LFS SHA-256.
 
-
-def load_safetensors(path: str | os.PathLike, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
-    """Read a safetensors file, turning a truncated or corrupt file into a clear :class:`WeightsError`."""
-    path = Path(path)
-    if not path.is_file():
-        raise WeightsError(f"weight file {path} does not exist")
-    try:
-        return load_file(str(path), device=str(device))
-    except (SafetensorError, OSError, ValueError) as e:
-        raise WeightsError(f"{path} is not a readable safetensors file ({e}); it is truncated or corrupt. "
-                           "Delete it and download or convert it again.") from e
-
-
-# ------------------------------------------------------------------------------------------ models
-class PretrainedModel(torch.nn.Module):
-    """Base of every speechzoo model: a ``config`` dataclass plus tensors, saved as config.json + safetensors.
-
-    Subclasses set ``config_class`` (a frozen dataclass) and ``model_type`` and build themselves from
-    ``__init__(config)``.
+    ``cache_dir``, ``force_download``, ``token`` and ``local_files_only`` mean what they mean in
+    ``huggingface_hub.hf_hub_download``; ``HF_HUB_OFFLINE`` implies ``local_files_only``.
     """
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import (
+        EntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
 
-    config_class: ClassVar[type]
-    model_type: ClassVar[str]
-
-    def __init__(self, config: Any) -> None:
-        super().__init__()
-        if not isinstance(config, self.config_class):
-            raise TypeError(f"{type(self).__name__} takes a {self.config_class.__name__}, got {type(config).__name__}")
-        self.config = config
-
-    # -------------------------------------------------------------- save
-    def save_pretrained(self, directory: str | os.PathLike) -> Path:
-        """Write ``config.json`` and ``model.safetensors`` (contiguous CPU tensors) into ``directory``."""
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        config = {"model_type": self.model_type, **config_to_dict(self.config)}
-        (directory / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
-        state = {k: v.detach().to("cpu").contiguous() for k, v in self.state_dict().items()}
-        save_file(_unshare(state), str(directory / WEIGHTS_NAME), metadata={"model_type": self.model_type})
-        return directory
-
-    def push_to_hub(self, repo_id: str, *, private: bool = False, token: str | None = None,
-                    commit_message: str = "Upload speechzoo model", model_card: str | None = None) -> str:
-        """Upload config.json + model.safetensors (and ``model_card`` as README.md) to a Hub model repo."""
-        import tempfile
-
-        from huggingface_hub import HfApi
-
-        api = HfApi(token=token)
-        api.create_repo(repo_id, private=private, exist_ok=True)
-        with tempfile.TemporaryDirectory() as tmp:
-            self.save_pretrained(tmp)
-            if model_card is not None:
-                Path(tmp, "README.md").write_text(model_card)
-            info = api.upload_folder(repo_id=repo_id, folder_path=tmp, commit_message=commit_message)
-        return str(info)
-
-    # -------------------------------------------------------------- load
-    @classmethod
-    def from_pretrained(cls: type[M], name_or_path: str | os.PathLike, *, revision: str | None = None,
-                        map_location: str | torch.device = "cpu", progress: bool = True) -> M:
-        """Load from a local directory or a Hub repo id (``revision`` pins a branch, tag or commit)."""
-        from .download import snapshot
-
-        directory = snapshot(name_or_path, revision=revision, progress=progress)
-        return cls.from_directory(directory, map_location=map_location)
-
-    @classmethod
-    def from_directory(cls: type[M], directory: str | os.PathLike, *, map_location: str | torch.device = "cpu") -> M:
-        """Load config.json + model.safetensors from ``directory``, strictly, in eval mode."""
-        data = read_config(directory)
-        model_type = data.pop("model_type", None)
-        if model_type != cls.model_type:
-            raise WeightsError(f"{directory} holds a {model_type!r} model, not a {cls.model_type!r} model: "
-                               f"pass the weights of a {cls.model_type} model")
-        model = cls(config_from_dict(cls.config_class, data))
-        model.load_state_dict_strict(load_safetensors(Path(directory) / WEIGHTS_NAME))
-        return model.to(map_location).eval()
-
-    def load_state_dict_strict(self, state: dict[str, torch.Tensor]) -> None:
-        """``load_state_dict(strict=True)`` with one error that lists missing, unexpected and misshapen tensors."""
-        own = self.state_dict()
-        missing = sorted(set(own) - set(state))
-        unexpected = sorted(set(state) - set(own))
-        misshapen = [f"{k}: {tuple(state[k].shape)} != {tuple(own[k].shape)}"
-                     for k in own.keys() & state.keys() if own[k].shape != state[k].shape]
-        if missing or unexpected or misshapen:
-            parts = [f"{label} ({len(keys)}): {', '.join(keys[:8])}{' …' if len(keys) > 8 else ''}"
-                     for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", misshapen))
-                     if keys]
-            raise WeightsError(f"weights do not fit {type(self).__name__} — " + "; ".join(parts))
-        self.load_state_dict(state, strict=True)
+    cache_dir = cache_dir or os.environ.get("HF_HUB_CACHE") or hf_home() / "hub"
+    try:
+        path = hf_hub_download(repo_id, filename, revision=revision, cache_dir=cache_dir,
+                               endpoint=os.environ.get("HF_ENDPOINT") or None, force_download=force_download,
+                               token=token, local_files_only=local_files_only or env_flag("HF_HUB_OFFLINE"),
+                               library_name="speechzoo", tqdm_class=None if progress else _SilentTqdm)
+    except (RepositoryNotFoundError, RevisionNotFoundError, EntryNotFoundError) as e:
+        # EntryNotFoundError covers "offline or unreachable, and not in the cache" too
+        raise HubUnavailable(f"{repo_id}@{revision or 'main'}/{filename} is not available: {e}") from e
+    except OSError as e:  # a broken transfer: huggingface_hub's size consistency check, HTTP 5xx, ...
+        raise WeightsError(f"downloading {repo_id}/{filename} failed ({e}); nothing was loaded. "
+                           "Retry; if it persists, the mirror is broken.") from e
+    blob = Path(os.path.realpath(path))
+    if _SHA256.match(blob.name):  # LFS blobs are stored under their SHA-256
+        try:
+            verify_sha256(blob, blob.name)
+        except WeightsError as e:
+            blob.unlink(missing_ok=True)
+            Path(path).unlink(missing_ok=True)
+            raise WeightsError(f"{repo_id}/{filename}: {e} The corrupt copy was removed from the cache; "
+                               "load again to download it afresh.") from None
+    return Path(path)
 
 
-def _unshare(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """safetensors refuses tensors that share storage (tied weights): give each its own copy."""
-    seen: set[int] = set()
-    out = {}
-    for k, v in state.items():
-        ptr = v.untyped_storage().data_ptr() if v.numel() else -1
-        out[k] = v.clone() if ptr in seen else v
-        seen.add(ptr)
-    return out
+def snapshot(name_or_path: str | os.PathLike, *, revision: str | None = None, progress: bool = True,
+             cache_dir: str | os.PathLike | None = None, force_download: bool = False,
+             token: str | bool | None = None, local_files_only: bool = False) -> Path:
+    """A directory holding config.json + model.safetensors for a local path or a Hub repo id (``"org/name"`` or
+    ``"org/name@revision"``; ``revision=`` wins over the ``@``). The other arguments are :func:`hub_file`'s."""
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        return path
+    name = str(name_or_path)
+    if not _REPO_ID.match(name):
+        raise WeightsError(f"weights={name!r} is neither an existing directory nor a Hub repo id like 'org/name'")
+    repo_id, _, pinned = name.partition("@")
+    options = dict(revision=revision or pinned or None, progress=progress, cache_dir=cache_dir,
+                   force_download=force_download, token=token, local_files_only=local_files_only)
+    hub_file(repo_id, CONFIG_NAME, **options)
+    return hub_file(repo_id, WEIGHTS_NAME, **options).parent
+
+
+# ------------------------------------------------------------------------------------------ upload
+def upload_folder(repo_id: str, folder: str | os.PathLike, *, private: bool = False, token: str | None = None,
+                  commit_message: str = "Upload speechzoo model") -> str:
+    """Create the Hub model repo ``repo_id`` if needed and upload the files of ``folder`` to it; returns the
+    commit's URL."""
+    from huggingface_hub import HfApi
+
+    api = HfApi(token=token)
+    api.create_repo(repo_id, private=private, exist_ok=True)
+    return str(api.upload_folder(repo_id=repo_id, folder_path=str(folder), commit_message=commit_message))

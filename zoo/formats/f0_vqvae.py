@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConversionError, WeightsError
-from ..hub import config_from_dict
+from ..modeling import config_from_dict
 from ..models.f0_vqvae import F0VQVAE, BottleneckConfig, F0VQVAEConfig, JukeboxConfig
 from . import RenameTable, expect_keys, load_original, rename
 

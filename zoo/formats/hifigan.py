@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 from ..errors import ConversionError, WeightsError
-from ..hub import config_from_dict
+from ..modeling import config_from_dict
 from ..models.hifigan import CodeHiFiGAN, CodeHiFiGANConfig, VariancePredictorConfig
 from . import RenameTable, expect_keys, fold_weight_norms, load_original, rename
 from .f0_vqvae import checkpoint_and_config, f0_vqvae_config, quantizer_rules, read_json

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from ..errors import ConversionError
-from ..hub import load_safetensors
+from ..modeling import load_safetensors
 from ..models.wavlm import NORM_EPS, WavLM, WavLMConfig
 from . import RenameTable, expect_keys, fold_weight_norms, load_original, rename
 

@@ -44,7 +44,7 @@ import numpy as np
 import torch
 
 from ..errors import InputError
-from ..hub import PretrainedModel
+from ..modeling import PretrainedModel
 
 #: Units of padding frames (beyond an item's length) in batched output.
 PADDING_UNIT = -1

@@ -35,7 +35,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..errors import InputError, WeightsError
-from ..hub import PretrainedModel
+from ..modeling import PretrainedModel
 from ..nn.transformer import (
     IncrementalDecoder,
     Transformer,

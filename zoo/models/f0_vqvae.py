@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import InputError
-from ..hub import PretrainedModel
+from ..modeling import PretrainedModel
 from ..nn.seanet import zero_beyond
 
 Lengths = Sequence[int] | None

@@ -48,7 +48,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import InputError
-from ..hub import PretrainedModel
+from ..modeling import PretrainedModel
 from ..nn.conv import Conv1d, ConvTranspose1d
 from ..nn.seanet import zero_beyond
 from ..registry import SourceFile, Weights

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import InputError
-from ..hub import PretrainedModel
+from ..modeling import PretrainedModel
 from ..registry import SourceFile, Weights
 
 

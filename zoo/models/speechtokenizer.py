@@ -29,7 +29,7 @@ from torch import nn
 
 from ..audio import check_waveform
 from ..errors import AudioError, InputError
-from ..hub import PretrainedModel
+from ..modeling import PretrainedModel
 from ..nn.seanet import SEANetConfig, SEANetDecoder, SEANetEncoder
 from ..registry import SourceFile, Weights
 

@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..errors import InputError
-from ..hub import PretrainedModel
+from ..modeling import PretrainedModel
 from ..nn.transformer import (
     IncrementalDecoder,
     Transformer,

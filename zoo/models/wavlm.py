@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 
 from ..audio import check_waveform, resample
 from ..errors import AudioError, InputError
-from ..hub import PretrainedModel
+from ..modeling import PretrainedModel
 from ..registry import SourceFile, Weights
 
 #: The sample rate every released WavLM reads.

@@ -39,7 +39,7 @@ from torch import nn
 
 from ..audio import check_waveform
 from ..errors import InputError
-from ..hub import PretrainedModel
+from ..modeling import PretrainedModel
 from ..nn.seanet import SEANetConfig, SEANetEncoder
 from ..registry import SourceFile, Weights
 
