@@ -10,12 +10,39 @@ unpickled.
     >>> import torch
     >>> model, extract_features = torch.hub.load("speechzoo/speechzoo", "wavlm_large")  # doctest: +SKIP
 """
+import os
+from collections.abc import Callable as _Callable
+
+import torch
+
+# Imported under private names: torch.hub.list() shows every public callable of this module as an entry point.
+from zoo.download import load as _load
+from zoo.errors import InputError as _InputError
+from zoo.models.dpdp import DPDPQuantizer as _DPDPQuantizer
+from zoo.models.ellav import ELLAV as _ELLAV
+from zoo.models.f0_vqvae import F0VQVAE as _F0VQVAE
+from zoo.models.hifigan import CodeHiFiGAN as _CodeHiFiGAN
+from zoo.models.kmeans import Codebook as _Codebook
+from zoo.models.speechtokenizer import SpeechTokenizer as _SpeechTokenizer
+from zoo.models.ulm import ENTRY_POINT_60K as _ENTRY_POINT_60K
+from zoo.models.ulm import UnitLanguageModel as _UnitLanguageModel
+from zoo.models.ulm import UnitTokenizer as _UnitTokenizer
+from zoo.models.wavlm import WavLM as _WavLM
+from zoo.models.wavlm import extract_features as _extract_features
+from zoo.models.wavtokenizer import VARIANTS as _VARIANTS
+from zoo.models.wavtokenizer import WavTokenizer as _WavTokenizer
+from zoo.models.wavtokenizer import decode as _decode
+from zoo.models.wavtokenizer import encode as _encode
+from zoo.registry import find as _find
+
 dependencies = ["torch", "numpy", "safetensors", "huggingface_hub", "soundfile", "tqdm"]
 
 
 # ------------------------------------------------- DP-SLM: speech → units (WavLM Large, k-means codebooks, DPDP)
 
-def wavlm_large(map_location="cpu", progress=True, weights=None):
+def wavlm_large(map_location: str | torch.device = "cpu", progress: bool = True,
+                weights: str | os.PathLike | None = None
+                ) -> tuple[_WavLM, _Callable[..., torch.Tensor | tuple[torch.Tensor, torch.Tensor]]]:
     """WavLM Large and its feature helper, as ``nicolvisser/WavLM-codebooks`` returns them: ``(model,
     extract_features)``, the model in eval mode on ``map_location``.
 
@@ -26,51 +53,61 @@ def wavlm_large(map_location="cpu", progress=True, weights=None):
     >>> model, extract_features = wavlm_large()                       # doctest: +SKIP
     >>> features = extract_features(model, wav, 16000, layer=11)      # doctest: +SKIP
     """
-    from zoo.models.wavlm import extract_features, load_wavlm_large
-
-    return load_wavlm_large(map_location, progress, weights), extract_features
+    return _load(_WavLM, "wavlm_large", weights, map_location=map_location, progress=progress), _extract_features
 
 
-def codebook(layer, k, map_location="cpu", progress=True, weights=None):
+def codebook(layer: int, k: int, map_location: str | torch.device = "cpu", progress: bool = True,
+             weights: str | os.PathLike | None = None) -> torch.Tensor:
     """The ``(K, D)`` k-means codebook of WavLM-Large layer ``layer`` with ``k`` codes, as DP-SLM released them
     for layer 11 and k in {100, 200, 500, 1000, 2000} (any other pair raises, listing them).
 
     >>> cb = codebook(layer=11, k=500)                      # doctest: +SKIP
     >>> units = torch.cdist(features, cb).argmin(dim=1)     # doctest: +SKIP
     """
-    from zoo.models.kmeans import load_codebook
+    return _load(_Codebook, "codebook", weights, map_location=map_location, progress=progress, layer=layer,
+                 k=k).codebook
 
-    return load_codebook(layer, k, map_location, progress, weights).codebook
 
-
-def dpdp_quantizer_from_codebook(codebook, lmbda, num_neighbors=None):
+def dpdp_quantizer_from_codebook(codebook: torch.Tensor, lmbda: float, num_neighbors: int | None = None,
+                                 map_location: str | torch.device | None = None) -> _DPDPQuantizer:
     """DP-SLM's duration-penalised quantizer (``nicolvisser/dpdp``) over a ``(K, D)`` codebook: ``lmbda`` is the
     penalty per segment on squared distances; ``num_neighbors`` limits each frame to its nearest codes (the paper
     used 5 % of K). ``quantizer(features)`` maps ``(T, D)`` (or ``(B, T, D)`` with ``lengths``) to
-    ``(quantized_features, units)``, the same units as the original, in O(T·K) instead of O(T²·K).
+    ``(quantized_features, units)``, the same units as the original, in O(T·K) instead of O(T²·K). The quantizer
+    lives on the codebook's device unless ``map_location`` names another.
 
     >>> quantizer = dpdp_quantizer_from_codebook(codebook(layer=11, k=500), lmbda=4500)  # doctest: +SKIP
     >>> quantized_features, units = quantizer(features)                                   # doctest: +SKIP
     """
-    from zoo.models.dpdp import DPDPQuantizer
+    quantizer = _DPDPQuantizer.from_codebook(codebook, lmbda, num_neighbors)
+    return quantizer if map_location is None else quantizer.to(map_location)
 
-    return DPDPQuantizer.from_codebook(codebook, lmbda, num_neighbors)
 
+def dpdp_quantizer(codebook_size: int, codebook_dim: int, lmbda: float, num_neighbors: int | None = None,
+                   map_location: str | torch.device = "cpu", progress: bool = True,
+                   weights: str | os.PathLike | None = None) -> _DPDPQuantizer:
+    """A DPDP quantizer with a random ``(codebook_size, codebook_dim)`` codebook (``torch.randn`` on the CPU, as the
+    original ``dpdp_quantizer``, so a seed gives the original's codebook), to load a codebook into later, on
+    ``map_location``; see :func:`dpdp_quantizer_from_codebook`. ``weights`` (a quantizer saved with
+    ``save_pretrained``: a directory or Hub repo id) supplies the codebook instead; it must have that shape.
 
-def dpdp_quantizer(codebook_size, codebook_dim, lmbda, num_neighbors=None):
-    """A DPDP quantizer with a random ``(codebook_size, codebook_dim)`` codebook (``torch.randn``, as the original
-    ``dpdp_quantizer``), to load a codebook into later; see :func:`dpdp_quantizer_from_codebook`."""
-    import torch
-
-    from zoo.models.dpdp import DPDPQuantizer
-
-    return DPDPQuantizer.from_codebook(torch.randn(codebook_size, codebook_dim), lmbda, num_neighbors)
+    >>> quantizer = dpdp_quantizer(500, 1024, lmbda=4500, weights="my/dpdp-quantizer")   # doctest: +SKIP
+    """
+    if weights is None:
+        codebook = torch.randn(codebook_size, codebook_dim)
+        return _DPDPQuantizer.from_codebook(codebook, lmbda, num_neighbors).to(map_location)
+    saved = _load(_DPDPQuantizer, "dpdp_quantizer", weights, map_location=map_location, progress=progress)
+    if saved.codebook.shape != (codebook_size, codebook_dim):
+        raise _InputError(f"{weights} holds a {tuple(saved.codebook.shape)} codebook, not ({codebook_size}, "
+                          f"{codebook_dim}): pass the sizes of the saved quantizer")
+    return _DPDPQuantizer.from_codebook(saved.codebook, lmbda, num_neighbors)
 
 
 
 # ---------------------------------------------------------------------------------- DP-SLM: unit language models
 
-def ulm(k, lmbda, map_location="cpu", progress=True, weights=None):
+def ulm(k: int, lmbda: int, map_location: str | torch.device = "cpu", progress: bool = True,
+        weights: str | os.PathLike | None = None) -> tuple[_UnitLanguageModel, _UnitTokenizer]:
     """DP-SLM's Mistral-style unit LM over deduplicated WavLM-Large layer-11 DPDP units, trained on 1k hours:
     ``(model, tokenizer)`` as ``nicolvisser/Mistral-ULM``'s ``ulm_wavlm_layer_11_dpdp_hours_1k_steps_10k``.
     Released for k in {100, 200, 500, 1000}, six lmbda each (any other pair raises, listing them).
@@ -81,31 +118,36 @@ def ulm(k, lmbda, map_location="cpu", progress=True, weights=None):
     >>> scores = model.loglikelihoods([tokenizer.encode(u) for u in batch])   # packed, as the ZeroSpeech script
     >>> continuation = model.generate(units, max_new_tokens=100, temperature=1.0, top_p=0.9)  # KV-cached
     """
-    from zoo.models.ulm import load_ulm
+    model = _load(_UnitLanguageModel, "ulm", weights, map_location=map_location, progress=progress, k=k,
+                  lmbda=lmbda)
+    return model, model.tokenizer
 
-    return load_ulm(k, lmbda, map_location, progress, weights)
 
-
-def ulm_wavlm_layer_11_dpdp_hours_1k_steps_10k(k, lmbda, map_location="cpu", progress=True, weights=None):
+def ulm_wavlm_layer_11_dpdp_hours_1k_steps_10k(k: int, lmbda: int, map_location: str | torch.device = "cpu",
+                                               progress: bool = True, weights: str | os.PathLike | None = None
+                                               ) -> tuple[_UnitLanguageModel, _UnitTokenizer]:
     """The original's name of :func:`ulm`."""
     return ulm(k, lmbda, map_location, progress, weights)
 
 
-def ulm_wavlm_layer_11_dpdp_hours_60k_steps_200k(k, lmbda, map_location="cpu", progress=True, weights=None):
+def ulm_wavlm_layer_11_dpdp_hours_60k_steps_200k(k: int, lmbda: int, map_location: str | torch.device = "cpu",
+                                                 progress: bool = True, weights: str | os.PathLike | None = None
+                                                 ) -> tuple[_UnitLanguageModel, _UnitTokenizer]:
     """The unit LM trained on 60k hours for 200k steps, released for (k, lmbda) = (500, 4500) only:
     ``(model, tokenizer)``, used like :func:`ulm`.
 
     >>> model, tokenizer = ulm_wavlm_layer_11_dpdp_hours_60k_steps_200k(k=500, lmbda=4500)   # doctest: +SKIP
     """
-    from zoo.models.ulm import ENTRY_POINT_60K, load_ulm
-
-    return load_ulm(k, lmbda, map_location, progress, weights, entry_point=ENTRY_POINT_60K)
+    model = _load(_UnitLanguageModel, _ENTRY_POINT_60K, weights, map_location=map_location, progress=progress, k=k,
+                  lmbda=lmbda)
+    return model, model.tokenizer
 
 
 
 # ----------------------------------------------------------------- DP-SLM: units → speech (ELLA-V, WavTokenizer)
 
-def ellav_units_to_wavtokenizer(k, lmbda, map_location="cpu", progress=True, weights=None):
+def ellav_units_to_wavtokenizer(k: int, lmbda: int, map_location: str | torch.device = "cpu", progress: bool = True,
+                                weights: str | os.PathLike | None = None) -> _ELLAV:
     """DP-SLM's ELLA-V acoustic model from WavLM-Large layer-11 DPDP units (k in {100, 200, 500, 1000}, six lmbda
     each) to WavTokenizer ``small_600_24k_4096`` codec ids, as ``nicolvisser/ELLA-V``'s entry point.
 
@@ -115,47 +157,60 @@ def ellav_units_to_wavtokenizer(k, lmbda, map_location="cpu", progress=True, wei
     ...     temperature=1.0, top_p=0.8, chunk_size=None, progress=True)    # KV-cached, batched over prompts
     >>> codes = codec_ids_list[0][None, None, :]                            # (1, 1, T) for the WavTokenizer
     """
-    from zoo.models.ellav import load_ellav
+    return _load(_ELLAV, "ellav_units_to_wavtokenizer", weights, map_location=map_location, progress=progress, k=k,
+                 lmbda=lmbda)
 
-    return load_ellav("ellav_units_to_wavtokenizer", map_location, progress, weights, k=k, lmbda=lmbda)
 
-
-def ellav_phones_to_wavtokenizer(map_location="cpu", progress=True, weights=None):
+def ellav_phones_to_wavtokenizer(map_location: str | torch.device = "cpu", progress: bool = True,
+                                 weights: str | os.PathLike | None = None) -> _ELLAV:
     """The ELLA-V acoustic model from MFA us-arpa phones (e.g. ``["HH", "AH0", "L", "OW1"]``) to WavTokenizer
     ``small_600_24k_4096`` codec ids; ``generate`` as for :func:`ellav_units_to_wavtokenizer`."""
-    from zoo.models.ellav import load_ellav
-
-    return load_ellav("ellav_phones_to_wavtokenizer", map_location, progress, weights)
+    return _load(_ELLAV, "ellav_phones_to_wavtokenizer", weights, map_location=map_location, progress=progress)
 
 
-def wavtokenizer(variant="small_600_24k_4096", pretrained=True, progress=True, weights=None):
+#: ``(model, encode, decode)``: ``encode(model, wav, sr)`` -> codes, ``decode(model, codes)`` -> ``(wav, 24000)``.
+_WavTokenizerEntry = tuple[_WavTokenizer, _Callable[[_WavTokenizer, torch.Tensor, int], torch.Tensor],
+                          _Callable[[_WavTokenizer, torch.Tensor], tuple[torch.Tensor, int]]]
+
+
+def wavtokenizer(variant: str = "small_600_24k_4096", pretrained: bool = True, progress: bool = True,
+                 weights: str | os.PathLike | None = None, map_location: str | torch.device = "cpu"
+                 ) -> _WavTokenizerEntry:
     """WavTokenizer ``variant`` ("small_600_24k_4096": 40 Hz, or "small_320_24k_4096": 75 Hz; one 4096-entry
     codebook, 24 kHz speech) as ``(model, encode, decode)``, like ``nicolvisser/WavTokenizer``'s entries.
-    ``pretrained=False`` gives a randomly initialised model of that architecture.
+    ``pretrained=False`` gives a randomly initialised model of that architecture. The model is in eval mode on
+    ``map_location`` (an addition: the original always loads onto the CPU).
 
     >>> model, encode, decode = wavtokenizer("small_600_24k_4096")   # doctest: +SKIP
     >>> codes = encode(model, wav, sr)          # (1, C, T) int64: wav (C, N) at sr Hz is resampled to 24 kHz
     >>> wav_24k, sr_24k = decode(model, codes)  # (C, T * 600), 24000
     """
-    from zoo.models.wavtokenizer import decode, encode, load_wavtokenizer
+    if pretrained or weights is not None:
+        model = _load(_WavTokenizer, "wavtokenizer", weights, map_location=map_location, progress=progress,
+                      variant=variant)
+    else:
+        _find("wavtokenizer", variant=variant)  # an unknown variant lists the released ones
+        model = _WavTokenizer(_VARIANTS[variant]).to(map_location).eval()
+    return model, _encode, _decode
 
-    return load_wavtokenizer(variant, pretrained, progress, weights), encode, decode
 
-
-def small_600_24k_4096(pretrained=True, progress=True, weights=None):
+def small_600_24k_4096(pretrained: bool = True, progress: bool = True, weights: str | os.PathLike | None = None,
+                       map_location: str | torch.device = "cpu") -> _WavTokenizerEntry:
     """WavTokenizer small, 24 kHz, 600× down-sampling (40 Hz), 4096 codebook entries: ``(model, encode, decode)``."""
-    return wavtokenizer("small_600_24k_4096", pretrained, progress, weights)
+    return wavtokenizer("small_600_24k_4096", pretrained, progress, weights, map_location)
 
 
-def small_320_24k_4096(pretrained=True, progress=True, weights=None):
+def small_320_24k_4096(pretrained: bool = True, progress: bool = True, weights: str | os.PathLike | None = None,
+                       map_location: str | torch.device = "cpu") -> _WavTokenizerEntry:
     """WavTokenizer small, 24 kHz, 320× down-sampling (75 Hz), 4096 codebook entries: ``(model, encode, decode)``."""
-    return wavtokenizer("small_320_24k_4096", pretrained, progress, weights)
+    return wavtokenizer("small_320_24k_4096", pretrained, progress, weights, map_location)
 
 
 
 # ----------------------------------------------------------------------------------------------- SpeechTokenizer
 
-def speechtokenizer(variant="speechtokenizer_hubert_avg", map_location="cpu", progress=True, weights=None):
+def speechtokenizer(variant: str = "speechtokenizer_hubert_avg", map_location: str | torch.device = "cpu",
+                    progress: bool = True, weights: str | os.PathLike | None = None) -> _SpeechTokenizer:
     """SpeechTokenizer ``variant`` (released: "speechtokenizer_hubert_avg", 16 kHz, 8 codebooks of 1024 at 50 Hz;
     codebook 0 holds the HuBERT-distilled semantic tokens), in eval mode, with the original's ``encode``,
     ``decode``, ``forward`` and ``forward_feature``. Its codebooks are frozen buffers: no call changes them.
@@ -166,15 +221,15 @@ def speechtokenizer(variant="speechtokenizer_hubert_avg", map_location="cpu", pr
     >>> wav_out = model.decode(codes)              # (B, 1, 320 * T)
     >>> acoustic_only = model.decode(codes[1:], st=1)
     """
-    from zoo.models.speechtokenizer import load_speechtokenizer
-
-    return load_speechtokenizer(variant, map_location, progress, weights)
+    return _load(_SpeechTokenizer, "speechtokenizer", weights, map_location=map_location, progress=progress,
+                 variant=variant)
 
 
 
 # ------------------------------------ Unit HiFi-GAN vocoders (GSLM, dGSLM, speech-resynthesis, speech-to-speech)
 
-def hifigan_unit_vocoder(variant="s2st_mhubert_km1000_lj", map_location="cpu", progress=True, weights=None):
+def hifigan_unit_vocoder(variant: str = "s2st_mhubert_km1000_lj", map_location: str | torch.device = "cpu",
+                         progress: bool = True, weights: str | os.PathLike | None = None) -> _CodeHiFiGAN:
     """A discrete-unit HiFi-GAN vocoder (fairseq ``CodeHiFiGANVocoder``, textlesslib, speech-resynthesis
     ``CodeGenerator``). ``variant`` picks a release (``speechzoo list`` shows them: fairseq S2ST, SpeechMatrix,
     dGSLM, pGSLM, TWIST, Expresso); ``weights=DIR`` loads one converted with ``python -m conversion hifigan``
@@ -186,18 +241,16 @@ def hifigan_unit_vocoder(variant="s2st_mhubert_km1000_lj", map_location="cpu", p
     >>> vocoder = hifigan_unit_vocoder("s2st_mhubert_km1000_lj")          # doctest: +SKIP
     >>> wav = vocoder(torch.tensor([[12, 12, 507, 33]]))                  # doctest: +SKIP
     """
-    from zoo.models.hifigan import load_vocoder
+    return _load(_CodeHiFiGAN, "hifigan_unit_vocoder", weights, map_location=map_location, progress=progress,
+                 variant=variant)
 
-    return load_vocoder(variant, map_location, progress, weights)
 
-
-def f0_vqvae(map_location="cpu", progress=True, weights=None):
+def f0_vqvae(map_location: str | torch.device = "cpu", progress: bool = True,
+             weights: str | os.PathLike | None = None) -> _F0VQVAE:
     """speech-resynthesis' F0 VQ-VAE (``Quantizer``), converted with ``python -m conversion f0_vqvae``; calling it
     on normalised F0 ``(B, 1, T)`` returns ``(reconstruction, codes)``. None was released, so ``weights`` is
     required.
 
     >>> recon, codes = f0_vqvae(weights="converted/f0_vq")(f0)            # doctest: +SKIP
     """
-    from zoo.models.f0_vqvae import load_f0_vqvae
-
-    return load_f0_vqvae(map_location, progress, weights)
+    return _load(_F0VQVAE, "f0_vqvae", weights, map_location=map_location, progress=progress)

@@ -222,6 +222,18 @@ def test_hub_random_quantizer_like_the_original():
     assert torch.equal(quantizer.codebook, expected) and quantizer.lmbda == 3.0
 
 
+def test_hub_quantizer_from_saved_weights_and_device(tmp_path):
+    codebook = torch.randn(7, 5, generator=torch.Generator().manual_seed(5))
+    saved = DPDPQuantizer.from_codebook(codebook, lmbda=1.0).save_pretrained(tmp_path / "q")
+    quantizer = hubconf.dpdp_quantizer(7, 5, lmbda=3.0, num_neighbors=2, weights=saved)
+    assert torch.equal(quantizer.codebook, codebook) and quantizer.lmbda == 3.0 and quantizer.num_neighbors == 2
+    with pytest.raises(InputError, match=r"holds a \(7, 5\) codebook, not \(7, 4\)"):
+        hubconf.dpdp_quantizer(7, 4, lmbda=3.0, weights=saved)
+    assert hubconf.dpdp_quantizer(7, 5, lmbda=3.0, map_location="meta").codebook.is_meta
+    assert hubconf.dpdp_quantizer_from_codebook(codebook, 3.0, map_location="meta").codebook.is_meta
+    assert hubconf.dpdp_quantizer_from_codebook(codebook.to("meta"), 3.0).codebook.is_meta  # the codebook's device
+
+
 # ------------------------------------------------------------------------------------------ errors
 @pytest.fixture
 def quantizer():

@@ -357,6 +357,11 @@ def test_registry_lists_both_releases():
         hubconf.wavtokenizer("medium_75", pretrained=False)
 
 
+def test_entry_points_place_the_model_on_map_location():
+    model, _, _ = hubconf.small_320_24k_4096(pretrained=False, map_location="meta")
+    assert all(p.is_meta for p in model.parameters()) and not model.training
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("variant, inference_values, frames", [
     ("small_600_24k_4096", 74_208_866, 235), ("small_320_24k_4096", 73_847_298, 440)])

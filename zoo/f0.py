@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from .errors import AudioError, InputError
+from .formats import load_original
 
 #: YAAPT settings of speech-resynthesis' ``get_yaapt_f0``.
 FRAME_LENGTH_MS = 20.0
@@ -94,8 +95,6 @@ class F0Stats:
     @classmethod
     def load(cls, path: str | os.PathLike) -> F0Stats:
         """Read an ``f0_stats.th`` (a torch-saved dict; read weights-only)."""
-        from .formats import load_original
-
         raw = load_original(path)
         try:
             speakers = {int(k): (float(v["f0_mean"]), float(v["f0_std"])) for k, v in raw.items()

@@ -125,8 +125,8 @@ def snapshot(name_or_path: str | os.PathLike, *, revision: str | None = None, pr
     if not _REPO_ID.match(name):
         raise WeightsError(f"weights={name!r} is neither an existing directory nor a Hub repo id like 'org/name'")
     repo_id, _, pinned = name.partition("@")
-    options = dict(revision=revision or pinned or None, progress=progress, cache_dir=cache_dir,
-                   force_download=force_download, token=token, local_files_only=local_files_only)
+    options = {"revision": revision or pinned or None, "progress": progress, "cache_dir": cache_dir,
+               "force_download": force_download, "token": token, "local_files_only": local_files_only}
     hub_file(repo_id, CONFIG_NAME, **options)
     return hub_file(repo_id, WEIGHTS_NAME, **options).parent
 

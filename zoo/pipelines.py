@@ -25,7 +25,14 @@ import torch
 from torch.nn.utils.rnn import pad_sequence
 from tqdm.auto import tqdm
 
+from .download import load
 from .errors import InputError
+from .models.dpdp import DPDPQuantizer
+from .models.ellav import ELLAV
+from .models.kmeans import Codebook
+from .models.ulm import UnitLanguageModel
+from .models.wavlm import WavLM, extract_features
+from .models.wavtokenizer import SAMPLE_RATE, WavTokenizer, decode
 
 #: WavLM-Large layer whose features DP-SLM quantises (1-based).
 WAVLM_LAYER = 11
@@ -81,7 +88,7 @@ class SpeechToUnits:
     Files are encoded ``batch_size`` at a time (ragged batches; each item's units equal its unbatched units).
     """
 
-    def __init__(self, wavlm: torch.nn.Module, quantizer: torch.nn.Module, layer: int = WAVLM_LAYER) -> None:
+    def __init__(self, wavlm: WavLM, quantizer: DPDPQuantizer, layer: int = WAVLM_LAYER) -> None:
         self.wavlm, self.quantizer, self.layer = wavlm, quantizer, layer
 
     @classmethod
@@ -90,13 +97,10 @@ class SpeechToUnits:
                         weights: Mapping[str, str] | None = None) -> SpeechToUnits:
         """The released WavLM Large and (layer, k) codebook; ``num_neighbors`` defaults to 5 % of k as DP-SLM's
         README. ``weights`` may map "wavlm" and "codebook" to directories or repo ids."""
-        from .models.dpdp import DPDPQuantizer
-        from .models.kmeans import load_codebook
-        from .models.wavlm import load_wavlm_large
-
         weights = weights or {}
-        wavlm = load_wavlm_large(map_location, progress, weights.get("wavlm"))
-        codebook = load_codebook(layer, k, map_location, progress, weights.get("codebook")).codebook
+        options = {"map_location": map_location, "progress": progress}
+        wavlm = load(WavLM, "wavlm_large", weights.get("wavlm"), **options)
+        codebook = load(Codebook, "codebook", weights.get("codebook"), **options, layer=layer, k=k).codebook
         if num_neighbors is None:
             num_neighbors = min(max(int(NEIGHBOR_FRACTION * codebook.shape[0]), 1), codebook.shape[0])
         return cls(wavlm, DPDPQuantizer.from_codebook(codebook, lmbda, num_neighbors).to(map_location), layer)
@@ -104,8 +108,6 @@ class SpeechToUnits:
     @torch.inference_mode()
     def __call__(self, wavs: torch.Tensor | Sequence[torch.Tensor], sr: int, *, batch_size: int = 8,
                  progress: bool = False) -> list[Units]:
-        from .models.wavlm import extract_features
-
         wavs = _as_waveforms(wavs)
         results: list[Units | None] = [None] * len(wavs)
         order = sorted(range(len(wavs)), key=lambda i: len(wavs[i]))  # similar lengths share a batch
@@ -128,32 +130,26 @@ class DPSLM:
     directory or repo id; the rest come from the registry.
     """
 
-    def __init__(self, speech_to_units: SpeechToUnits, ellav: torch.nn.Module, wavtokenizer: torch.nn.Module,
-                 ulm: torch.nn.Module | None = None) -> None:
+    def __init__(self, speech_to_units: SpeechToUnits, ellav: ELLAV, wavtokenizer: WavTokenizer,
+                 ulm: UnitLanguageModel | None = None) -> None:
         self.speech_to_units, self.ellav, self.wavtokenizer, self.ulm = speech_to_units, ellav, wavtokenizer, ulm
 
     @classmethod
     def from_pretrained(cls, k: int, lmbda: int, *, with_ulm: bool = True, num_neighbors: int | None = None,
                         map_location: str | torch.device = "cpu", progress: bool = True,
                         weights: Mapping[str, str] | None = None) -> DPSLM:
-        from .models.ellav import load_ellav
-        from .models.ulm import load_ulm
-        from .models.wavtokenizer import load_wavtokenizer
-
         weights = weights or {}
+        options = {"map_location": map_location, "progress": progress}
         return cls(
-            SpeechToUnits.from_pretrained(k, lmbda, num_neighbors=num_neighbors, map_location=map_location,
-                                          progress=progress, weights=weights),
-            load_ellav("ellav_units_to_wavtokenizer", map_location, progress, weights.get("ellav"), k=k, lmbda=lmbda),
-            load_wavtokenizer("small_600_24k_4096", True, progress, weights.get("wavtokenizer")).to(map_location),
-            load_ulm(k, lmbda, map_location, progress, weights.get("ulm"))[0] if with_ulm else None,
+            SpeechToUnits.from_pretrained(k, lmbda, num_neighbors=num_neighbors, weights=weights, **options),
+            load(ELLAV, "ellav_units_to_wavtokenizer", weights.get("ellav"), **options, k=k, lmbda=lmbda),
+            load(WavTokenizer, "wavtokenizer", weights.get("wavtokenizer"), **options, variant="small_600_24k_4096"),
+            load(UnitLanguageModel, "ulm", weights.get("ulm"), **options, k=k, lmbda=lmbda) if with_ulm else None,
         )
 
     @property
     def sample_rate(self) -> int:
         """Rate of the speech this system writes (the WavTokenizer's)."""
-        from .models.wavtokenizer import SAMPLE_RATE
-
         return SAMPLE_RATE
 
     def encode(self, wavs: torch.Tensor | Sequence[torch.Tensor], sr: int, *, batch_size: int = 8,
@@ -165,8 +161,6 @@ class DPSLM:
                         top_p: float = ELLAV_TOP_P, max_tokens: int = ELLAV_MAX_TOKENS,
                         progress: bool = False) -> list[torch.Tensor]:
         """Speech ``(samples,)`` at :attr:`sample_rate` for each sequence of deduplicated units (one ELLA-V batch)."""
-        from .models.wavtokenizer import decode
-
         prompts = [[f"u{u}" for u in row] for row in units]
         codec_ids, _ = self.ellav.generate(prompts, max_tokens=max_tokens,
                                            max_codec_tokens_per_phone=ELLAV_MAX_CODEC_TOKENS_PER_PHONE,

@@ -1,7 +1,8 @@
 """The registry of released weight sets, in the spirit of torchvision's ``Weights`` enums.
 
 Each model family declares its releases next to its code as a tuple ``WEIGHTS`` of :class:`Weights` in
-``zoo/models/<family>.py``; this module gathers them. A :class:`Weights` says which hubconf entry point and
+``zoo/models/<family>.py`` (and, for an entry point that loads user-converted weights only, a ``NOT_RELEASED``
+dict from entry point to what to do instead); this module finds those modules and gathers them. A :class:`Weights` says which hubconf entry point and
 arguments select it, where its converted safetensors live on the Hub (repo id + pinned revision), and where the
 ORIGINAL release lives (URL + SHA-256 + which ``zoo.formats`` converter reads it), so the one-liners work before a
 maintainer mirrors the weights.
@@ -15,14 +16,17 @@ Example::
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib
+import pkgutil
 from dataclasses import dataclass, field
+from types import ModuleType
 from typing import Any
 
 from .errors import InputError
 
-#: Model families whose modules declare ``WEIGHTS``.
-FAMILIES = ("kmeans", "wavtokenizer", "speechtokenizer", "ulm", "wavlm", "ellav", "hifigan")
+#: The package whose modules are the model families.
+MODELS_PACKAGE = "zoo.models"
 
 #: Hub organisation that hosts the converted weights, and the tag every mirrored repo carries.
 HUB_ORG = "speechzoo"
@@ -71,18 +75,32 @@ class Weights:
         return d
 
 
+@functools.cache
+def families() -> tuple[ModuleType, ...]:
+    """The modules of ``zoo.models`` that declare ``WEIGHTS`` or ``NOT_RELEASED``, in name order.
+
+    Imported here, when first asked for, rather than at import time: the model modules import this one."""
+    package = importlib.import_module(MODELS_PACKAGE)
+    modules = [importlib.import_module(f"{MODELS_PACKAGE}.{info.name}")
+               for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda info: info.name)]
+    return tuple(m for m in modules if hasattr(m, "WEIGHTS") or hasattr(m, "NOT_RELEASED"))
+
+
 def all_weights() -> tuple[Weights, ...]:
     """Every registered weight set, family by family."""
-    out: list[Weights] = []
-    for family in FAMILIES:
-        module = importlib.import_module(f"zoo.models.{family}")
-        out.extend(getattr(module, "WEIGHTS", ()))
-    return tuple(out)
+    return tuple(w for module in families() for w in getattr(module, "WEIGHTS", ()))
+
+
+def not_released() -> dict[str, str]:
+    """Entry point -> what to do instead, for entry points whose weights were never released."""
+    return {k: v for module in families() for k, v in getattr(module, "NOT_RELEASED", {}).items()}
 
 
 def find(entry_point: str, **kwargs: Any) -> Weights:
     """The weight set that ``entry_point(**kwargs)`` selects; an unknown choice lists the released ones."""
     candidates = [w for w in all_weights() if w.entry_point == entry_point]
+    if not candidates and entry_point in not_released():
+        raise InputError(not_released()[entry_point])
     for w in candidates:
         if all(w.kwargs.get(k) == v for k, v in kwargs.items()) and set(w.kwargs) <= set(kwargs):
             return w

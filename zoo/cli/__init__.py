@@ -6,6 +6,8 @@ import argparse
 import importlib
 import sys
 
+from ..errors import SpeechZooError
+
 #: Modules of zoo.cli that add subcommands, in the order ``speechzoo --help`` lists them.
 COMMANDS = ("listing", "convert", "encode", "dpslm", "codec", "vocode")
 
@@ -19,8 +21,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ..errors import SpeechZooError
-
     args = build_parser().parse_args(argv)
     try:
         return args.func(args) or 0

@@ -11,18 +11,15 @@ end index): ``tokenize --n-q 1`` keeps SpeechTokenizer's semantic tokens only, `
 from the acoustic codebooks alone. Note that the original's ``encode`` with ``st > 0`` restarts the residual at
 quantizer S; to decode a subset of full codes, tokenize with all quantizers and select at detokenize.
 
-A codec plugs in through :data:`CODECS`: a loader returning a model with ``sample_rate``, ``n_q``,
-``encode(wav (B, 1, N), n_q, st, lengths) -> (codes (rows, B, T), frame_lengths)`` and
+A codec plugs in through :data:`CODECS`: a model class (loaded by :func:`zoo.download.load`) with ``sample_rate``,
+``n_q``, ``encode(wav (B, 1, N), n_q, st, lengths) -> (codes (rows, B, T), frame_lengths)`` and
 ``decode(codes, st, lengths) -> (wav (B, 1, N'), sample_lengths)``.
 """
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -31,12 +28,15 @@ from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
 from .. import audio
+from ..download import load
 from ..errors import InputError
+from ..modeling import PretrainedModel
+from ..models.speechtokenizer import SpeechTokenizer
 from .inputs import batches, expand, output_names, positive_int
 
-#: codec name -> (``module:function`` loading it as ``f(variant, map_location, progress, weights)``, default variant)
-CODECS: dict[str, tuple[str, str]] = {
-    "speechtokenizer": ("zoo.models.speechtokenizer:load_speechtokenizer", "speechtokenizer_hubert_avg"),
+#: codec name -> (model class, hubconf entry point whose ``variant`` selects a release, default variant)
+CODECS: dict[str, tuple[type[PretrainedModel], str, str]] = {
+    "speechtokenizer": (SpeechTokenizer, "speechtokenizer", "speechtokenizer_hubert_avg"),
 }
 FORMATS = ("safetensors", "npy")
 CODES_SUFFIXES = tuple(f".{f}" for f in FORMATS)
@@ -76,7 +76,7 @@ def run_tokenize(args: argparse.Namespace) -> int:
     files = expand(args.inputs)
     names = output_names(files)
     name = args.model or "speechtokenizer"
-    variant = args.variant or CODECS[name][1]
+    variant = args.variant or CODECS[name][2]
     model = load_codec(name, variant, args.weights, args.device)
     st = args.st or 0
     weights = str(Path(args.weights).resolve()) if args.weights and Path(args.weights).is_dir() else args.weights
@@ -141,13 +141,12 @@ def _read_audio(path: Path, sample_rate: int) -> torch.Tensor:
     return audio.resample(wav[:1], rate, sample_rate)
 
 
-def load_codec(name: str, variant: str, weights: str | None, device: str) -> Any:
+def load_codec(name: str, variant: str, weights: str | None, device: str) -> PretrainedModel:
     """The codec ``name`` (a key of :data:`CODECS`) in eval mode on ``device``."""
     if name not in CODECS:
         raise InputError(f"unknown codec {name!r}; available: {', '.join(sorted(CODECS))}")
-    module, _, function = CODECS[name][0].partition(":")
-    loader: Callable[..., Any] = getattr(importlib.import_module(module), function)
-    return loader(variant, map_location=device, progress=True, weights=weights).eval()
+    cls, entry_point, _ = CODECS[name]
+    return load(cls, entry_point, weights, map_location=device, progress=True, variant=variant)
 
 
 def _write_codes(directory: Path, name: str, codes: torch.Tensor, meta: dict, fmt: str) -> None:

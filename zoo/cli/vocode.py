@@ -24,7 +24,10 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import audio
+from ..download import load
 from ..errors import InputError
+from ..f0 import F0Stats, normalize_f0, peak_normalize, samples_per_frame, yaapt_f0
+from ..models.hifigan import PAD_UNIT, CodeHiFiGAN, deduplicate, trim_to_f0, voice_convert
 from .inputs import batches, positive_int
 
 DEFAULT_VARIANT = "s2st_mhubert_km1000_lj"
@@ -59,11 +62,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..f0 import F0Stats
-    from ..models.hifigan import load_vocoder
-
     utterances = read_units_file(args.units_file)
-    vocoder = load_vocoder(args.vocoder, map_location=args.device, weights=args.weights)
+    vocoder = load(CodeHiFiGAN, "hifigan_unit_vocoder", args.weights, map_location=args.device,
+                   variant=args.vocoder)
     stats = F0Stats.load(args.f0_stats) if args.f0_stats else None
     args.out.mkdir(parents=True, exist_ok=True)
     suffix = "" if args.vc is None else f"_{args.vc}"
@@ -83,8 +84,6 @@ def run(args: argparse.Namespace) -> int:
 def vocode_batch(vocoder, batch: list[Utterance], *, speaker: int | None = None, dur_prediction: bool = False,
                  target_speaker: int | None = None, f0_stats=None) -> list[torch.Tensor]:
     """Waveforms ``(samples,)`` of a batch of utterances (one utterance per batch for F0 vocoders)."""
-    from ..models.hifigan import PAD_UNIT, deduplicate, voice_convert
-
     device = vocoder.unit_embedding.weight.device
     rows = [torch.tensor(u.units) for u in batch]
     if dur_prediction:
@@ -115,8 +114,6 @@ def vocode_batch(vocoder, batch: list[Utterance], *, speaker: int | None = None,
 
 
 def _f0_for(vocoder, utterance: Utterance, speaker: int | None, f0_stats) -> torch.Tensor:
-    from ..f0 import normalize_f0, peak_normalize, yaapt_f0
-
     if utterance.f0_hz is not None:
         f0 = torch.tensor(utterance.f0_hz, dtype=torch.float32)
     elif utterance.audio is not None:
@@ -132,9 +129,6 @@ def _f0_for(vocoder, utterance: Utterance, speaker: int | None, f0_stats) -> tor
 
 
 def _trim(vocoder, units: torch.Tensor, f0: torch.Tensor, dur_prediction: bool):
-    from ..f0 import samples_per_frame
-    from ..models.hifigan import trim_to_f0
-
     if dur_prediction:  # the frame count is only known after duration prediction: pass F0 as given
         return units, f0
     return trim_to_f0(units, f0, vocoder.config, samples_per_frame(vocoder.sample_rate))

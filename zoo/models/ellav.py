@@ -295,10 +295,3 @@ WEIGHTS = tuple(
              "ELLA-V acoustic model: MFA us-arpa phones to WavTokenizer small_600_24k_4096 codec tokens (40 Hz), "
              "from DP-SLM"),
 )
-
-
-def load_ellav(entry_point: str, map_location="cpu", progress=True, weights=None, **kwargs) -> ELLAV:
-    """The released ELLA-V model that ``entry_point(**kwargs)`` selects (or the model at ``weights``)."""
-    from ..download import load
-
-    return load(ELLAV, entry_point, weights, map_location=map_location, progress=progress, **kwargs)

@@ -38,6 +38,13 @@ Lengths = Sequence[int] | None
 #: Kernel size of the encoder's output projection and the decoder's input/output projections.
 PROJECTION_KERNEL = 3
 
+#: speech-resynthesis never released an F0 VQ-VAE (its vocoders carry their own copy of the encoder and codebook):
+#: ``hubconf.f0_vqvae`` loads converted weights only.
+NOT_RELEASED = {
+    "f0_vqvae": "no F0 VQ-VAE was ever released: train one with speech-resynthesis' train_f0_vq.py, convert it "
+                "(`python -m conversion f0_vqvae g_00400000 config.json --out DIR`) and pass weights=DIR",
+}
+
 
 # ------------------------------------------------------------------------------------------ configs
 @dataclass(frozen=True)
@@ -295,16 +302,3 @@ class F0VQVAE(PretrainedModel):
     def decode(self, codes: list[torch.Tensor]) -> torch.Tensor:
         """Codes of every level (finest first) -> F0 ``(B, 1, T)``."""
         return self.decoder([vq.dequantize(c) for vq, c in zip(self.quantizer.codebooks, codes)])
-
-
-def load_f0_vqvae(map_location="cpu", progress=True, weights=None) -> F0VQVAE:
-    """An F0 VQ-VAE converted with ``python -m conversion f0_vqvae g_XXXXXXXX config.json --out DIR``.
-
-    speech-resynthesis never released one (its vocoders carry their own copy of the encoder and codebook), so
-    ``weights`` is required.
-    """
-    if weights is None:
-        raise InputError("no F0 VQ-VAE was ever released: train one with speech-resynthesis' train_f0_vq.py, "
-                         "convert it (`python -m conversion f0_vqvae g_00400000 config.json --out DIR`) and pass "
-                         "weights=DIR")
-    return F0VQVAE.from_pretrained(weights, map_location=map_location, progress=progress)

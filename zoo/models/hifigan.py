@@ -48,6 +48,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import InputError
+from ..f0 import rescale_f0
 from ..modeling import PretrainedModel
 from ..nn.conv import Conv1d, ConvTranspose1d
 from ..nn.seanet import zero_beyond
@@ -553,8 +554,6 @@ def voice_convert(vocoder: CodeHiFiGAN, units: torch.Tensor, f0: torch.Tensor | 
     utterance's voiced F0 moved to the target speaker's mean and std from ``f0_stats``
     (:class:`zoo.f0.F0Stats`), and ``f0_feats`` vocoders get that pair as input. Returns ``(B, 1, samples)``.
     """
-    from ..f0 import rescale_f0
-
     stats = f0_stats.of(target_speaker) if f0_stats is not None else None
     if f0 is not None and stats is not None and not vocoder.config.f0_normalize:
         f0 = rescale_f0(f0, *stats)
@@ -657,11 +656,3 @@ WEIGHTS = (
                            "speakers and Expresso styles")
       for name, (folder, generator_sha, config_sha) in _EXPRESSO_RELEASES.items()),
 )
-
-
-def load_vocoder(variant: str, map_location="cpu", progress=True, weights=None) -> CodeHiFiGAN:
-    """The registered vocoder ``variant`` (or the converted one at ``weights``)."""
-    from ..download import load
-
-    return load(CodeHiFiGAN, "hifigan_unit_vocoder", weights, map_location=map_location, progress=progress,
-                variant=variant)

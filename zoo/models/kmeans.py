@@ -74,10 +74,3 @@ WEIGHTS = tuple(
     )
     for k, sha in _RELEASED
 )
-
-
-def load_codebook(layer: int, k: int, map_location="cpu", progress=True, weights=None) -> Codebook:
-    """The registered codebook for WavLM-Large ``layer`` and ``k`` codes (or the one at ``weights``)."""
-    from ..download import load
-
-    return load(Codebook, "codebook", weights, map_location=map_location, progress=progress, layer=layer, k=k)

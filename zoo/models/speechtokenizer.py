@@ -296,12 +296,3 @@ WEIGHTS = (
         frame_rate=50.0,
     ),
 )
-
-
-def load_speechtokenizer(variant: str = "speechtokenizer_hubert_avg", map_location="cpu", progress=True,
-                         weights=None) -> SpeechTokenizer:
-    """The released SpeechTokenizer ``variant`` (or the converted model at ``weights``), in eval mode."""
-    from ..download import load
-
-    return load(SpeechTokenizer, "speechtokenizer", weights, map_location=map_location, progress=progress,
-                variant=variant)

@@ -232,13 +232,3 @@ def _weights(entry_point: str, hours: str, steps: str, released: dict) -> tuple[
 
 
 WEIGHTS = _weights("ulm", "1k", "10k", _RELEASED_1K) + _weights(ENTRY_POINT_60K, "60k", "200k", _RELEASED_60K)
-
-
-def load_ulm(k: int, lmbda: int, map_location="cpu", progress=True, weights=None,
-             entry_point: str = "ulm") -> tuple[UnitLanguageModel, UnitTokenizer]:
-    """``(model, tokenizer)`` of the released ULM for ``(k, lmbda)`` (or of the model at ``weights``)."""
-    from ..download import load
-
-    model = load(UnitLanguageModel, entry_point, weights, map_location=map_location, progress=progress, k=k,
-                 lmbda=lmbda)
-    return model, model.tokenizer

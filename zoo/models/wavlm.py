@@ -466,7 +466,8 @@ def _check_lengths(lengths: torch.Tensor | Sequence[int], wav: torch.Tensor, min
 @torch.inference_mode()
 def extract_features(model: WavLM, wav: torch.Tensor, sr: int, layer: int | None = None, *,
                      lengths: torch.Tensor | Sequence[int] | None = None,
-                     chunk_seconds: float | None = CHUNK_SECONDS, progress: bool = False):
+                     chunk_seconds: float | None = CHUNK_SECONDS, progress: bool = False,
+                     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """The original ``extract_features(model, wav, sr, layer=None)`` of ``hubconf.wavlm_large``, batched.
 
     ``wav`` ``(1, N)`` or ``(B, N)`` at ``sr`` Hz is resampled to 16 kHz (torchaudio's resampler), padded with
@@ -558,10 +559,3 @@ WEIGHTS = (
         frame_rate=SAMPLE_RATE / HOP_LENGTH,
     ),
 )
-
-
-def load_wavlm_large(map_location="cpu", progress=True, weights=None) -> WavLM:
-    """The registered WavLM Large (or the model at ``weights``: a directory or Hub repo id), in eval mode."""
-    from ..download import load
-
-    return load(WavLM, "wavlm_large", weights, map_location=map_location, progress=progress)

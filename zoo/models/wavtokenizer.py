@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..audio import check_waveform
+from ..audio import check_waveform, resample
 from ..errors import InputError
 from ..modeling import PretrainedModel
 from ..nn.seanet import SEANetConfig, SEANetEncoder
@@ -469,18 +469,6 @@ WEIGHTS = tuple(
 )
 
 
-def load_wavtokenizer(variant: str = "small_600_24k_4096", pretrained: bool = True, progress: bool = True,
-                      weights=None) -> WavTokenizer:
-    """The released ``variant`` (or the model at ``weights``), in eval mode; ``pretrained=False`` gives a randomly
-    initialised model of the variant's architecture."""
-    from ..download import load
-    from ..registry import find
-
-    if pretrained or weights is not None:
-        return load(WavTokenizer, "wavtokenizer", weights, progress=progress, variant=variant)
-    find("wavtokenizer", variant=variant)  # an unknown variant lists the released ones
-    return WavTokenizer(VARIANTS[variant]).eval()
-
 
 @torch.inference_mode()
 def encode(model: WavTokenizer, wav: torch.Tensor, sr: int) -> torch.Tensor:
@@ -488,8 +476,6 @@ def encode(model: WavTokenizer, wav: torch.Tensor, sr: int) -> torch.Tensor:
     ``functional.resample``, exactly), then codes ``(1, C, T)`` int64 on the model's device, ``bandwidth_id`` 0.
 
     No down-mix, normalisation or padding: the C channels are a batch of C waveforms."""
-    from ..audio import resample
-
     wav = resample(check_waveform(wav, name="wav"), sr, SAMPLE_RATE)
     _, codes = model.encode(wav, bandwidth_id=0)
     return codes

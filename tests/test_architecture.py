@@ -1,0 +1,132 @@
+"""The package's shape: zoo's imports form no cycle and are made at module level, and every hubconf entry point is
+fully annotated and is all that ``torch.hub.list`` shows."""
+from __future__ import annotations
+
+import ast
+import inspect
+import os
+import typing
+from pathlib import Path
+
+import pytest
+import torch
+
+import hubconf
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def module_name(path: Path, root: Path) -> str:
+    parts = path.relative_to(root).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def package_imports(package: Path) -> dict[str, list[tuple[int, str, bool]]]:
+    """module -> ``(line, imported module of the package, made inside a function)`` for each module of ``package``."""
+    root = package.parent
+    files = sorted(package.rglob("*.py"))
+    modules = {module_name(p, root) for p in files}
+    imports: dict[str, list[tuple[int, str, bool]]] = {}
+    for path in files:
+        name = module_name(path, root)
+        parent = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        found = imports[name] = []
+
+        def visit(node: ast.AST, in_function: bool, name=name, parent=parent, found=found) -> None:
+            for child in ast.iter_child_nodes(node):
+                targets: list[str] = []
+                if isinstance(child, ast.Import):
+                    targets = [alias.name for alias in child.names]
+                elif isinstance(child, ast.ImportFrom):
+                    base = child.module or ""
+                    if child.level:
+                        anchor = parent.split(".")[: len(parent.split(".")) - child.level + 1]
+                        base = ".".join(anchor + ([base] if base else []))
+                    # ``from pkg import sub`` imports the submodule pkg.sub
+                    targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base for a in child.names]
+                found.extend((child.lineno, t, in_function) for t in targets if t in modules and t != name)
+                visit(child, in_function or isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda))
+
+        visit(ast.parse(path.read_text()), False)
+    return imports
+
+
+def find_cycle(imports: dict[str, list[tuple[int, str, bool]]]) -> list[str] | None:
+    """One import cycle (``[a, b, ..., a]``), counting imports inside functions too, or None."""
+    graph = {module: sorted({target for _, target, _ in found}) for module, found in imports.items()}
+    done: set[str] = set()
+
+    def walk(module: str, stack: list[str]) -> list[str] | None:
+        if module in stack:
+            return [*stack[stack.index(module):], module]
+        if module in done:
+            return None
+        for target in graph[module]:
+            if cycle := walk(target, [*stack, module]):
+                return cycle
+        done.add(module)
+        return None
+
+    return next((cycle for module in sorted(graph) if (cycle := walk(module, []))), None)
+
+
+def test_zoo_has_no_import_cycle():
+    imports = package_imports(ROOT / "zoo")
+    assert len(imports) > 20 and sum(map(len, imports.values())) > 40, "the walk must see the package's imports"
+    cycle = find_cycle(imports)
+    assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
+
+
+def test_cycle_through_a_function_local_import_is_found(tmp_path):
+    package = tmp_path / "pkg"
+    (package / "sub").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "sub" / "__init__.py").write_text("")
+    (package / "a.py").write_text("from .sub import b\n")
+    (package / "sub" / "b.py").write_text("def f():\n    from .. import c\n")
+    (package / "c.py").write_text("import pkg.a\n")
+    assert find_cycle(package_imports(package)) == ["pkg.a", "pkg.sub.b", "pkg.c", "pkg.a"]
+    (package / "c.py").write_text("import os\n")
+    assert find_cycle(package_imports(package)) is None
+
+
+def test_zoo_modules_are_imported_at_module_level():
+    """A function-local import hides a dependency (and usually a cycle); only optional third-party packages are
+    imported late, so zoo modules never are."""
+    local = [f"{module}:{line} imports {target}" for module, found in package_imports(ROOT / "zoo").items()
+             for line, target, in_function in found if in_function]
+    assert not local, "\n".join(local)
+
+
+def entry_points() -> dict[str, typing.Callable]:
+    return {name: f for name, f in vars(hubconf).items()
+            if inspect.isfunction(f) and f.__module__ == hubconf.__name__ and not name.startswith("_")}
+
+
+def test_torch_hub_lists_exactly_the_entry_points():
+    listed = [f for f in dir(hubconf) if callable(getattr(hubconf, f)) and not f.startswith("_")]  # as torch.hub.list
+    assert sorted(listed) == sorted(entry_points())
+    assert len(entry_points()) == 15
+
+
+@pytest.mark.parametrize("name", sorted(entry_points()))
+def test_hubconf_entry_point_is_fully_annotated(name):
+    function = entry_points()[name]
+    hints = typing.get_type_hints(function)
+    parameters = inspect.signature(function).parameters
+    assert "return" in hints, f"{name} has no return annotation"
+    assert not [p for p in parameters if p not in hints], f"{name}: unannotated parameters"
+    if "weights" in parameters:
+        assert hints["weights"] == str | os.PathLike | None and parameters["weights"].default is None
+    if "map_location" in parameters:
+        assert str in typing.get_args(hints["map_location"]) and torch.device in typing.get_args(hints["map_location"])
+    if "progress" in parameters:
+        assert hints["progress"] is bool and parameters["progress"].default is True
+
+
+def test_loading_entry_points_take_weights_map_location_and_progress():
+    takes_codebook = {"dpdp_quantizer_from_codebook"}  # its weights are the codebook tensor it is given
+    for name, function in entry_points().items():
+        parameters = inspect.signature(function).parameters
+        expected = {"map_location"} if name in takes_codebook else {"weights", "map_location", "progress"}
+        assert expected <= set(parameters), f"{name} lacks {expected - set(parameters)}"
