@@ -2,10 +2,10 @@
 
 Each model family declares its releases next to its code as a tuple ``WEIGHTS`` of :class:`Weights` in
 ``zoo/models/<family>.py`` (and, for an entry point that loads user-converted weights only, a ``NOT_RELEASED``
-dict from entry point to what to do instead); this module finds those modules and gathers them. A :class:`Weights` says which hubconf entry point and
-arguments select it, where its converted safetensors live on the Hub (repo id + pinned revision), and where the
-ORIGINAL release lives (URL + SHA-256 + which ``zoo.formats`` converter reads it), so the one-liners work before a
-maintainer mirrors the weights.
+dict from entry point to what to do instead); this module finds those modules and gathers them. A
+:class:`Weights` says which hubconf entry point and arguments select it, where its converted safetensors live on
+the Hub (repo id + pinned revision), and where the ORIGINAL release lives (URL + SHA-256 + which ``zoo.formats``
+converter reads it), so the one-liners work before a maintainer mirrors the weights.
 
 Example::
 
