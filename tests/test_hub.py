@@ -9,6 +9,7 @@ import torch
 from safetensors.torch import save_file
 
 from zoo.errors import WeightsError
+from zoo.hub import sha256_of, verify_sha256
 from zoo.modeling import PretrainedModel, config_from_dict, config_to_dict
 from zoo.models.kmeans import Codebook
 
@@ -67,6 +68,48 @@ def test_missing_unexpected_and_misshapen_tensors_are_named(codebook, tmp_path):
     save_file({"codebook": torch.zeros(7, 6)}, str(tmp_path / "model.safetensors"))
     with pytest.raises(WeightsError, match=r"wrong shape \(1\): codebook: \(7, 6\) != \(7, 5\)"):
         Codebook.from_pretrained(tmp_path)
+
+
+@dataclass(frozen=True)
+class PairConfig:
+    size: int
+
+
+class Pair(PretrainedModel):
+    """Two tensors, so that one can be missing while the file still holds the other."""
+    config_class = PairConfig
+    model_type = "pair"
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.first = torch.nn.Parameter(torch.randn(config.size))
+        self.second = torch.nn.Parameter(torch.randn(config.size))
+
+
+def test_a_checkpoint_missing_one_tensor_and_nothing_else_is_refused(tmp_path):
+    model = Pair(PairConfig(3))
+    model.save_pretrained(tmp_path)
+    save_file({"first": model.first.detach()}, str(tmp_path / "model.safetensors"))
+    with pytest.raises(WeightsError, match=r"Pair — missing \(1\): second$"):
+        Pair.from_pretrained(tmp_path)
+
+
+def test_verify_sha256_takes_full_digests_and_prefixes(tmp_path):
+    path = tmp_path / "blob"
+    path.write_bytes(b"speechzoo")
+    digest = sha256_of(path)
+    verify_sha256(path, digest)
+    verify_sha256(path, digest[:8].upper())
+    with pytest.raises(WeightsError, match="corrupt or was tampered with"):
+        verify_sha256(path, ("0" if digest[0] != "0" else "1") + digest[1:])
+
+
+@pytest.mark.parametrize("expected", ["", "   ", "abc", "not-a-hex-digest", "g" * 64])
+def test_verify_sha256_refuses_an_empty_short_or_non_hex_digest(tmp_path, expected):
+    path = tmp_path / "blob"
+    path.write_bytes(b"speechzoo")
+    with pytest.raises(WeightsError, match="is not 8 to 64 hex digits"):
+        verify_sha256(path, expected)
 
 
 def test_truncated_weights_and_config(codebook, tmp_path):

@@ -32,6 +32,9 @@ WEIGHTS_NAME = "model.safetensors"
 _HASH_CHUNK = 1 << 22
 _REPO_ID = re.compile(r"^[\w.\-]+/[\w.\-]+(@[\w.\-/]+)?$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+#: The shortest SHA-256 prefix :func:`verify_sha256` accepts (torch.hub release names carry 8 hex digits).
+MIN_SHA256_PREFIX = 8
+_SHA256_PREFIX = re.compile(rf"[0-9a-fA-F]{{{MIN_SHA256_PREFIX},64}}")
 
 
 class HubUnavailable(WeightsError):
@@ -65,8 +68,14 @@ def sha256_of(path: str | os.PathLike) -> str:
 
 
 def verify_sha256(path: str | os.PathLike, expected: str) -> None:
-    """Raise :class:`WeightsError` unless the file's SHA-256 starts with ``expected`` (a full digest or a prefix,
-    as torch.hub's ``check_hash`` file names carry)."""
+    """Raise :class:`WeightsError` unless the file's SHA-256 starts with ``expected`` (a full digest or a prefix of
+    at least :data:`MIN_SHA256_PREFIX` hex digits, as torch.hub's ``check_hash`` file names carry).
+
+    An empty or too-short ``expected`` is refused rather than matched: every digest starts with ``""``.
+    """
+    if not _SHA256_PREFIX.fullmatch(expected):
+        raise WeightsError(f"cannot verify {path}: expected SHA-256 {expected!r} is not {MIN_SHA256_PREFIX} to 64 "
+                           "hex digits; give the file's full digest (`sha256sum FILE`)")
     digest = sha256_of(path)
     if not digest.startswith(expected.lower()):
         raise WeightsError(f"{path} has SHA-256 {digest}, expected {expected}…: the file is corrupt or was "
