@@ -1,5 +1,4 @@
 """zoo.audio: torchaudio-exact resampling, file and array loading, mixdown, and the errors for bad audio."""
-import json
 import math
 from pathlib import Path
 
@@ -28,13 +27,30 @@ def dominant_frequency(waveform: torch.Tensor, sample_rate: int) -> float:
 
 
 # ------------------------------------------------------------------------------------------ resample
-def test_resample_matches_torchaudio_common_rates():
-    case = FIXTURES / "audio" / "resample_common"
-    io = load_file(case / "io.safetensors")
-    meta = json.loads((case / "case.json").read_text())
-    for call in meta["calls"]:
-        got = audio.resample(io[call["input"]], call["orig_freq"], call["new_freq"])
-        torch.testing.assert_close(got, io[call["output"]], **meta["tolerance"])
+@pytest.mark.cases("audio/*")
+def test_resample_matches_torchaudio(case):
+    """Each call of case.json, with torchaudio's own keyword names (resampling_method, beta, rolloff, ...)."""
+    for call in case.meta["calls"]:
+        options = {k: v for k, v in call.items() if k not in ("input", "output", "orig_freq", "new_freq")}
+        got = audio.resample(case.io[call["input"]], call["orig_freq"], call["new_freq"], **options)
+        case.assert_close(call["output"], got)
+
+
+def test_resample_takes_torchaudio_positional_arguments():
+    wav = torch.randn(2, 1000, generator=torch.Generator().manual_seed(0))
+    by_name = audio.resample(wav, 16000, 22050, lowpass_filter_width=16, rolloff=0.85,
+                             resampling_method="sinc_interp_kaiser", beta=8.555)
+    assert torch.equal(audio.resample(wav, 16000, 22050, 16, 0.85, "sinc_interp_kaiser", 8.555), by_name)
+
+
+@pytest.mark.parametrize("legacy", ["sinc_interpolation", "kaiser_window"])
+def test_resample_takes_torchaudios_old_method_names_with_its_numbers(legacy):
+    """torchaudio 2.x warns on its old names and then windows with Kaiser unless the name is "sinc_interp_hann"."""
+    wav = torch.randn(1000, generator=torch.Generator().manual_seed(0))
+    with pytest.warns(DeprecationWarning, match="deprecated name"):
+        got = audio.resample(wav, 16000, 24000, resampling_method=legacy)
+    assert torch.equal(got, audio.resample(wav, 16000, 24000, resampling_method="sinc_interp_kaiser"))
+    assert not torch.equal(got, audio.resample(wav, 16000, 24000, resampling_method="sinc_interp_hann"))
 
 
 def test_resample_matches_torchaudio_librispeech_16k_to_24k():
@@ -71,7 +87,7 @@ def test_resample_any_leading_dims_equals_row_by_row():
 @pytest.mark.parametrize("method", audio.RESAMPLING_METHODS)
 def test_resample_reproduces_a_band_limited_sine(method):
     """Away from the edges, a 440 Hz tone resampled 44.1 kHz -> 16 kHz is the same tone sampled at 16 kHz."""
-    got = audio.resample(sine(440, 44100, 0.5, phase=0.3), 44100, 16000, method=method)
+    got = audio.resample(sine(440, 44100, 0.5, phase=0.3), 44100, 16000, resampling_method=method)
     want = sine(440, 16000, 0.5, phase=0.3)
     edge = 200
     torch.testing.assert_close(got[edge:-edge], want[edge:-edge], atol=2e-3, rtol=0)
@@ -96,7 +112,7 @@ def test_resample_kernel_built_in_inference_mode_serves_autograd():
     (dict(orig_freq=0, new_freq=16000), "positive"),
     (dict(orig_freq=16000, new_freq=-1), "positive"),
     (dict(orig_freq=44100.5, new_freq=16000), "whole numbers"),
-    (dict(orig_freq=16000, new_freq=8000, method="linear"), "unknown resampling method"),
+    (dict(orig_freq=16000, new_freq=8000, resampling_method="linear"), "unknown resampling method"),
     (dict(orig_freq=16000, new_freq=8000, lowpass_filter_width=0), "lowpass_filter_width"),
 ])
 def test_resample_rejects_bad_arguments(kwargs, match):

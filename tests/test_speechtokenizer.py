@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +16,7 @@ from torch import nn
 import hubconf
 from zoo.cli import main
 from zoo.errors import AudioError, ConversionError, InputError
-from zoo.formats.speechtokenizer import convert
+from zoo.formats import speechtokenizer as speechtokenizer_format
 from zoo.models.speechtokenizer import (
     SpeechTokenizer,
     SpeechTokenizerConfig,
@@ -26,75 +24,72 @@ from zoo.models.speechtokenizer import (
 )
 from zoo.registry import find
 
-ROOT = Path(__file__).resolve().parents[1]
-FIXTURES = Path(__file__).parent / "fixtures" / "speechtokenizer"
-CASES = sorted(p for p in FIXTURES.iterdir() if p.is_dir())
-CODEBOOK_PT = next((Path(__file__).parent / "fixtures/wavlm/codebook_argmin/original").glob("codebook-*.pt"))
-# Tolerances of the fixtures' case.json
-WAV = dict(atol=1e-5, rtol=1e-4)
-LATENT = dict(atol=5e-5, rtol=1e-4)
+from harness import FIXTURES, ROOT, case_names, load_case
+
+CASES = case_names("speechtokenizer/*")
+CODEBOOK_PT = next((FIXTURES / "wavlm/codebook_argmin/original").glob("codebook-*.pt"))
+#: Batched items and their one-by-one runs differ by float rounding only.
+BATCH = dict(atol=1e-5, rtol=1e-4)
 
 
-def converted(case: Path, out: Path) -> Path:
-    """``python -m conversion speechtokenizer CONFIG.json CKPT.pt --out DIR``, as a user runs it."""
-    original = case / "original"
-    r = subprocess.run([sys.executable, "-m", "conversion", "speechtokenizer", str(original / "config.json"),
-                        str(original / "SpeechTokenizer.pt"), "--out", str(out)], cwd=ROOT, capture_output=True,
-                       text=True)
-    assert r.returncode == 0, r.stderr
-    return out
-
-
-@pytest.fixture(scope="module", params=CASES, ids=[c.name for c in CASES])
-def case(request, tmp_path_factory):
-    """(model loaded through the entry point, the fixture's inputs/outputs, the original state dict)."""
-    directory = converted(request.param, tmp_path_factory.mktemp(request.param.name))
-    original = torch.load(request.param / "original" / "SpeechTokenizer.pt", weights_only=True)
-    return hubconf.speechtokenizer(weights=directory), load_file(request.param / "io.safetensors"), original
+@pytest.fixture(scope="module", params=CASES)
+def loaded(request, convert):
+    """(the model that ``python -m conversion speechtokenizer CONFIG.json CKPT.pt`` + the entry point give, its
+    reference case, the original state dict)."""
+    case = load_case(request.param)
+    directory = convert("speechtokenizer", case.original / "config.json", case.original / "SpeechTokenizer.pt")
+    original = torch.load(case.original / "SpeechTokenizer.pt", weights_only=True)
+    return hubconf.speechtokenizer(weights=directory), case, original
 
 
 # ------------------------------------------------------------------------------------------ the original's numbers
-def test_encode_gives_the_original_codes(case):
-    model, io, _ = case
+def test_encode_gives_the_original_codes(loaded):
+    model, case, _ = loaded
+    io = case.io
     with torch.no_grad():
         assert torch.equal(model.encode(io["input_wav"]), io["codes"])
-        for key in (k for k in io if k.startswith("codes_nq")):
+        for key in case.keys("codes_nq"):
             assert torch.equal(model.encode(io["input_wav"], n_q=int(key[len("codes_nq"):])), io[key])
-        for key in (k for k in io if k.startswith("codes_encst")):
-            assert torch.equal(model.encode(io["input_wav"], st=int(key[len("codes_encst"):])), io[key])
-        torch.testing.assert_close(model.encoder(io["input_wav"]), io["encoder_out"], **LATENT)
+        case.assert_close("encoder_out", model.encoder(io["input_wav"]))
 
 
-def test_decode_gives_the_original_waveforms(case):
-    model, io, _ = case
-    n_rows = 0
+def test_encode_from_quantizer_st_gives_the_original_codes(loaded):
+    """``encode(x, st=i)``: the original restarts the residual at quantizer i (its codes_encst<i> outputs)."""
+    model, case, _ = loaded
     with torch.no_grad():
-        torch.testing.assert_close(model.quantizer.decode(io["codes"]), io["quantized"], **WAV)
-        torch.testing.assert_close(model.decode(io["codes"]), io["wav_decoded_all"], **WAV)
-        for key in (k for k in io if k.startswith("wav_decoded_st")):
+        for key in case.keys("codes_encst"):
+            assert torch.equal(model.encode(case.io["input_wav"], st=int(key[len("codes_encst"):])), case.io[key])
+
+
+def test_decode_gives_the_original_waveforms(loaded):
+    model, case, _ = loaded
+    io = case.io
+    with torch.no_grad():
+        case.assert_close("quantized", model.quantizer.decode(io["codes"]))
+        case.assert_close("wav_decoded_all", model.decode(io["codes"]))
+        for key in case.keys("wav_decoded_st"):
             first, last = map(int, key[len("wav_decoded_st"):].split("_to"))
-            torch.testing.assert_close(model.decode(io["codes"][first:last + 1], st=first), io[key], **WAV)
-            n_rows += 1
-    assert n_rows > 0
+            case.assert_close(key, model.decode(io["codes"][first:last + 1], st=first))
     assert io["wav_decoded_all"].shape[-1] == model.downsample_rate * io["codes"].shape[-1]
 
 
-def test_forward_gives_the_original_semantic_feature(case):
-    model, io, _ = case
+def test_forward_gives_the_original_semantic_feature(loaded):
+    model, case, _ = loaded
+    io = case.io
     with torch.no_grad():
         wav, commit_loss, feature = model(io["input_wav"])
         layer_outputs = model.forward_feature(io["input_wav"])
-    torch.testing.assert_close(wav, io["forward_wav"], **WAV)
+    case.assert_close("forward_wav", wav)
     assert commit_loss.ndim == 0 and commit_loss.item() == io["forward_commit_loss"].item() == 0
-    torch.testing.assert_close(feature, io["semantic_feature"], **WAV)
-    torch.testing.assert_close(torch.stack(layer_outputs), io["rvq_layer_outputs"], **WAV)
-    torch.testing.assert_close(d_axis_distill_loss(feature, io["distill_target"]).reshape(1),
-                               io["distill_loss_d_axis"], atol=1e-5, rtol=1e-5)
+    case.assert_close("semantic_feature", feature)
+    case.assert_close("rvq_layer_outputs", torch.stack(layer_outputs))
+    case.assert_close("distill_loss_d_axis", d_axis_distill_loss(feature, io["distill_target"]).reshape(1))
 
 
-def test_encode_st_restarts_the_residual_at_quantizer_st(case):
+def test_encode_st_restarts_the_residual_at_quantizer_st(loaded):
     """The original's quirk: encode(x, st=1) quantizes the raw latent with quantizer 1 first."""
-    model, io, _ = case
+    model, case, _ = loaded
+    io = case.io
     with torch.no_grad():
         latent = model.encoder(io["input_wav"]).transpose(1, 2)[0]             # (T, D)
         restarted = model.encode(io["input_wav"], st=1)
@@ -104,8 +99,9 @@ def test_encode_st_restarts_the_residual_at_quantizer_st(case):
     assert not torch.equal(restarted, io["codes"][1:])
 
 
-def test_codebooks_never_change(case):
-    model, io, original = case
+def test_codebooks_never_change(loaded):
+    model, case, original = loaded
+    io = case.io
     embeds = torch.stack([original[f"quantizer.vq.layers.{i}._codebook.embed"] for i in range(model.n_q)])
     assert torch.equal(model.quantizer.codebooks, embeds)
     wav = io["input_wav"]
@@ -121,8 +117,9 @@ def test_codebooks_never_change(case):
     assert all(not b.requires_grad for b in model.buffers())
 
 
-def test_training_mode_passes_gradients_straight_through_and_reports_commitment(case):
-    model, io, _ = case
+def test_training_mode_passes_gradients_straight_through_and_reports_commitment(loaded):
+    model, case, _ = loaded
+    io = case.io
     model.train()
     try:
         _, commit_loss, feature = model(io["input_wav"])
@@ -138,8 +135,9 @@ def test_training_mode_passes_gradients_straight_through_and_reports_commitment(
 
 
 # ------------------------------------------------------------------------------------------ batches
-def test_batch_with_lengths_equals_one_by_one(case):
-    model, io, _ = case
+def test_batch_with_lengths_equals_one_by_one(loaded):
+    model, case, _ = loaded
+    io = case.io
     full = io["input_wav"]
     lengths = [full.shape[-1], 4321, 640, 5]
     batch = torch.zeros(len(lengths), 1, max(lengths))
@@ -155,12 +153,13 @@ def test_batch_with_lengths_equals_one_by_one(case):
             alone = model.encode(full[..., -n:])
             assert torch.equal(codes[:, b, :t], alone[:, 0])
             assert not codes[:, b, t:].any()  # padding frames hold 0
-            torch.testing.assert_close(wavs[b, :, :samples[b]], model.decode(alone)[0], **WAV)
+            torch.testing.assert_close(wavs[b, :, :samples[b]], model.decode(alone)[0], **BATCH)
             assert not wavs[b, :, samples[b]:].any()
 
 
-def test_batch_of_equal_lengths_needs_no_lengths(case):
-    model, io, _ = case
+def test_batch_of_equal_lengths_needs_no_lengths(loaded):
+    model, case, _ = loaded
+    io = case.io
     wav = io["input_wav"][..., :3000]
     two = torch.cat([wav, wav.flip(-1)])
     with torch.no_grad():
@@ -169,8 +168,9 @@ def test_batch_of_equal_lengths_needs_no_lengths(case):
         assert torch.equal(codes[:, 1:], model.encode(wav.flip(-1)))
 
 
-def test_dtype_flows_through(case):
-    model, io, _ = case
+def test_dtype_flows_through(loaded):
+    model, case, _ = loaded
+    io = case.io
     double = SpeechTokenizer(model.config)
     double.load_state_dict(model.state_dict())
     double = double.double().eval()
@@ -181,8 +181,9 @@ def test_dtype_flows_through(case):
 
 
 # ------------------------------------------------------------------------------------------ bad input
-def test_bad_audio_is_a_clear_error(case):
-    model, io, _ = case
+def test_bad_audio_is_a_clear_error(loaded):
+    model, case, _ = loaded
+    io = case.io
     wav = io["input_wav"]
     with pytest.raises(AudioError, match="mono audio shaped"):
         model.encode(wav.repeat(1, 2, 1))                      # 2 channels
@@ -202,8 +203,9 @@ def test_bad_audio_is_a_clear_error(case):
         model.encode(wav, lengths=[0])
 
 
-def test_bad_quantizer_selection_is_a_clear_error(case):
-    model, io, _ = case
+def test_bad_quantizer_selection_is_a_clear_error(loaded):
+    model, case, _ = loaded
+    io = case.io
     wav = io["input_wav"][..., :1000]
     with pytest.raises(InputError, match="end index"):
         model.encode(wav, n_q=model.n_q + 1)
@@ -215,8 +217,9 @@ def test_bad_quantizer_selection_is_a_clear_error(case):
         model.forward_feature(wav, layers=[model.n_q])
 
 
-def test_bad_codes_are_a_clear_error(case):
-    model, io, _ = case
+def test_bad_codes_are_a_clear_error(loaded):
+    model, case, _ = loaded
+    io = case.io
     codes = io["codes"]
     size = model.config.codebook_size
     with pytest.raises(InputError, match=f"0..{size - 1}"):
@@ -329,7 +332,7 @@ def test_other_layouts_convert_and_run(layout, tmp_path):
         for name, p in reference.named_parameters():  # the weights the original computes from g * v / ||v||
             if p.ndim == 3 and not name.endswith("alpha"):
                 p.mul_(1.3)
-    model = convert(list(write_original(random_model(LAYOUTS[layout]), tmp_path)))
+    model = speechtokenizer_format.convert(list(write_original(random_model(LAYOUTS[layout]), tmp_path)))
     assert model.state_dict().keys() == reference.state_dict().keys()
     for key, value in model.state_dict().items():
         torch.testing.assert_close(value, reference.state_dict()[key], atol=1e-6, rtol=1e-6, msg=key)
@@ -362,7 +365,7 @@ def test_other_layouts_batch_like_one_by_one(layout):
         for b, item in enumerate(items):
             alone = model.encode(item)
             assert torch.equal(codes[:, b, : frames[b]], alone[:, 0])
-            torch.testing.assert_close(wavs[b, :, : samples[b]], model.decode(alone)[0], **WAV)
+            torch.testing.assert_close(wavs[b, :, : samples[b]], model.decode(alone)[0], **BATCH)
 
 
 def test_save_and_load_round_trip(tmp_path):
@@ -378,7 +381,7 @@ def test_save_and_load_round_trip(tmp_path):
 def test_converter_refuses_a_checkpoint_of_another_model(tmp_path):
     config, _ = write_original(random_model(TINY), tmp_path)
     with pytest.raises(ConversionError, match="not a SpeechTokenizer state dict"):
-        convert([config, CODEBOOK_PT])
+        speechtokenizer_format.convert([config, CODEBOOK_PT])
 
 
 def test_converter_refuses_unmapped_keys(tmp_path):
@@ -386,7 +389,7 @@ def test_converter_refuses_unmapped_keys(tmp_path):
     state = torch.load(checkpoint, weights_only=True)
     torch.save({**state, "discriminator.conv.weight": torch.zeros(1)}, checkpoint)
     with pytest.raises(ConversionError, match="not covered by the rename table: discriminator.conv.weight"):
-        convert([config, checkpoint])
+        speechtokenizer_format.convert([config, checkpoint])
 
 
 def test_converter_refuses_a_config_that_does_not_fit(tmp_path):
@@ -394,16 +397,16 @@ def test_converter_refuses_a_config_that_does_not_fit(tmp_path):
     data = json.loads(config.read_text())
     config.write_text(json.dumps({**data, "n_filters": 4}))
     with pytest.raises(ConversionError, match="does not fit"):
-        convert([config, checkpoint])
+        speechtokenizer_format.convert([config, checkpoint])
     config.write_text(json.dumps({**data, "n_q": 4}))
     with pytest.raises(ConversionError, match="3 quantizers but its config says n_q=4"):
-        convert([config, checkpoint])
+        speechtokenizer_format.convert([config, checkpoint])
     config.write_text(json.dumps({k: v for k, v in data.items() if k != "dimension"}))
     with pytest.raises(ConversionError, match="lacks the SpeechTokenizer model keys"):
-        convert([config, checkpoint])
+        speechtokenizer_format.convert([config, checkpoint])
     config.write_text(json.dumps({**data, "activation": "ReLU"}))
     with pytest.raises(ConversionError, match="activation"):
-        convert([config, checkpoint])
+        speechtokenizer_format.convert([config, checkpoint])
 
 
 def test_converter_refuses_codebooks_that_were_never_trained(tmp_path):
@@ -412,16 +415,16 @@ def test_converter_refuses_codebooks_that_were_never_trained(tmp_path):
     state["quantizer.vq.layers.1._codebook.inited"] = torch.zeros(1)
     torch.save(state, checkpoint)
     with pytest.raises(ConversionError, match="codebook 1 was never initialised"):
-        convert([config, checkpoint])
+        speechtokenizer_format.convert([config, checkpoint])
 
 
 def test_converter_takes_the_config_as_option_and_refuses_wrong_arguments(tmp_path):
     config, checkpoint = write_original(random_model(TINY), tmp_path)
-    assert isinstance(convert([checkpoint], config=config), SpeechTokenizer)
+    assert isinstance(speechtokenizer_format.convert([checkpoint], config=config), SpeechTokenizer)
     with pytest.raises(ConversionError, match="takes the original config.json and checkpoint"):
-        convert([checkpoint])
+        speechtokenizer_format.convert([checkpoint])
     with pytest.raises(ConversionError, match="no options"):
-        convert([config, checkpoint], strict=False)
+        speechtokenizer_format.convert([config, checkpoint], strict=False)
 
 
 # ------------------------------------------------------------------------------------------ registry
@@ -436,10 +439,11 @@ def test_registry_entry_points_at_the_release():
 
 # ------------------------------------------------------------------------------------------ CLI
 @pytest.fixture(scope="module")
-def cli_setup(tmp_path_factory):
+def cli_setup(tmp_path_factory, convert):
     """Converted weights of the first fixture and three audio files (one stereo, one at 8 kHz with a dot in its name)."""
     root = tmp_path_factory.mktemp("cli")
-    weights = converted(CASES[0], root / "weights")
+    original = load_case(CASES[0]).original
+    weights = convert("speechtokenizer", original / "config.json", original / "SpeechTokenizer.pt")
     speech, rate = soundfile.read(ROOT / "tests/data/librispeech-1272-128104-0000.flac", dtype="float32")
     soundfile.write(root / "short.wav", speech[:1000], rate)
     soundfile.write(root / "stereo.flac", np.stack([speech[:7000], speech[7000:14000]], 1), rate)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import functools
 import math
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +37,10 @@ from .errors import AudioError
 LOWPASS_FILTER_WIDTH = 6
 ROLLOFF = 0.99
 RESAMPLING_METHODS = ("sinc_interp_hann", "sinc_interp_kaiser")
+#: torchaudio < 2.0's names, which torchaudio still accepts with a deprecation warning. Its code then takes the
+#: Hann window only for the exact name "sinc_interp_hann", so BOTH old names get the Kaiser window there (its warning
+#: says the behaviour is unchanged; the numbers say otherwise); we give the numbers torchaudio gives.
+LEGACY_RESAMPLING_METHODS = {"sinc_interpolation": "sinc_interp_kaiser", "kaiser_window": "sinc_interp_kaiser"}
 #: torchaudio's Kaiser window shape when ``beta`` is None.
 KAISER_BETA = 14.769656459379492
 #: How many resampling kernels (one per rate pair, parameters, dtype and device) are kept.
@@ -50,7 +55,8 @@ class MissingAudioFileError(AudioError, FileNotFoundError):
 @functools.lru_cache(maxsize=_KERNEL_CACHE_SIZE)
 @torch.inference_mode(False)  # a cached kernel must also serve later calls that record autograd
 def sinc_resample_kernel(orig_freq: int, new_freq: int, lowpass_filter_width: int = LOWPASS_FILTER_WIDTH,
-                         rolloff: float = ROLLOFF, method: str = "sinc_interp_hann", beta: float | None = None,
+                         rolloff: float = ROLLOFF, resampling_method: str = "sinc_interp_hann",
+                         beta: float | None = None,
                          dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu",
                          ) -> tuple[torch.Tensor, int]:
     """The polyphase windowed-sinc kernel ``(new, 1, 2·width + orig)`` for gcd-reduced rates, and ``width``.
@@ -66,7 +72,7 @@ def sinc_resample_kernel(orig_freq: int, new_freq: int, lowpass_filter_width: in
     output_times = torch.arange(0, -new_freq, -1, dtype=dtype, device=device)[:, None, None] / new_freq
     t = (output_times + input_times) * base_freq
     t = t.clamp(-lowpass_filter_width, lowpass_filter_width)
-    if method == "sinc_interp_hann":
+    if resampling_method == "sinc_interp_hann":
         window = torch.cos(t * math.pi / lowpass_filter_width / 2) ** 2
     else:
         beta_tensor = torch.tensor(float(KAISER_BETA if beta is None else beta))
@@ -76,25 +82,36 @@ def sinc_resample_kernel(orig_freq: int, new_freq: int, lowpass_filter_width: in
     return sinc * (window * (base_freq / orig_freq)), width
 
 
-def resample(waveform: torch.Tensor, orig_freq: int, new_freq: int, *,
+def resample(waveform: torch.Tensor, orig_freq: int, new_freq: int,
              lowpass_filter_width: int = LOWPASS_FILTER_WIDTH, rolloff: float = ROLLOFF,
-             method: str = "sinc_interp_hann", beta: float | None = None) -> torch.Tensor:
+             resampling_method: str = "sinc_interp_hann", beta: float | None = None) -> torch.Tensor:
     """Resample ``waveform`` ``(..., samples)`` from ``orig_freq`` to ``new_freq`` Hz, exactly as
     ``torchaudio.functional.resample`` (same kernel, padding and output length ``ceil(new·samples/orig)``).
 
-    Works on any device and floating dtype (the kernel is built in the waveform's dtype); returns the input
-    itself when the rates are equal.
+    The signature is torchaudio's, so a call written for ``torchaudio.functional.resample`` runs unchanged:
+    ``lowpass_filter_width`` zero crossings of the sinc on each side, ``rolloff`` (the cutoff as a fraction of
+    the lower Nyquist frequency), ``resampling_method`` ``"sinc_interp_hann"`` or ``"sinc_interp_kaiser"`` (the old
+    names ``"sinc_interpolation"``/``"kaiser_window"`` warn and, as in torchaudio 2.x, both take the Kaiser window)
+    and the Kaiser window's ``beta`` (None: torchaudio's 14.77). Works on any device and floating dtype (the kernel
+    is built in the waveform's dtype); returns the input itself when the rates are equal.
 
     >>> resample(torch.zeros(3, 2, 44100), 44100, 16000).shape
     torch.Size([3, 2, 16000])
+    >>> resample(torch.zeros(16000), 16000, 22050, resampling_method="sinc_interp_kaiser", beta=8.555).shape
+    torch.Size([22050])
     """
     if orig_freq <= 0 or new_freq <= 0:
         raise AudioError(f"sample rates must be positive, got orig_freq={orig_freq}, new_freq={new_freq}")
     if int(orig_freq) != orig_freq or int(new_freq) != new_freq:
         raise AudioError(f"sample rates must be whole numbers of Hz, got {orig_freq} and {new_freq}; scale both "
                          "by the same factor to make them integers with the same ratio")
-    if method not in RESAMPLING_METHODS:
-        raise AudioError(f"unknown resampling method {method!r}; choose one of {RESAMPLING_METHODS}")
+    if resampling_method in LEGACY_RESAMPLING_METHODS:
+        warnings.warn(f"resampling_method={resampling_method!r} is torchaudio's deprecated name; like torchaudio 2.x "
+                      f"it resamples with {LEGACY_RESAMPLING_METHODS[resampling_method]!r}: pass that name (or "
+                      "'sinc_interp_hann' for the Hann window)", DeprecationWarning, stacklevel=2)
+        resampling_method = LEGACY_RESAMPLING_METHODS[resampling_method]
+    if resampling_method not in RESAMPLING_METHODS:
+        raise AudioError(f"unknown resampling method {resampling_method!r}; choose one of {RESAMPLING_METHODS}")
     if lowpass_filter_width <= 0:
         raise AudioError(f"lowpass_filter_width must be positive, got {lowpass_filter_width}")
     if not waveform.is_floating_point():
@@ -104,7 +121,7 @@ def resample(waveform: torch.Tensor, orig_freq: int, new_freq: int, *,
         return waveform
     gcd = math.gcd(int(orig_freq), int(new_freq))
     orig, new = int(orig_freq) // gcd, int(new_freq) // gcd
-    kernel, width = sinc_resample_kernel(orig, new, lowpass_filter_width, rolloff, method, beta,
+    kernel, width = sinc_resample_kernel(orig, new, lowpass_filter_width, rolloff, resampling_method, beta,
                                          waveform.dtype, waveform.device)
     batch_shape, length = waveform.shape[:-1], waveform.shape[-1]
     flat = F.pad(waveform.reshape(-1, 1, length), (width, width + orig))
