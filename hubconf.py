@@ -21,6 +21,7 @@ from zoo.errors import InputError as _InputError
 from zoo.models.dpdp import DPDPQuantizer as _DPDPQuantizer
 from zoo.models.ellav import ELLAV as _ELLAV
 from zoo.models.f0_vqvae import F0VQVAE as _F0VQVAE
+from zoo.models.gslm_ulm import GSLMUnitLM as _GSLMUnitLM
 from zoo.models.hifigan import CodeHiFiGAN as _CodeHiFiGAN
 from zoo.models.kmeans import Codebook as _Codebook
 from zoo.models.speechtokenizer import SpeechTokenizer as _SpeechTokenizer
@@ -224,6 +225,24 @@ def speechtokenizer(variant: str = "speechtokenizer_hubert_avg", map_location: s
     return _load(_SpeechTokenizer, "speechtokenizer", weights, map_location=map_location, progress=progress,
                  variant=variant)
 
+
+
+# --------------------------------------------------------------------------------- GSLM: the unit language model
+
+def gslm_ulm(dense: str = "hubert", vocab_size: int = 100, map_location: str | torch.device = "cpu",
+             progress: bool = True, weights: str | os.PathLike | None = None) -> _GSLMUnitLM:
+    """GSLM's unit language model (fairseq ``transformer_lm_big`` + its ``dict.txt``), released for ``dense`` in
+    {"logmel", "cpc", "hubert", "w2v2"} and ``vocab_size`` (k-means K) in {50, 100, 200}; ``weights=DIR`` loads a
+    model converted with ``python -m conversion gslm_ulm checkpoint_best.pt dict.txt --out DIR``.
+
+    >>> lm = gslm_ulm(dense="hubert", vocab_size=100)                           # doctest: +SKIP
+    >>> lm.encode("71 12 57")                                                   # dict.txt ids + </s>
+    >>> lm.score("71 12 57")["positional_scores"]                               # log p(unit | </s>, previous)
+    >>> lm.sample_prompts(["utt|71 12 57 12"], sampling=True, temperature=0.7, prefix_size=-1,
+    ...                   max_len_b=500, samples_per_prompt=10)                 # ulm/sample.py's lines
+    """
+    return _load(_GSLMUnitLM, "gslm_ulm", weights, map_location=map_location, progress=progress, dense=dense,
+                 vocab_size=vocab_size)
 
 
 # ------------------------------------ Unit HiFi-GAN vocoders (GSLM, dGSLM, speech-resynthesis, speech-to-speech)
