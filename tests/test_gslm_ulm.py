@@ -6,19 +6,17 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import io as bytes_io
-import json
 import tarfile
 from pathlib import Path
 
 import pytest
 import torch
+from harness import load_case
 from hub_server import FakeHub
-from safetensors.torch import load_file
 from scipy.stats import chisquare
 
 import hubconf
 import zoo.download
-from conversion.__main__ import main as conversion_main
 from zoo.cli import main as cli_main
 from zoo.errors import ConversionError, InputError
 from zoo.formats import gslm_ulm as gslm_ulm_format
@@ -27,26 +25,22 @@ from zoo.models.gslm_ulm import WEIGHTS, GSLMUnitLM
 from zoo.nn.sequence_generator import generate as sequence_generate
 from zoo.registry import SourceFile, find
 
-CASE = Path(__file__).parent / "fixtures/gslm_ulm/k18_2layer_ragged_greedy"
-CHECKPOINT, DICT = CASE / "original/checkpoint_best.pt", CASE / "original/dict.txt"
-MISTRAL_ULM_PT = Path(__file__).parent / "fixtures/ulm/k20_gqa_ragged_batch3/original/checkpoint.pt"
-META = json.loads((CASE / "case.json").read_text())
-GENERATION = META["call"]["generation"]
-PROMPTS = (CASE / "prompts.txt").read_text().splitlines()
-EXPECTED = (CASE / "expected_output.txt").read_text().splitlines()
-TOL = {"atol": 1e-4, "rtol": 1e-4}
+CASE = load_case("gslm_ulm/k18_2layer_ragged_greedy")
+CHECKPOINT, DICT = CASE.original / "checkpoint_best.pt", CASE.original / "dict.txt"
+MISTRAL_ULM_PT = load_case("ulm/k20_gqa_ragged_batch3").original / "checkpoint.pt"
+GENERATION = CASE.meta["call"]["generation"]
+PROMPTS = (CASE.path / "prompts.txt").read_text().splitlines()
+EXPECTED = (CASE.path / "expected_output.txt").read_text().splitlines()
 
 
 @pytest.fixture(scope="module")
 def io():
-    return load_file(str(CASE / "io.safetensors"))
+    return CASE.io
 
 
 @pytest.fixture(scope="module")
-def converted(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("gslm_ulm")
-    assert conversion_main(["gslm_ulm", str(CHECKPOINT), str(DICT), "--out", str(out)]) == 0
-    return out
+def converted(convert) -> Path:
+    return convert("gslm_ulm", CHECKPOINT, DICT)
 
 
 @pytest.fixture(scope="module")
@@ -71,17 +65,17 @@ def test_encode_matches_fairseq_encode_line(lm, io):
 
 def test_logits_of_a_ragged_batch(lm, io):
     got, want = real_logits(lm, io)
-    torch.testing.assert_close(got, want, **TOL)
+    torch.testing.assert_close(got, want, **CASE.tolerance("logits"))
 
 
 def test_hub_score(lm, io):
     lengths = io["score_lengths"].tolist()
-    scored = lm.score(META["call"]["score_lines"])
+    scored = lm.score(CASE.meta["call"]["score_lines"])
     for s, tokens, scores in zip(scored, io["score_tokens"].split(lengths), io["positional_scores"].split(lengths)):
         assert torch.equal(s["tokens"], tokens)
-        torch.testing.assert_close(s["positional_scores"], scores, **TOL)
-        torch.testing.assert_close(s["score"], scores.mean(), **TOL)
-    single = lm.score(META["call"]["score_lines"][1], batch_size=1)
+        torch.testing.assert_close(s["positional_scores"], scores, **CASE.tolerance("positional_scores"))
+        torch.testing.assert_close(s["score"], scores.mean(), **CASE.tolerance("positional_scores"))
+    single = lm.score(CASE.meta["call"]["score_lines"][1], batch_size=1)
     torch.testing.assert_close(single["positional_scores"], scored[1]["positional_scores"], atol=1e-6, rtol=0)
 
 
@@ -217,7 +211,7 @@ def test_legacy_args_layout_converts_to_the_same_model(tmp_path, io, lm):
     model = gslm_ulm_format.convert([legacy_checkpoint(tmp_path), DICT])
     assert model.config == lm.config
     got, want = real_logits(model, io)
-    torch.testing.assert_close(got, want, **TOL)
+    torch.testing.assert_close(got, want, **CASE.tolerance("logits"))
 
 
 def test_release_archive_converts(tmp_path, io):
@@ -226,7 +220,7 @@ def test_release_archive_converts(tmp_path, io):
         tar.add(CHECKPOINT, "hubert100_lm/checkpoint_best.pt")
         tar.add(DICT, "hubert100_lm/dict.txt")
     got, want = real_logits(gslm_ulm_format.convert([archive]), io)
-    torch.testing.assert_close(got, want, **TOL)
+    torch.testing.assert_close(got, want, **CASE.tolerance("logits"))
 
 
 def test_conversion_errors(tmp_path):
@@ -251,7 +245,7 @@ def test_conversion_errors(tmp_path):
 
 def test_dictionary_reader(tmp_path):
     symbols = read_dictionary(DICT)
-    assert symbols[:4] == ("<s>", "<pad>", "</s>", "<unk>") and list(symbols[4:]) == META["config"]["dict_txt_order"]
+    assert symbols[:4] == ("<s>", "<pad>", "</s>", "<unk>") and list(symbols[4:]) == CASE.meta["config"]["dict_txt_order"]
     path = tmp_path / "dict.txt"
     path.write_text("a 5\nb 3\na 1 #fairseq:overwrite\n")
     assert read_dictionary(path)[4:] == ("a", "b", "a")
@@ -288,7 +282,7 @@ def test_release_archive_is_converted_when_not_mirrored(monkeypatch, tmp_path, i
         with pytest.warns(UserWarning, match="no published checksum"):
             model = zoo.download.load_release(GSLMUnitLM, entry, progress=False)
     got, want = real_logits(model, io)
-    torch.testing.assert_close(got, want, **TOL)
+    torch.testing.assert_close(got, want, **CASE.tolerance("logits"))
 
 
 def test_cli_sample(converted, tmp_path, capsys):

@@ -11,6 +11,7 @@ import argparse
 import itertools
 from pathlib import Path
 
+from ..download import load
 from ..errors import InputError
 from ..models.gslm_ulm import DENSE_MODELS, VOCAB_SIZES, GSLMUnitLM
 from .inputs import positive_int
@@ -63,8 +64,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def load_ulm(args: argparse.Namespace) -> GSLMUnitLM:
-    from ..download import load
-
     lm = load(GSLMUnitLM, "gslm_ulm", args.weights, map_location=args.device, dense=args.dense,
               vocab_size=args.vocab_size)
     return lm.half() if args.fp16 else lm
