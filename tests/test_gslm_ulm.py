@@ -5,14 +5,19 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib
 import io as bytes_io
+import os
+import sys
 import tarfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from harness import load_case
 from hub_server import FakeHub
+from omegaconf import OmegaConf
 from scipy.stats import chisquare
 
 import hubconf
@@ -20,7 +25,7 @@ import zoo.download
 from zoo.cli import main as cli_main
 from zoo.errors import ConversionError, InputError
 from zoo.formats import gslm_ulm as gslm_ulm_format
-from zoo.formats.fairseq import read_dictionary
+from zoo.formats.fairseq import Stub, load_checkpoint, read_dictionary
 from zoo.models.gslm_ulm import WEIGHTS, GSLMUnitLM
 from zoo.nn.sequence_generator import generate as sequence_generate
 from zoo.registry import SourceFile, find
@@ -212,6 +217,111 @@ def test_legacy_args_layout_converts_to_the_same_model(tmp_path, io, lm):
     assert model.config == lm.config
     got, want = real_logits(model, io)
     torch.testing.assert_close(got, want, **CASE.tolerance("logits"))
+
+
+#: A stand-in for fairseq's config dataclasses (fairseq/dataclass/configs.py, transformer_lm.py) as they were when
+#: checkpoints pickled cfg as an omegaconf DictConfig (Oct 2020 - Mar 2021): typed fields, an enum, interpolations.
+FAKE_FAIRSEQ_CONFIGS = """
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Optional
+
+from omegaconf import II
+
+
+class LogFormat(Enum):
+    json = "json"
+    simple = "simple"
+
+
+@dataclass
+class CommonConfig:
+    log_format: LogFormat = LogFormat.simple
+    seed: int = 100501
+
+
+@dataclass
+class LanguageModelingConfig:
+    _name: str = "language_modeling"
+    tokens_per_sample: int = 1024
+    max_target_positions: Optional[int] = None
+    add_bos_token: bool = False
+
+
+@dataclass
+class TransformerLanguageModelConfig:
+    _name: str = "transformer_lm_big"
+    activation_fn: str = "relu"
+    decoder_embed_dim: int = 1024
+    decoder_ffn_embed_dim: int = 4096
+    decoder_layers: int = 12
+    decoder_attention_heads: int = 16
+    decoder_normalize_before: bool = False
+    share_decoder_input_output_embed: bool = False
+    tokens_per_sample: int = II("task.tokens_per_sample")
+    max_target_positions: Optional[int] = II("task.max_target_positions")
+
+
+@dataclass
+class FairseqConfig:
+    common: CommonConfig = field(default_factory=CommonConfig)
+    task: Any = None
+    model: Any = None
+"""
+
+
+def omegaconf_checkpoint(tmp_path: Path, monkeypatch) -> Path:
+    """The fixture with its cfg pickled as fairseq did for a while: a structured omegaconf DictConfig whose classes
+    live in fairseq, and numpy scalars among the training metrics."""
+    package = tmp_path / "fake_fairseq/fairseq/dataclass"
+    package.mkdir(parents=True)
+    (package.parent / "__init__.py").write_text("")
+    (package / "__init__.py").write_text("")
+    (package / "configs.py").write_text(FAKE_FAIRSEQ_CONFIGS)
+    monkeypatch.syspath_prepend(str(tmp_path / "fake_fairseq"))
+    for name in ("fairseq", "fairseq.dataclass", "fairseq.dataclass.configs"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    configs = importlib.import_module("fairseq.dataclass.configs")
+    container = torch.load(CHECKPOINT, weights_only=True)
+    fields = set(configs.TransformerLanguageModelConfig.__dataclass_fields__) - {"tokens_per_sample",
+                                                                                 "max_target_positions"}
+    model = {k: v for k, v in container["cfg"]["model"].items() if k in fields}
+    task = {k: container["cfg"]["task"][k] for k in ("tokens_per_sample", "max_target_positions", "add_bos_token")}
+    cfg = OmegaConf.structured(configs.FairseqConfig(
+        task=OmegaConf.structured(configs.LanguageModelingConfig(**task)),
+        model=OmegaConf.structured(configs.TransformerLanguageModelConfig(**model))))
+    container.update(cfg=cfg, extra_state={"metrics": {"train": [("loss", np.float64(3.5), np.int64(7))]}})
+    path = tmp_path / "omegaconf.pt"
+    torch.save(container, path)
+    for name in ("fairseq.dataclass.configs", "fairseq.dataclass", "fairseq"):
+        sys.modules.pop(name, None)  # the converter must not find them
+    return path
+
+
+def test_omegaconf_era_checkpoint_converts_without_importing_its_classes(tmp_path, monkeypatch, io, lm):
+    path = omegaconf_checkpoint(tmp_path, monkeypatch)
+    assert isinstance(load_checkpoint(path)["cfg"], Stub)
+    model = gslm_ulm_format.convert([path, DICT])
+    assert "fairseq" not in sys.modules and model.config == lm.config  # interpolated max_target_positions: 64
+    got, want = real_logits(model, io)
+    torch.testing.assert_close(got, want, **CASE.tolerance("logits"))
+
+
+class _RunsACommand:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_a_malicious_checkpoint_runs_nothing(tmp_path):
+    container = torch.load(CHECKPOINT, weights_only=True)
+    container["extra_state"] = {"payload": _RunsACommand(tmp_path / "ran")}
+    torch.save(container, tmp_path / "evil.pt")
+    with pytest.raises(ConversionError, match="system.*never holds"):
+        gslm_ulm_format.convert([tmp_path / "evil.pt", DICT])
+    assert not (tmp_path / "ran").exists()
 
 
 def test_release_archive_converts(tmp_path, io):

@@ -6,12 +6,22 @@ today) hold ``args = None`` and ``cfg``, a plain nested dict whose ``cfg["model"
 field; legacy (pre-hydra) files hold ``args``, an ``argparse.Namespace`` of every command-line flag, and no ``cfg``.
 Both are read with ``torch.load(weights_only=True)``; ``argparse.Namespace`` is the only class allowed beyond
 tensors and containers.
+
+Files written between October 2020 and March 2021 pickle ``cfg`` as an omegaconf ``DictConfig`` (with fairseq's
+config dataclasses and enums inside), and training metrics may hold numpy scalars. Those classes are never imported:
+each is replaced by an inert :class:`Stub` that only records what the pickle gives it (still under the
+weights-only unpickler, so nothing else can run), and :func:`plain` turns the recorded config back into dicts,
+resolving omegaconf's ``${a.b}`` interpolations.
 """
 from __future__ import annotations
 
 import argparse
+import collections
+import re
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from ..errors import ConversionError
 from ..nn.dictionary import FairseqDictionary
@@ -52,9 +62,55 @@ def _is_int(text: str) -> bool:
     return True
 
 
+#: Globals that a fairseq checkpoint may pickle besides tensors: read as inert stubs (module prefixes), or as the
+#: real, harmless builtin types.
+STUB_PREFIXES = ("omegaconf.", "fairseq.", "numpy.", "typing.", "enum.")
+SAFE_BUILTINS = {f"builtins.{t.__name__}": t for t in (dict, list, tuple, set, frozenset, int, float, str, bool)}
+SAFE_BUILTINS["collections.defaultdict"] = collections.defaultdict
+_INTERPOLATION = re.compile(r"\$\{([\w.]+)\}")
+_MISSING = "???"
+
+
+class Stub:
+    """Stands in for a pickled object of a class that is not imported: keeps the arguments it was built with
+    (``args``) and the state the pickle restores (``state``)."""
+
+    qualname = "?"
+    args: tuple = ()  # NEWOBJ builds the object without calling __init__
+    state: Any = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:  # REDUCE calls the class: Enum(value), scalar(dtype, b)
+        self.args = args
+
+    def __setstate__(self, state: Any) -> None:
+        self.state = state
+
+    def __repr__(self) -> str:
+        return f"<stub of {self.qualname}>"
+
+
+def _stub_class(qualname: str) -> type[Stub]:
+    return type(qualname.rsplit(".", 1)[-1], (Stub,), {"qualname": qualname})
+
+
 def load_checkpoint(path: str | Path) -> dict:
-    """A ``fairseq-train`` checkpoint, read weights-only; it must hold ``model`` and either ``cfg`` or ``args``."""
-    container = load_original(path, allow=[argparse.Namespace])
+    """A ``fairseq-train`` checkpoint, read weights-only; it must hold ``model`` and either ``cfg`` or ``args``.
+    omegaconf, fairseq and numpy objects come back as :class:`Stub` objects (see the module docstring)."""
+    try:
+        container = load_original(path, allow=[argparse.Namespace])
+    except ConversionError:
+        try:
+            names = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+        except Exception as e:  # not a zip checkpoint, truncated, ...: the first error says enough
+            raise ConversionError(f"cannot read {path} as a fairseq checkpoint ({type(e).__name__}: {e})") from e
+        refused = [n for n in names if n not in SAFE_BUILTINS and n != "argparse.Namespace"
+                   and not n.startswith(STUB_PREFIXES)]
+        if refused:
+            raise ConversionError(f"{path} pickles {refused[:5]}, which a fairseq checkpoint never holds; it was "
+                                  "not loaded (nothing in it ran)") from None
+        allow = [argparse.Namespace, *((SAFE_BUILTINS[n], n) for n in names if n in SAFE_BUILTINS),
+                 *((_stub_class(n), n) for n in names if n.startswith(STUB_PREFIXES))]
+        container = load_original(path, allow=allow)
     if not isinstance(container, dict) or "model" not in container or (
             container.get("cfg") is None and container.get("args") is None):
         found = sorted(container)[:10] if isinstance(container, dict) else type(container).__name__
@@ -63,17 +119,58 @@ def load_checkpoint(path: str | Path) -> dict:
     return container
 
 
+def plain(value: Any) -> Any:
+    """``value`` with every omegaconf stub replaced by its content (``DictConfig`` → dict, ``ListConfig`` → list,
+    a value node → its value, an enum → its value, ``???`` → None) and ``${a.b}`` strings resolved against the
+    outermost dict; ``argparse.Namespace`` becomes a dict too."""
+    root = _unwrap(value)
+    return _resolve(root, root, depth=0)
+
+
+def _unwrap(value: Any) -> Any:
+    if isinstance(value, Stub):
+        state = value.state if isinstance(value.state, dict) else {}
+        if "_content" in state:
+            return _unwrap(state["_content"])
+        if "_val" in state:
+            return _unwrap(state["_val"])
+        return _unwrap(value.args[0]) if value.args else None  # an enum member: Enum(value)
+    if isinstance(value, argparse.Namespace):
+        value = vars(value)
+    if isinstance(value, dict):
+        return {k: _unwrap(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_unwrap(v) for v in value]
+    return None if value == _MISSING else value
+
+
+def _resolve(value: Any, root: Any, depth: int) -> Any:
+    if isinstance(value, dict):
+        return {k: _resolve(v, root, depth) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_resolve(v, root, depth) for v in value]
+    match = _INTERPOLATION.fullmatch(value) if isinstance(value, str) else None
+    if match is None or depth > 10:
+        return value
+    target = root
+    for key in match.group(1).split("."):
+        if not isinstance(target, dict) or key not in target:
+            return value  # fairseq never reads what it cannot resolve
+        target = target[key]
+    return _resolve(target, root, depth + 1)
+
+
 def checkpoint_config(container: dict, path: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    """``(model, task)`` settings as plain dicts: ``cfg["model"]``/``cfg["task"]`` (hydra), else every field of the
-    legacy ``args`` for both (which held them in one namespace, with ``arch`` and ``task`` naming the model and
-    task)."""
-    cfg = container.get("cfg")
+    """``(model, task)`` settings as plain dicts: ``cfg["model"]``/``cfg["task"]`` (hydra; a plain dict or an
+    omegaconf ``DictConfig``), else every field of the legacy ``args`` for both (which held them in one namespace,
+    with ``arch`` and ``task`` naming the model and task)."""
+    cfg = plain(container.get("cfg"))
     if cfg is not None:
         if not isinstance(cfg, dict) or not isinstance(cfg.get("model"), dict) or not isinstance(cfg.get("task"), dict):
             raise ConversionError(f"{path}: cfg must be a dict with 'model' and 'task' dicts")
-        return dict(cfg["model"]), dict(cfg["task"])
+        return cfg["model"], cfg["task"]
     args = container["args"]
     if not isinstance(args, argparse.Namespace):
         raise ConversionError(f"{path}: args must be an argparse.Namespace, got {type(args).__name__}")
-    fields = vars(args)
+    fields = plain(args)
     return {**fields, "_name": fields.get("arch")}, {**fields, "_name": fields.get("task")}
