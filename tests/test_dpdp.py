@@ -13,7 +13,8 @@ import hubconf
 from zoo.errors import InputError
 from zoo.formats import codebook as codebook_format
 from zoo.models import dpdp as dpdp_module
-from zoo.models.dpdp import PADDING_UNIT, DPDPQuantizer, dpdp
+from zoo.models.dpdp import DPDPQuantizer, dpdp
+from zoo.nn.ragged import PAD_UNIT
 
 FIXTURES = Path(__file__).parent / "fixtures" / "dpdp"
 CASES = sorted(p for p in FIXTURES.iterdir() if p.is_dir())
@@ -178,7 +179,7 @@ def test_batched_equals_one_by_one(lengths, lmbda, num_neighbors, seed, block_el
         item_quantized, item_units = quantizer(item)
         assert torch.equal(units[i, :len(item)], item_units)
         assert torch.equal(quantized[i, :len(item)], item_quantized)
-        assert (units[i, len(item):] == PADDING_UNIT).all() and (quantized[i, len(item):] == 0).all()
+        assert (units[i, len(item):] == PAD_UNIT).all() and (quantized[i, len(item):] == 0).all()
 
 
 def test_batch_without_lengths_is_full_length():

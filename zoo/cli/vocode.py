@@ -27,7 +27,8 @@ from .. import audio
 from ..download import load
 from ..errors import InputError
 from ..f0 import F0Stats, normalize_f0, peak_normalize, samples_per_frame, yaapt_f0
-from ..models.hifigan import PAD_UNIT, CodeHiFiGAN, deduplicate, trim_to_f0, voice_convert
+from ..models.hifigan import CodeHiFiGAN, deduplicate, trim_to_f0, voice_convert
+from ..nn.ragged import PAD_UNIT
 from .inputs import batches, positive_int
 
 DEFAULT_VARIANT = "s2st_mhubert_km1000_lj"

@@ -45,9 +45,7 @@ import torch
 
 from ..errors import InputError
 from ..modeling import PretrainedModel
-
-#: Units of padding frames (beyond an item's length) in batched output.
-PADDING_UNIT = -1
+from ..nn.ragged import PAD_UNIT, Lengths
 #: Frames × batch × codes handled per block when taking the tie-breaking decisions (bounds their memory).
 _BLOCK_ELEMENTS = 1 << 20
 _NEVER = np.iinfo(np.int64).max
@@ -95,13 +93,13 @@ class DPDPQuantizer(PretrainedModel):
     def num_neighbors(self) -> int | None:
         return self.config.num_neighbors
 
-    def forward(self, features: torch.Tensor, lengths: torch.Tensor | Sequence[int] | None = None,
+    def forward(self, features: torch.Tensor, lengths: Lengths | torch.Tensor = None,
                 ) -> tuple[torch.Tensor, torch.Tensor]:
         """Quantize ``features`` ``(T, D)`` or ``(B, T, D)`` (with optional ``lengths`` ``(B,)``).
 
         Returns ``(quantized, units)``: the straight-through codes ``features - (features - codebook[units]).detach()``
         (value of the codes, gradient of the features), shaped like ``features``, and the int64 units ``(T,)`` or
-        ``(B, T)``. Frames beyond an item's length get unit :data:`PADDING_UNIT` (-1) and quantized value 0.
+        ``(B, T)``. Frames beyond an item's length get unit :data:`PAD_UNIT` (-1) and quantized value 0.
         """
         units = dpdp(features, self.codebook, self.lmbda, self.num_neighbors, lengths=lengths)
         # index_select: the same values as codebook[units], several times faster on CPU.
@@ -109,7 +107,7 @@ class DPDPQuantizer(PretrainedModel):
         codes = codes.view(*units.shape, self.config.dim)
         quantized = features - (features - codes).detach()
         if lengths is not None:  # whatever the padding frames hold (even NaN), their output is 0
-            quantized = quantized.masked_fill((units == PADDING_UNIT)[..., None], 0)
+            quantized = quantized.masked_fill((units == PAD_UNIT)[..., None], 0)
         return quantized, units
 
 
@@ -131,9 +129,9 @@ def keep_nearest(distances: torch.Tensor, num_neighbors: int | None) -> torch.Te
 
 
 def dpdp(features: torch.Tensor, codebook: torch.Tensor, lmbda: float, num_neighbors: int | None = None, *,
-         lengths: torch.Tensor | Sequence[int] | None = None) -> torch.Tensor:
+         lengths: Lengths | torch.Tensor = None) -> torch.Tensor:
     """DPDP units of ``features`` ``(T, D)`` → ``(T,)``, or ``(B, T, D)`` → ``(B, T)`` (padding frames beyond
-    ``lengths`` get :data:`PADDING_UNIT`), on the features' device. Same units as the original ``dpdp``.
+    ``lengths`` get :data:`PAD_UNIT`), on the features' device. Same units as the original ``dpdp``.
 
     The distances are computed item by item on the features' device, exactly as the original computes them for
     that item alone, so batched units equal one-by-one units.
@@ -204,7 +202,7 @@ def _last_segments(distances: np.ndarray, lmbda: float) -> tuple[np.ndarray, np.
 def _backtrack(starts: np.ndarray, codes: np.ndarray, lengths: Sequence[int], num_frames: int) -> np.ndarray:
     """Units ``(B, num_frames)`` from the last-segment decisions, following segment starts back from each item's
     length."""
-    units = np.full((len(lengths), num_frames), PADDING_UNIT, np.int64)
+    units = np.full((len(lengths), num_frames), PAD_UNIT, np.int64)
     for i, length in enumerate(lengths):
         item_starts, item_codes = starts[:, i].tolist(), codes[:, i].tolist()
         end = length

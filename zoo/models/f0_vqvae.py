@@ -22,7 +22,6 @@ Example::
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -31,9 +30,8 @@ from torch import nn
 
 from ..errors import InputError
 from ..modeling import PretrainedModel
-from ..nn.seanet import zero_beyond
-
-Lengths = Sequence[int] | None
+from ..nn.quantization import nearest_code
+from ..nn.ragged import Lengths, conv_output_lengths, zero_beyond
 
 #: Kernel size of the encoder's output projection and the decoder's input/output projections.
 PROJECTION_KERNEL = 3
@@ -142,7 +140,7 @@ class DownBlock(nn.Module):
         self.resnet = Resnet1D(config)
 
     def forward(self, x: torch.Tensor, lengths: Lengths = None) -> tuple[torch.Tensor, Lengths]:
-        lengths = _conv_lengths(lengths, self.conv)
+        lengths = conv_output_lengths(lengths, self.conv)
         return self.resnet(zero_beyond(self.conv(x), lengths), lengths), lengths
 
 
@@ -156,15 +154,8 @@ class UpBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, lengths: Lengths = None) -> tuple[torch.Tensor, Lengths]:
         x = self.conv(self.resnet(x, lengths))
-        lengths = None if lengths is None else [n * self.conv.stride[0] for n in lengths]
+        lengths = conv_output_lengths(lengths, self.conv)
         return zero_beyond(x, lengths), lengths
-
-
-def _conv_lengths(lengths: Lengths, conv: nn.Conv1d) -> Lengths:
-    if lengths is None:
-        return None
-    (k,), (s,), (p,) = conv.kernel_size, conv.stride, conv.padding
-    return [(n + 2 * p - k) // s + 1 for n in lengths]
 
 
 class EncoderLevel(nn.Module):
@@ -241,8 +232,8 @@ class JukeboxDecoder(nn.Module):
 
 
 class VectorQuantizer(nn.Module):
-    """Nearest codebook row by squared L2 in Jukebox's expanded form ``|x|^2 - 2 x.k + |k|^2`` (first index on
-    ties), so near-ties resolve exactly as in the original."""
+    """Nearest codebook row by squared L2 in Jukebox's expanded form (:func:`~zoo.nn.quantization.nearest_code`),
+    so near-ties resolve exactly as in the original."""
 
     def __init__(self, num_codes: int, dim: int) -> None:
         super().__init__()
@@ -250,10 +241,7 @@ class VectorQuantizer(nn.Module):
 
     def forward(self, latent: torch.Tensor) -> torch.Tensor:
         """``(B, dim, T)`` -> codes ``(B, T)`` int64."""
-        flat = latent.transpose(1, 2).reshape(-1, latent.shape[1])
-        k = self.codebook.t()
-        distance = flat.pow(2).sum(-1, keepdim=True) - 2 * flat @ k + k.pow(2).sum(0, keepdim=True)
-        return distance.argmin(-1).view(latent.shape[0], latent.shape[2])
+        return nearest_code(latent.transpose(1, 2), self.codebook)
 
     def dequantize(self, codes: torch.Tensor) -> torch.Tensor:
         """codes ``(B, T)`` -> ``(B, dim, T)``."""

@@ -51,11 +51,9 @@ from ..errors import InputError
 from ..f0 import rescale_f0
 from ..modeling import PretrainedModel
 from ..nn.conv import Conv1d, ConvTranspose1d
-from ..nn.seanet import zero_beyond
+from ..nn.ragged import PAD_UNIT, Lengths, conv_output_lengths, zero_beyond
 from ..registry import SourceFile, Weights
 from .f0_vqvae import F0Quantizer, F0VQVAEConfig
-
-Lengths = Sequence[int] | None
 
 #: Slope of every leaky ReLU in the generator except the last one.
 LRELU_SLOPE = 0.1
@@ -63,8 +61,6 @@ LRELU_SLOPE = 0.1
 FINAL_LRELU_SLOPE = 0.01
 #: Kernel of ``conv_pre`` and ``conv_post``.
 PRE_POST_KERNEL = 7
-#: Unit id that marks padding (fairseq's wrapper drops every negative id).
-PAD_UNIT = -1
 #: Rows of speech-resynthesis' speaker table, whatever the number of training speakers.
 DEFAULT_NUM_SPEAKERS = 200
 DEFAULT_NUM_STYLES = 100
@@ -218,11 +214,9 @@ class HiFiGANGenerator(nn.Module):
 
     def output_lengths(self, lengths: Sequence[int]) -> list[int]:
         """Samples out for ``lengths`` frames in."""
-        out = list(lengths)
         for up in self.upsamples:
-            (k,), (s,), (p,) = up.kernel_size, up.stride, up.padding
-            out = [(n - 1) * s - 2 * p + k for n in out]
-        return out
+            lengths = conv_output_lengths(lengths, up)
+        return list(lengths)
 
     def forward(self, x: torch.Tensor, lengths: Lengths = None) -> torch.Tensor:
         x = zero_beyond(self.conv_pre(x), lengths)
@@ -231,8 +225,7 @@ class HiFiGANGenerator(nn.Module):
             blocks = self.resblocks[i * per_stage:(i + 1) * per_stage]
             x = up(F.leaky_relu_(x, LRELU_SLOPE))  # x is this function's own intermediate
             if lengths is not None:
-                (k,), (s,), (p,) = up.kernel_size, up.stride, up.padding
-                lengths = [(n - 1) * s - 2 * p + k for n in lengths]
+                lengths = conv_output_lengths(lengths, up)
                 x = zero_beyond(x, lengths)
             mrf = blocks[0](x, lengths)
             for block in blocks[1:]:

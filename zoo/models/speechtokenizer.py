@@ -30,10 +30,10 @@ from torch import nn
 from ..audio import check_waveform
 from ..errors import AudioError, InputError
 from ..modeling import PretrainedModel
+from ..nn.quantization import nearest_code
+from ..nn.ragged import Lengths, zero_beyond
 from ..nn.seanet import SEANetConfig, SEANetDecoder, SEANetEncoder
 from ..registry import SourceFile, Weights
-
-LengthsLike = torch.Tensor | Sequence[int] | None
 
 
 @dataclass(frozen=True)
@@ -73,12 +73,7 @@ class ResidualVectorQuantizer(nn.Module):
 
     def nearest(self, layer: int, residual: torch.Tensor) -> torch.Tensor:
         """Index ``(B, T)`` of the nearest code of quantizer ``layer`` to each frame of ``residual`` ``(B, T, D)``."""
-        frames = residual.reshape(-1, residual.shape[-1])
-        embed = self.codebooks[layer].t()  # (D, K)
-        # The original's expanded squared distance, negated, in its layout, with the first maximum winning: the
-        # same rounding, so the same choice on near-ties.
-        score = -(frames.pow(2).sum(1, keepdim=True) - 2 * frames @ embed + embed.pow(2).sum(0, keepdim=True))
-        return score.max(dim=-1).indices.view(residual.shape[:-1])
+        return nearest_code(residual, self.codebooks[layer])  # the original's rounding, so its near-tie choices
 
     def lookup(self, layer: int, codes: torch.Tensor) -> torch.Tensor:
         """The code vectors ``(B, D, T)`` of quantizer ``layer`` for ``codes`` ``(B, T)``."""
@@ -146,7 +141,7 @@ class SpeechTokenizer(PretrainedModel):
 
     # -------------------------------------------------------------- original API
     def encode(self, wav: torch.Tensor, n_q: int | None = None, st: int | None = None,
-               lengths: LengthsLike = None) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+               lengths: Lengths | torch.Tensor = None) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Codes ``(n_q - st, B, T)`` int64 of quantizers ``st .. n_q - 1`` for audio ``wav`` ``(B, 1, N)``.
 
         As in the original, ``n_q`` is the END index (default: all quantizers) and ``st`` (default 0) restarts the
@@ -168,11 +163,10 @@ class SpeechTokenizer(PretrainedModel):
         if sample_lengths is None:
             return codes
         frame_lengths = torch.tensor(self.encoder.output_lengths(sample_lengths), device=codes.device)
-        valid = torch.arange(codes.shape[-1], device=codes.device) < frame_lengths[:, None]
-        return torch.where(valid, codes, 0), frame_lengths
+        return zero_beyond(codes, frame_lengths, batch_dim=1), frame_lengths
 
     def decode(self, codes: torch.Tensor, st: int = 0,
-               lengths: LengthsLike = None) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+               lengths: Lengths | torch.Tensor = None) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Audio ``(B, 1, downsample_rate * T)`` from codes ``(m, B, T)``, row i read by quantizer ``st + i``:
         ``decode(codes[i:j + 1], st=i)`` is the audio of quantizers i..j alone (0-based, inclusive).
 
@@ -186,8 +180,7 @@ class SpeechTokenizer(PretrainedModel):
         if frame_lengths is None:
             return wav
         sample_lengths = torch.tensor(frame_lengths, device=wav.device) * self.downsample_rate
-        valid = torch.arange(wav.shape[-1], device=wav.device) < sample_lengths[:, None]
-        return torch.where(valid[:, None, :], wav, 0.0), sample_lengths
+        return zero_beyond(wav, sample_lengths), sample_lengths
 
     def forward(self, wav: torch.Tensor, n_q: int | None = None,
                 layers: Sequence[int] = (0,)) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -217,7 +210,8 @@ class SpeechTokenizer(PretrainedModel):
         return [q for layer, (_, q, _) in enumerate(steps) if layer in kept]
 
     # -------------------------------------------------------------- checks
-    def _check_audio(self, wav: torch.Tensor, lengths: LengthsLike) -> tuple[torch.Tensor, list[int] | None]:
+    def _check_audio(self, wav: torch.Tensor, lengths: Lengths | torch.Tensor
+                     ) -> tuple[torch.Tensor, list[int] | None]:
         if not isinstance(wav, torch.Tensor) or wav.ndim != 3 or wav.shape[1] != 1:
             shape = tuple(wav.shape) if isinstance(wav, torch.Tensor) else type(wav).__name__
             raise AudioError(f"SpeechTokenizer takes mono audio shaped (batch, 1, samples), got {shape}. "
@@ -229,7 +223,7 @@ class SpeechTokenizer(PretrainedModel):
         return wav, self._check_lengths(lengths, wav.shape[0], wav.shape[-1], "samples")
 
     @staticmethod
-    def _check_lengths(lengths: LengthsLike, batch: int, longest: int, unit: str) -> list[int] | None:
+    def _check_lengths(lengths: Lengths | torch.Tensor, batch: int, longest: int, unit: str) -> list[int] | None:
         if lengths is None:
             return None
         lengths = torch.as_tensor(lengths).tolist()

@@ -36,6 +36,7 @@ from tqdm.auto import tqdm
 from ..audio import check_waveform, resample
 from ..errors import AudioError, InputError
 from ..modeling import PretrainedModel
+from ..nn.ragged import Lengths, conv_output_length, zero_beyond
 from ..registry import SourceFile, Weights
 
 #: The sample rate every released WavLM reads.
@@ -133,8 +134,7 @@ class ConvBlock(nn.Module):
         self.norm = norm
 
     def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
-        kernel, stride = self.conv.kernel_size[0], self.conv.stride[0]
-        return torch.div(lengths - kernel, stride, rounding_mode="floor") + 1
+        return conv_output_length(lengths, self.conv.kernel_size[0], self.conv.stride[0])
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
         x = self.conv(x)
@@ -167,7 +167,7 @@ class ConvFeatureExtractor(nn.Module):
 
     def num_frames(self, num_samples: int) -> int:
         """Frames made of ``num_samples`` samples (0 if fewer than the receptive field)."""
-        return max(0, (num_samples - self.receptive_field) // self.hop_length + 1)
+        return max(0, conv_output_length(num_samples, self.receptive_field, self.hop_length))
 
     def forward(self, waveforms: torch.Tensor, lengths: torch.Tensor | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -178,7 +178,8 @@ class ConvFeatureExtractor(nn.Module):
         never holds a whole input at once.
         """
         frames = self.num_frames(waveforms.shape[-1])
-        frame_lengths = None if lengths is None else (lengths - self.receptive_field) // self.hop_length + 1
+        frame_lengths = (None if lengths is None
+                         else conv_output_length(lengths, self.receptive_field, self.hop_length))
         if not self.frame_local or frames <= CONV_SEGMENT_FRAMES:
             return self._run(waveforms, lengths), frame_lengths
         segments = [waveforms[:, first * self.hop_length: (last - 1) * self.hop_length + self.receptive_field]
@@ -447,12 +448,6 @@ def _plan_chunks(model: WavLM, lengths: Sequence[int], max_frames: int | None) -
     return chunks
 
 
-def _zero_past(wav: torch.Tensor, lengths: Sequence[int]) -> torch.Tensor:
-    """``wav`` ``(B, N)`` with the samples past each row's length set to zero."""
-    ends = torch.tensor(lengths, device=wav.device)[:, None]
-    return wav.masked_fill(torch.arange(wav.shape[1], device=wav.device) >= ends, 0.0)
-
-
 def _check_lengths(lengths: torch.Tensor | Sequence[int], wav: torch.Tensor, min_samples: int) -> list[int]:
     values = torch.as_tensor(lengths).tolist()
     if not isinstance(values, list) or len(values) != wav.shape[0]:
@@ -465,7 +460,7 @@ def _check_lengths(lengths: torch.Tensor | Sequence[int], wav: torch.Tensor, min
 
 @torch.inference_mode()
 def extract_features(model: WavLM, wav: torch.Tensor, sr: int, layer: int | None = None, *,
-                     lengths: torch.Tensor | Sequence[int] | None = None,
+                     lengths: Lengths | torch.Tensor = None,
                      chunk_seconds: float | None = CHUNK_SECONDS, progress: bool = False,
                      ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """The original ``extract_features(model, wav, sr, layer=None)`` of ``hubconf.wavlm_large``, batched.
@@ -498,7 +493,7 @@ def extract_features(model: WavLM, wav: torch.Tensor, sr: int, layer: int | None
     return features, torch.tensor([model.num_frames(n) for n in padded_lengths], device=features.device)
 
 
-def _model_input(model: WavLM, wav: torch.Tensor, sr: int, lengths: torch.Tensor | Sequence[int] | None
+def _model_input(model: WavLM, wav: torch.Tensor, sr: int, lengths: Lengths | torch.Tensor
                  ) -> tuple[torch.Tensor, list[int]]:
     """Validate ``wav``, resample it to 16 kHz, zero what follows each item (as unbatched, before and after
     resampling), pad 40 zeros on both sides and move it to the model: the waveforms and their padded lengths."""
@@ -512,10 +507,10 @@ def _model_input(model: WavLM, wav: torch.Tensor, sr: int, lengths: torch.Tensor
         sample_lengths = [wav.shape[1]] * wav.shape[0]
     else:
         sample_lengths = _check_lengths(lengths, wav, min_samples)
-        wav = resample(_zero_past(wav, sample_lengths), sr, SAMPLE_RATE)
+        wav = resample(zero_beyond(wav, sample_lengths), sr, SAMPLE_RATE)
         gcd = math.gcd(sr, SAMPLE_RATE)
         sample_lengths = [math.ceil(SAMPLE_RATE // gcd * n / (sr // gcd)) for n in sample_lengths]  # as resample
-        wav = _zero_past(wav, sample_lengths)
+        wav = zero_beyond(wav, sample_lengths)
     parameter = next(model.parameters())
     wav = F.pad(wav, (EDGE_PADDING, EDGE_PADDING)).to(device=parameter.device, dtype=parameter.dtype)
     return wav, [n + 2 * EDGE_PADDING for n in sample_lengths]

@@ -40,6 +40,7 @@ from torch import nn
 from ..audio import check_waveform, resample
 from ..errors import InputError
 from ..modeling import PretrainedModel
+from ..nn.quantization import nearest_code
 from ..nn.seanet import SEANetConfig, SEANetEncoder
 from ..registry import SourceFile, Weights
 
@@ -160,7 +161,8 @@ VARIANTS = {
 
 # ------------------------------------------------------------------------------------------ quantizer
 class VectorQuantizer(nn.Module):
-    """One Euclidean codebook ``(codebook_size, dim)``: nearest row by the expanded squared distance."""
+    """One Euclidean codebook ``(codebook_size, dim)``: nearest row by the original's expanded squared distance
+    (:func:`~zoo.nn.quantization.nearest_code`), so near-ties fall the same way."""
 
     def __init__(self, codebook_size: int, dim: int) -> None:
         super().__init__()
@@ -168,11 +170,7 @@ class VectorQuantizer(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Codec ids ``(B, T)`` of frames ``x`` ``(B, T, dim)``."""
-        flat = x.reshape(-1, x.shape[-1])
-        codebook_t = self.codebook.t()
-        # The original's expanded form ‖x‖² − 2x·E + ‖E‖², evaluated in this order, so near-ties fall the same way.
-        score = -(flat.pow(2).sum(1, keepdim=True) - 2 * flat @ codebook_t + codebook_t.pow(2).sum(0, keepdim=True))
-        return score.max(dim=-1).indices.view(x.shape[:-1])
+        return nearest_code(x, self.codebook)
 
 
 # ------------------------------------------------------------------------------------------ backbone

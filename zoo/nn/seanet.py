@@ -28,14 +28,13 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-Lengths = Sequence[int] | None
+from .ragged import Lengths, conv_output_length, zero_beyond
 
 #: Snake's guard against division by a zero ``alpha`` (the original's constant).
 SNAKE_EPS = 1e-9
@@ -67,15 +66,6 @@ def pad_reflect(x: torch.Tensor, left: int, right: int) -> torch.Tensor:
     return padded[..., : padded.shape[-1] - too_short_by]
 
 
-def zero_beyond(x: torch.Tensor, lengths: Lengths) -> torch.Tensor:
-    """``x`` with every item's steps at and after its length (last axis) set to zero."""
-    if lengths is None:
-        return x
-    steps = torch.arange(x.shape[-1], device=x.device)
-    valid = steps < torch.tensor(list(lengths), device=x.device)[:, None]
-    return torch.where(valid[:, None, :], x, 0.0)
-
-
 # ------------------------------------------------------------------------------------------ layers
 class SConv1d(nn.Conv1d):
     """``nn.Conv1d`` (no built-in padding) that pads its input like EnCodec's non-causal ``SConv1d``:
@@ -89,7 +79,11 @@ class SConv1d(nn.Conv1d):
         return conv_paddings(length, self.kernel_size[0], self.stride[0], self.dilation[0])
 
     def output_lengths(self, lengths: Lengths) -> Lengths:
-        return None if lengths is None else [-(-n // self.stride[0]) for n in lengths]
+        """``ceil(n / stride)`` for each of ``lengths``: the padded input's conv length."""
+        if lengths is None:
+            return None
+        return [conv_output_length(n + sum(self.paddings(n)), self.kernel_size[0], self.stride[0],
+                                   dilation=self.dilation[0]) for n in lengths]
 
     def forward(self, x: torch.Tensor, lengths: Lengths = None) -> torch.Tensor:
         padded = pad_reflect(x, *self.paddings(x.shape[-1]))
@@ -107,15 +101,23 @@ class SConvTranspose1d(nn.ConvTranspose1d):
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int) -> None:
         super().__init__(in_channels, out_channels, kernel_size, stride=stride)
 
+    @property
+    def surplus(self) -> int:
+        """Samples trimmed off the transposed conv's output (both ends together)."""
+        return self.kernel_size[0] - self.stride[0]
+
     def output_lengths(self, lengths: Lengths) -> Lengths:
-        return None if lengths is None else [n * self.stride[0] for n in lengths]
+        """``n * stride`` for each of ``lengths``."""
+        if lengths is None:
+            return None
+        return [conv_output_length(n, self.kernel_size[0], self.stride[0], transposed=True) - self.surplus
+                for n in lengths]
 
     def forward(self, x: torch.Tensor, lengths: Lengths = None) -> torch.Tensor:
         # Frames past an item's end must contribute nothing, as they do when it runs alone.
         y = super().forward(zero_beyond(x, lengths))
-        surplus = self.kernel_size[0] - self.stride[0]
-        right = surplus // 2
-        return y[..., surplus - right: y.shape[-1] - right]
+        right = self.surplus // 2
+        return y[..., self.surplus - right: y.shape[-1] - right]
 
 
 class Snake1d(nn.Module):
@@ -272,7 +274,9 @@ class SEANetEncoder(nn.Module):
 
     def output_lengths(self, lengths: Lengths) -> Lengths:
         """Valid latent frames per item for ``lengths`` valid samples: ``ceil(n / hop_length)``."""
-        return None if lengths is None else [-(-n // self.config.hop_length) for n in lengths]
+        for block in self.blocks:
+            lengths = block.downsample.output_lengths(lengths)
+        return lengths
 
     def forward(self, x: torch.Tensor, lengths: Lengths = None) -> torch.Tensor:
         x = self.conv_in(x, lengths)
