@@ -8,6 +8,7 @@ rule covers. This module holds the helpers they share.
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Iterable, Sequence
@@ -40,6 +41,42 @@ def load_original(path: str | os.PathLike, *, allow: Iterable[Any] = ()) -> Any:
         raise ConversionError(f"cannot read {path} as a weights-only checkpoint ({type(e).__name__}: {e}); "
                               "it is truncated, not a PyTorch checkpoint, or holds objects outside the "
                               "allowlist of this format") from e
+
+
+def read_json(path: str | os.PathLike) -> dict[str, Any]:
+    """The JSON object in the original config file ``path``; anything else is a :class:`ConversionError`."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConversionError(f"{path} does not exist") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ConversionError(f"{path} is not a JSON config ({e}); check which file was given as the config") from e
+    if not isinstance(data, dict):
+        raise ConversionError(f"{path} is not a JSON object")
+    return data
+
+
+def checkpoint_and_config(paths: Sequence[str | os.PathLike], options: dict[str, Any], *, example: str,
+                          any_order: bool = False) -> tuple[Path, Path]:
+    """The checkpoint and config of a format that comes as two files: ``CKPT CONFIG.json`` or
+    ``CKPT --config CONFIG.json`` (``config`` is the only option); with ``any_order`` the ``.json`` file is the
+    config wherever it stands. ``example`` shows the expected arguments in the error message."""
+    unknown = sorted(set(options) - {"config"})
+    if unknown:
+        raise ConversionError(f"this conversion takes no options {unknown}, only --config; e.g. {example}")
+    files = [Path(p) for p in paths] + ([Path(options["config"])] if options.get("config") is not None else [])
+    if any_order:
+        configs = [p for p in files if p.suffix == ".json"]
+        if len(files) == 2 and len(configs) == 1:
+            (checkpoint,) = (p for p in files if p.suffix != ".json")
+            return checkpoint, configs[0]
+        raise ConversionError(f"this conversion takes the original config.json and checkpoint (in either order), "
+                              f"e.g. {example}; got {[str(p) for p in files]}")
+    if len(files) != 2:
+        raise ConversionError(f"this conversion takes a checkpoint and its config.json, e.g. {example}; "
+                              f"got {[str(p) for p in files]}")
+    return files[0], files[1]
 
 
 def expect_keys(container: Any, keys: Iterable[str], *, what: str, path: str | os.PathLike) -> None:

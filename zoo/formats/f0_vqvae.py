@@ -6,7 +6,6 @@
 """
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,7 @@ from typing import Any
 from ..errors import ConversionError, WeightsError
 from ..modeling import config_from_dict
 from ..models.f0_vqvae import F0VQVAE, BottleneckConfig, F0VQVAEConfig, JukeboxConfig
-from . import RenameTable, expect_keys, load_original, rename
+from . import RenameTable, checkpoint_and_config, expect_keys, load_original, read_json, rename
 
 
 def quantizer_rules(src: str, dst: str, *, decoder: str | None) -> RenameTable:
@@ -82,27 +81,3 @@ def convert(paths: list[Path], **options) -> F0VQVAE:
                               "'hifigan' converter")
     model.load_state_dict_strict(rename(state, RENAMES))
     return model.eval()
-
-
-def checkpoint_and_config(paths: list[Path], options: dict[str, Any], *, example: str) -> tuple[Path, Path]:
-    """``CKPT CONFIG.json`` or ``CKPT --config CONFIG.json``."""
-    paths = [Path(p) for p in paths]
-    if options.get("config") is not None:
-        paths.append(Path(options["config"]))
-    unknown = set(options) - {"config"}
-    if len(paths) != 2 or unknown:
-        raise ConversionError(f"this conversion takes a checkpoint and its config.json, e.g. {example}"
-                              f"{f'; unknown options {sorted(unknown)}' if unknown else ''}")
-    return paths[0], paths[1]
-
-
-def read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise ConversionError(f"{path} does not exist") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ConversionError(f"{path} is not a JSON config ({e}); pass the checkpoint first, then config.json") from e
-    if not isinstance(data, dict):
-        raise ConversionError(f"{path} is not a JSON object")
-    return data

@@ -27,8 +27,8 @@ import torch
 from ..errors import ConversionError, WeightsError
 from ..modeling import config_from_dict
 from ..models.hifigan import CodeHiFiGAN, CodeHiFiGANConfig, VariancePredictorConfig
-from . import RenameTable, expect_keys, fold_weight_norms, load_original, rename
-from .f0_vqvae import checkpoint_and_config, f0_vqvae_config, quantizer_rules, read_json
+from . import RenameTable, checkpoint_and_config, expect_keys, fold_weight_norms, load_original, read_json, rename
+from .f0_vqvae import f0_vqvae_config, quantizer_rules
 
 #: Original generator keys (after folding weight norm) -> :class:`CodeHiFiGAN`.
 RENAMES: RenameTable = [

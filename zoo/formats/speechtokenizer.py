@@ -10,15 +10,14 @@ the codebooks (``embed``) are stacked into one ``(n_q, K, D)`` buffer and the k-
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 
 from ..errors import ConversionError, WeightsError
 from ..models.speechtokenizer import SpeechTokenizer, SpeechTokenizerConfig
-from ..nn.seanet import original_key_rules
-from . import RenameTable, expect_keys, fold_weight_norms, load_original, rename
+from . import RenameTable, checkpoint_and_config, expect_keys, fold_weight_norms, load_original, read_json, rename
+from .encodec import seanet_rules
 
 #: Keys of the original config.json that the model reads with ``config.get`` and cannot do without.
 REQUIRED_KEYS = ("n_filters", "strides", "dimension", "semantic_dimension", "dilation_base",
@@ -53,7 +52,7 @@ def rename_table(config: SpeechTokenizerConfig) -> RenameTable:
     for part, bidirectional in (("encoder", config.bidirectional), ("decoder", False)):
         seanet = config.seanet(bidirectional=bidirectional)
         table += [(rf"{part}\.{pattern}", f"{part}.{replacement}")
-                  for pattern, replacement in original_key_rules(seanet, part)]
+                  for pattern, replacement in seanet_rules(seanet, part)]
     table += [
         (r"transform\.(weight|bias)", r"transform.\1"),
         # k-means / EMA training state of the RVQ; only `embed` is used at inference
@@ -63,14 +62,10 @@ def rename_table(config: SpeechTokenizerConfig) -> RenameTable:
 
 
 def convert(paths: list[Path], **options) -> SpeechTokenizer:
-    config_path, checkpoint_path = _split_paths(paths, options)
-    try:
-        original_config = json.loads(Path(config_path).read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise ConversionError(f"cannot read {config_path} as JSON ({e})") from e
-    if not isinstance(original_config, dict):
-        raise ConversionError(f"{config_path} is not a JSON object of SpeechTokenizer settings")
-    config = config_from_original(original_config, config_path)
+    checkpoint_path, config_path = checkpoint_and_config(
+        paths, options, example="`python -m conversion speechtokenizer config.json SpeechTokenizer.pt --out DIR`",
+        any_order=True)
+    config = config_from_original(read_json(config_path), config_path)
 
     state = load_original(checkpoint_path)
     expect_keys(state, _SIGNATURE, what="a SpeechTokenizer state dict", path=checkpoint_path)
@@ -85,20 +80,6 @@ def convert(paths: list[Path], **options) -> SpeechTokenizer:
     except WeightsError as e:
         raise ConversionError(f"{checkpoint_path} does not fit {config_path}: {e}") from e
     return model.eval()
-
-
-def _split_paths(paths: list[Path], options: dict) -> tuple[Path, Path]:
-    unknown = set(options) - {"config"}
-    if unknown:
-        raise ConversionError(f"speechtokenizer conversion takes no options {sorted(unknown)}")
-    files = [Path(p) for p in paths] + ([Path(options["config"])] if options.get("config") else [])
-    configs = [p for p in files if p.suffix == ".json"]
-    checkpoints = [p for p in files if p.suffix != ".json"]
-    if len(configs) != 1 or len(checkpoints) != 1:
-        raise ConversionError("speechtokenizer conversion takes the original config.json and checkpoint, e.g. "
-                              "`python -m conversion speechtokenizer config.json SpeechTokenizer.pt --out DIR`; "
-                              f"got {[str(p) for p in files]}")
-    return configs[0], checkpoints[0]
 
 
 def _pop_codebooks(state: dict[str, torch.Tensor], config: SpeechTokenizerConfig, path: Path) -> torch.Tensor:

@@ -8,14 +8,13 @@ that :mod:`zoo.nn.transformer` keeps, under ``transformer.``; ELLA-V's converter
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConversionError
 from ..models.ulm import UnitLanguageModel
 from ..nn.transformer import TransformerConfig
-from . import RenameTable, expect_keys, load_original, rename
+from . import RenameTable, expect_keys, load_original, read_json, rename
 
 #: Original key → speechzoo key. Every key of the Mistral block, nothing else.
 RENAME: RenameTable = (
@@ -70,7 +69,4 @@ def _read_model_config(config: Path, checkpoint: Path) -> dict:
     if not config.is_file():
         raise ConversionError(f"{checkpoint} holds no model_args and there is no {config}: pass the "
                               f"{CONFIG_NAME} it was trained with as --config")
-    try:
-        return json.loads(config.read_text())
-    except json.JSONDecodeError as e:
-        raise ConversionError(f"{config} is not valid JSON ({e})") from e
+    return read_json(config)

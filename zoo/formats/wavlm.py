@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import ast
-import json
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,7 @@ import torch
 from ..errors import ConversionError
 from ..modeling import load_safetensors
 from ..models.wavlm import NORM_EPS, WavLM, WavLMConfig
-from . import RenameTable, expect_keys, fold_weight_norms, load_original, rename
+from . import RenameTable, expect_keys, fold_weight_norms, load_original, read_json, rename
 
 # ------------------------------------------------------------------------------------------ original container
 #: The original WavLMConfig's defaults for the keys that shape the model at inference (it starts from these and
@@ -226,13 +225,9 @@ def config_from_transformers(path: Path) -> WavLMConfig:
     """The :class:`WavLMConfig` of a transformers ``config.json`` of a WavLMModel."""
     if not path.is_file():
         raise ConversionError(f"{path} does not exist; a transformers-layout WavLM needs its config.json")
-    try:
-        c = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ConversionError(f"{path} is not valid JSON ({e})") from e
-    if not isinstance(c, dict) or c.get("model_type") != "wavlm":
-        found = c.get("model_type") if isinstance(c, dict) else type(c).__name__
-        raise ConversionError(f"{path} describes a {found!r} model, not transformers' 'wavlm'")
+    c = read_json(path)
+    if c.get("model_type") != "wavlm":
+        raise ConversionError(f"{path} describes a {c.get('model_type')!r} model, not transformers' 'wavlm'")
     missing = [k for k in _TRANSFORMERS_KEYS if k not in c]
     if missing:
         raise ConversionError(f"{path} lacks {missing}; save the config with transformers' save_pretrained")

@@ -18,7 +18,6 @@ in this order:
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +31,8 @@ from ..models.wavtokenizer import (
     WavTokenizer,
     WavTokenizerConfig,
 )
-from ..nn.seanet import original_key_rules
-from . import RenameTable, expect_keys, fold_weight_norms, load_original, rename
+from . import RenameTable, expect_keys, fold_weight_norms, load_original, read_json, rename
+from .encodec import seanet_rules
 
 _ENCODER = r"feature_extractor\.encodec\.encoder\."
 _CODEBOOK = r"feature_extractor\.encodec\.quantizer\.vq\.layers\.(\d+)\._codebook\."
@@ -108,7 +107,7 @@ def convert(paths: list[Path], *, config: Path | None = None, variant: str | Non
 def encoder_rules(config: WavTokenizerConfig) -> RenameTable:
     """EnCodec's ``feature_extractor.encodec.encoder.model.<i>...`` keys onto ``encoder.``."""
     return tuple((_ENCODER + pattern, "encoder." + replacement)
-                 for pattern, replacement in original_key_rules(config.encoder, "encoder"))
+                 for pattern, replacement in seanet_rules(config.encoder, "encoder"))
 
 
 def _check_training_state(state: dict[str, torch.Tensor], config: WavTokenizerConfig, path: Path) -> None:
@@ -146,10 +145,7 @@ def read_config(path: Path) -> WavTokenizerConfig:
     if path.suffix in (".yaml", ".yml"):
         return _from_parts(*_upstream_parts(path), downsamples_key="dowmsamples")
     if path.suffix == ".json":
-        try:
-            data = json.loads(path.read_text())
-        except json.JSONDecodeError as e:
-            raise ConversionError(f"{path} is not valid JSON ({e})") from e
+        data = read_json(path)
         expect_keys(data, _FORK_DEFAULTS, what="a WavTokenizerArgs dict (args.json)", path=path)
         return _from_parts(*(_merge(_FORK_DEFAULTS[part], (), data[part], part, path) for part in _FORK_DEFAULTS),
                            downsamples_key="downsamples")

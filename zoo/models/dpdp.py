@@ -46,6 +46,7 @@ import torch
 from ..errors import InputError
 from ..modeling import PretrainedModel
 from ..nn.ragged import PAD_UNIT, Lengths
+
 #: Frames × batch × codes handled per block when taking the tie-breaking decisions (bounds their memory).
 _BLOCK_ELEMENTS = 1 << 20
 _NEVER = np.iinfo(np.int64).max

@@ -6,7 +6,7 @@ into plain ``weight`` tensors once, at conversion (:func:`zoo.formats.fold_weigh
 conv that is its input-channel axis, as in the original), so the runtime modules are ordinary ``nn.Conv1d`` /
 ``nn.ConvTranspose1d`` / ``nn.LSTM`` subclasses whose only addition is EnCodec's padding rule.
 
-State-dict layout (``original_key_rules`` maps the original ``model.<idx>...`` keys onto it)::
+State-dict layout (:mod:`zoo.formats.encodec` maps EnCodec's ``model.<idx>...`` keys onto it)::
 
     encoder: conv_in, blocks.<i>.{residuals.<j>.{act1,conv1,act2,conv2,shortcut}, act, downsample}, lstm, act_out, conv_out
     decoder: conv_in, lstm, blocks.<i>.{act, upsample, residuals.<j>.{...}}, act_out, conv_out
@@ -27,7 +27,6 @@ Example::
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 
 import torch
@@ -312,50 +311,3 @@ class SEANetDecoder(nn.Module):
             x = block(x, lengths)
             lengths = block.upsample.output_lengths(lengths)
         return self.conv_out(self.act_out(x), lengths)
-
-
-# ------------------------------------------------------------------------------------------ original keys
-def original_key_rules(config: SEANetConfig, part: str) -> list[tuple[str, str]]:
-    """Rename rules (``zoo.formats.RenameTable`` pairs, without a prefix) from EnCodec's ``nn.Sequential``
-    layout (``model.<idx>.conv.conv.weight_g``, ``model.<idx>.lstm.weight_ih_l0``, ``model.<idx>.alpha``...) to
-    this module's names. ``part`` is "encoder" or "decoder". The parameter name (``weight_g``, ``weight_v``,
-    ``bias``, or an already folded ``weight``) is kept, so weight norm can be folded before or after renaming.
-    """
-    if part not in ("encoder", "decoder"):
-        raise ValueError(f"part must be 'encoder' or 'decoder', got {part!r}")
-    rules: list[tuple[str, str]] = []
-
-    def module(original: str, ours: str) -> None:  # one module's tensors, whatever they are called
-        rules.append((re.escape(original) + r"\.(\w+)", ours + r".\1"))
-
-    def residuals(first: int, block: int) -> None:
-        for j in range(config.n_residual_layers):
-            original, ours = f"model.{first + j}", f"blocks.{block}.residuals.{j}"
-            module(original + ".block.0", ours + ".act1")  # activations have tensors only with Snake (alpha)
-            module(original + ".block.1.conv.conv", ours + ".conv1")
-            module(original + ".block.2", ours + ".act2")
-            module(original + ".block.3.conv.conv", ours + ".conv2")
-            module(original + ".shortcut.conv.conv", ours + ".shortcut")
-
-    stage = config.n_residual_layers + 2  # modules per stride stage: residual blocks, activation, (t)conv
-    module("model.0.conv.conv", "conv_in")
-    index = 1
-    if part == "decoder" and config.lstm_layers:
-        module("model.1.lstm", "lstm")
-        index = 2
-    for i in range(len(config.ratios)):
-        if part == "encoder":
-            residuals(index, i)
-            module(f"model.{index + stage - 2}", f"blocks.{i}.act")
-            module(f"model.{index + stage - 1}.conv.conv", f"blocks.{i}.downsample")
-        else:
-            module(f"model.{index}", f"blocks.{i}.act")
-            module(f"model.{index + 1}.convtr.convtr", f"blocks.{i}.upsample")
-            residuals(index + 2, i)
-        index += stage
-    if part == "encoder" and config.lstm_layers:
-        module(f"model.{index}.lstm", "lstm")
-        index += 1
-    module(f"model.{index}", "act_out")
-    module(f"model.{index + 1}.conv.conv", "conv_out")
-    return rules
