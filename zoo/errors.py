@@ -9,6 +9,10 @@ class InputError(SpeechZooError, ValueError):
     """An argument (audio, units, codes, ids, options) that the model cannot take."""
 
 
+class ConfigError(InputError):
+    """A model configuration whose values contradict each other or describe an architecture that is not built."""
+
+
 class AudioError(InputError):
     """Audio that is empty, too short, not finite, wrongly shaped, or cannot be read."""
 

@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConversionError, WeightsError
+from ..errors import ConfigError, ConversionError, WeightsError
 from ..modeling import config_from_dict
 from ..models.f0_vqvae import F0VQVAE, BottleneckConfig, F0VQVAEConfig, JukeboxConfig
 from . import RenameTable, checkpoint_and_config, expect_keys, load_original, read_json, rename
@@ -60,7 +60,7 @@ def f0_vqvae_config(raw: dict[str, Any], *, where: str) -> F0VQVAEConfig:
                                                       raw["f0_encoder_params"]))
     except KeyError as e:
         raise ConversionError(f"{where} lacks the F0 VQ-VAE group {e}; it is not an F0 VQ-VAE config") from None
-    except (TypeError, ValueError, WeightsError) as e:
+    except (TypeError, ConfigError, WeightsError) as e:
         raise ConversionError(f"{where}: unsupported F0 VQ-VAE parameters ({e})") from e
 
 

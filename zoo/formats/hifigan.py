@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from ..errors import ConversionError, WeightsError
+from ..errors import ConfigError, ConversionError, WeightsError
 from ..modeling import config_from_dict
 from ..models.hifigan import CodeHiFiGAN, CodeHiFiGANConfig, VariancePredictorConfig
 from . import RenameTable, checkpoint_and_config, expect_keys, fold_weight_norms, load_original, read_json, rename
@@ -131,7 +131,7 @@ def _f0_fields(raw: dict[str, Any], state: dict[str, torch.Tensor], where: str) 
 def _dataclass(cls: type, data: dict[str, Any], where: str) -> Any:
     try:
         return config_from_dict(cls, data)
-    except (TypeError, ValueError, WeightsError) as e:
+    except (TypeError, ConfigError, WeightsError) as e:
         raise ConversionError(f"{where}: cannot build {cls.__name__} ({e})") from e
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import ConversionError, WeightsError
+from ..errors import ConfigError, ConversionError, WeightsError
 from ..models.speechtokenizer import SpeechTokenizer, SpeechTokenizerConfig
 from . import RenameTable, checkpoint_and_config, expect_keys, fold_weight_norms, load_original, read_json, rename
 from .encodec import seanet_rules
@@ -42,7 +42,7 @@ def config_from_original(data: dict, path: str | Path = "config.json") -> Speech
     values["strides"] = tuple(values["strides"])
     try:
         return SpeechTokenizerConfig(**values)
-    except ValueError as e:  # e.g. an activation the model does not have
+    except ConfigError as e:  # e.g. an activation the model does not have
         raise ConversionError(f"{path}: {e}") from e
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConversionError
+from ..errors import ConfigError, ConversionError
 from ..models.ulm import UnitLanguageModel
 from ..nn.transformer import TransformerConfig
 from . import RenameTable, expect_keys, load_original, read_json, rename
@@ -45,8 +45,11 @@ def transformer_config(model_args: Any, *, output_bias: bool, source: Path) -> T
         raise ConversionError(f"{source}: model_args lack {missing} / hold unknown {unknown}; "
                               "not the args of a Mistral-ULM or ELLA-V transformer")
     types = {"norm_eps": float, "rope_theta": float}
-    return TransformerConfig(**{k: types.get(k, int)(model_args[k]) for k in ARCHITECTURE_ARGS},
-                             output_bias=output_bias)
+    try:
+        return TransformerConfig(**{k: types.get(k, int)(model_args[k]) for k in ARCHITECTURE_ARGS},
+                                 output_bias=output_bias)
+    except ConfigError as e:
+        raise ConversionError(f"{source}: model_args describe no valid transformer ({e})") from e
 
 
 def convert(paths: list[Path], config: Path | None = None) -> UnitLanguageModel:

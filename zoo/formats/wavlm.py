@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from ..errors import ConversionError
+from ..errors import ConfigError, ConversionError
 from ..modeling import load_safetensors
 from ..models.wavlm import NORM_EPS, WavLM, WavLMConfig
 from . import RenameTable, expect_keys, fold_weight_norms, load_original, read_json, rename
@@ -266,7 +266,7 @@ def config_from_transformers(path: Path) -> WavLMConfig:
 def _config(path: Path | str, **fields: Any) -> WavLMConfig:
     try:
         return WavLMConfig(**fields)
-    except ValueError as e:
+    except ConfigError as e:
         raise ConversionError(f"{path}: {e}") from e
 
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from ..errors import ConversionError, InputError, WeightsError
+from ..errors import ConfigError, ConversionError, WeightsError
 from ..models.wavtokenizer import (
     VARIANTS,
     BackboneConfig,
@@ -201,5 +201,5 @@ def _from_parts(feature_extractor: dict, backbone: dict, head: dict, *, downsamp
         )
     except KeyError as e:
         raise ConversionError(f"the config lacks the required argument {e.args[0]!r}") from e
-    except InputError as e:
+    except ConfigError as e:
         raise ConversionError(f"the config describes no valid WavTokenizer: {e}") from e

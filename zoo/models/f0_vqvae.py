@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import InputError
+from ..errors import ConfigError, InputError
 from ..modeling import PretrainedModel
 from ..nn.quantization import nearest_code
 from ..nn.ragged import Lengths, conv_output_lengths, zero_beyond
@@ -65,10 +65,10 @@ class JukeboxConfig:
 
     def __post_init__(self) -> None:
         if not (self.levels == len(self.downs_t) == len(self.strides_t)):
-            raise ValueError(f"levels={self.levels} needs one downs_t and one strides_t per level, got "
+            raise ConfigError(f"levels={self.levels} needs one downs_t and one strides_t per level, got "
                              f"{self.downs_t} and {self.strides_t}")
         if any(not isinstance(s, int) or s % 2 for s in self.strides_t):
-            raise ValueError(f"strides_t must be even integers (kernel 2s, padding s/2), got {self.strides_t}")
+            raise ConfigError(f"strides_t must be even integers (kernel 2s, padding s/2), got {self.strides_t}")
 
 
 @dataclass(frozen=True)
@@ -92,7 +92,7 @@ class F0VQVAEConfig:
     def __post_init__(self) -> None:
         enc, vq = self.f0_encoder_params, self.f0_vq_params
         if enc.output_emb_width != vq.emb_width or enc.levels != vq.levels:
-            raise ValueError(f"the encoder writes {enc.levels} level(s) of width {enc.output_emb_width}, the "
+            raise ConfigError(f"the encoder writes {enc.levels} level(s) of width {enc.output_emb_width}, the "
                              f"codebook expects {vq.levels} of width {vq.emb_width}")
 
     @property

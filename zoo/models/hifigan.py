@@ -47,7 +47,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import InputError
+from ..errors import ConfigError, InputError
 from ..f0 import rescale_f0
 from ..modeling import PretrainedModel
 from ..nn.conv import Conv1d, ConvTranspose1d
@@ -117,15 +117,15 @@ class CodeHiFiGANConfig:
 
     def __post_init__(self) -> None:
         if self.resblock not in ("1", "2"):
-            raise ValueError(f"resblock must be '1' or '2', got {self.resblock!r}")
+            raise ConfigError(f"resblock must be '1' or '2', got {self.resblock!r}")
         if len(self.upsample_rates) != len(self.upsample_kernel_sizes):
-            raise ValueError("upsample_rates and upsample_kernel_sizes must have the same length")
+            raise ConfigError("upsample_rates and upsample_kernel_sizes must have the same length")
         if len(self.resblock_kernel_sizes) != len(self.resblock_dilation_sizes):
-            raise ValueError("resblock_kernel_sizes and resblock_dilation_sizes must have the same length")
+            raise ConfigError("resblock_kernel_sizes and resblock_dilation_sizes must have the same length")
         if (self.f0_quant_num_bin or self.f0_quantizer) and not self.f0:
-            raise ValueError("F0 bins or an F0 quantizer need f0=True")
+            raise ConfigError("F0 bins or an F0 quantizer need f0=True")
         if self.model_in_dim != self.conditioning_channels:
-            raise ValueError(f"model_in_dim={self.model_in_dim} but the conditioning streams add up to "
+            raise ConfigError(f"model_in_dim={self.model_in_dim} but the conditioning streams add up to "
                              f"{self.conditioning_channels} channels")
 
     @property

@@ -34,7 +34,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..audio import check_waveform, resample
-from ..errors import AudioError, InputError
+from ..errors import AudioError, ConfigError, InputError
 from ..modeling import PretrainedModel
 from ..nn.ragged import Lengths, conv_output_length, zero_beyond
 from ..registry import SourceFile, Weights
@@ -88,9 +88,9 @@ class WavLMConfig:
 
     def __post_init__(self) -> None:
         if self.extractor_mode not in EXTRACTOR_MODES:
-            raise ValueError(f"extractor_mode must be one of {EXTRACTOR_MODES}, got {self.extractor_mode!r}")
+            raise ConfigError(f"extractor_mode must be one of {EXTRACTOR_MODES}, got {self.extractor_mode!r}")
         if self.embed_dim % self.num_heads:
-            raise ValueError(f"embed_dim {self.embed_dim} is not divisible by num_heads {self.num_heads}")
+            raise ConfigError(f"embed_dim {self.embed_dim} is not divisible by num_heads {self.num_heads}")
 
 
 # ------------------------------------------------------------------------------------------ conv feature extractor

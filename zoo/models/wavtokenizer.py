@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..audio import check_waveform, resample
-from ..errors import InputError
+from ..errors import ConfigError, InputError
 from ..modeling import PretrainedModel
 from ..nn.quantization import nearest_code
 from ..nn.seanet import SEANetConfig, SEANetEncoder
@@ -78,9 +78,9 @@ class BackboneConfig:
 
     def __post_init__(self) -> None:
         if self.dim % NUM_GROUPS:
-            raise InputError(f"backbone dim {self.dim} must be a multiple of {NUM_GROUPS} (pos_net's GroupNorm)")
+            raise ConfigError(f"backbone dim {self.dim} must be a multiple of {NUM_GROUPS} (pos_net's GroupNorm)")
         if self.adanorm_num_embeddings is not None and self.adanorm_num_embeddings < 1:
-            raise InputError("adanorm_num_embeddings must be None (LayerNorm) or at least 1, "
+            raise ConfigError("adanorm_num_embeddings must be None (LayerNorm) or at least 1, "
                              f"got {self.adanorm_num_embeddings}")
 
     @property
@@ -100,12 +100,12 @@ class ISTFTHeadConfig:
 
     def __post_init__(self) -> None:
         if self.padding not in ISTFT_PADDINGS:
-            raise InputError(f"ISTFT padding must be one of {ISTFT_PADDINGS}, got {self.padding!r}")
+            raise ConfigError(f"ISTFT padding must be one of {ISTFT_PADDINGS}, got {self.padding!r}")
         if not 0 < self.hop_length < self.n_fft:
-            raise InputError(f"the ISTFT needs 0 < hop_length < n_fft, got hop {self.hop_length}, n_fft {self.n_fft}")
+            raise ConfigError(f"the ISTFT needs 0 < hop_length < n_fft, got hop {self.hop_length}, n_fft {self.n_fft}")
         if self.n_fft % 2:
             # n_fft + 2 outputs split into log-magnitudes and phases of n_fft/2 + 1 bins each.
-            raise InputError(f"n_fft must be even, got {self.n_fft}")
+            raise ConfigError(f"n_fft must be even, got {self.n_fft}")
 
     @property
     def trim(self) -> int:
@@ -128,10 +128,10 @@ class WavTokenizerConfig:
 
     def __post_init__(self) -> None:
         if self.backbone.input_channels != CODEBOOK_DIM:
-            raise InputError(f"the backbone reads {CODEBOOK_DIM}-dim codebook vectors, "
+            raise ConfigError(f"the backbone reads {CODEBOOK_DIM}-dim codebook vectors, "
                              f"not input_channels={self.backbone.input_channels}")
         if self.num_quantizers < 1 or self.codebook_size < 1:
-            raise InputError("num_quantizers and codebook_size must be positive")
+            raise ConfigError("num_quantizers and codebook_size must be positive")
 
     @property
     def encoder(self) -> SEANetConfig:

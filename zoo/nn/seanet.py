@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import ConfigError
 from .ragged import Lengths, conv_output_length, zero_beyond
 
 #: Snake's guard against division by a zero ``alpha`` (the original's constant).
@@ -183,10 +184,10 @@ class SEANetConfig:
 
     def __post_init__(self) -> None:
         if self.activation not in ACTIVATIONS:
-            raise ValueError(f"activation must be one of {ACTIVATIONS}, got {self.activation!r}")
+            raise ConfigError(f"activation must be one of {ACTIVATIONS}, got {self.activation!r}")
         if self.bidirectional and not self.lstm_layers:
             # The original builds this but its last conv then expects twice the channels it receives.
-            raise ValueError("bidirectional=True needs lstm_layers > 0")
+            raise ConfigError("bidirectional=True needs lstm_layers > 0")
 
     @property
     def hop_length(self) -> int:

@@ -45,7 +45,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import InputError
+from ..errors import ConfigError, InputError
 
 
 @dataclass(frozen=True)
@@ -64,9 +64,9 @@ class TransformerConfig:
 
     def __post_init__(self) -> None:
         if self.n_heads % self.n_kv_heads:
-            raise InputError(f"n_heads={self.n_heads} is not a multiple of n_kv_heads={self.n_kv_heads}")
+            raise ConfigError(f"n_heads={self.n_heads} is not a multiple of n_kv_heads={self.n_kv_heads}")
         if self.head_dim % 2:
-            raise InputError(f"head_dim={self.head_dim} must be even: RoPE rotates pairs of channels")
+            raise ConfigError(f"head_dim={self.head_dim} must be even: RoPE rotates pairs of channels")
 
 
 # ------------------------------------------------------------------------------------------ layers
