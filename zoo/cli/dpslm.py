@@ -1,6 +1,6 @@
 """``speechzoo resynthesize IN... -o OUTDIR --k 500 --lmbda 4500`` and ``speechzoo continue IN -o OUT.wav
 --seconds 5``: DP-SLM speech → units → speech, and speech continuation with the unit LM (see
-:mod:`zoo.pipelines`). Output is 24 kHz WavTokenizer speech.
+:mod:`zoo.pipelines.dpslm`). Output is 24 kHz WavTokenizer speech.
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 from .. import audio
 from ..errors import InputError
 from ..models.wavlm import SAMPLE_RATE as WAVLM_RATE
-from ..pipelines import DPSLM, ELLAV_TEMPERATURE, ELLAV_TOP_P
+from ..pipelines.dpslm import DPSLM, ELLAV_TEMPERATURE, ELLAV_TOP_P
 from .inputs import batches, expand, output_names, positive_int
 
 #: Models of the DP-SLM system that ``--weights NAME=DIR`` can replace.

@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 
 from .. import audio
 from ..models.wavlm import SAMPLE_RATE as WAVLM_RATE
-from ..pipelines import WAVLM_LAYER, SpeechToUnits
+from ..pipelines.dpslm import WAVLM_LAYER, SpeechToUnits
 from .inputs import batches, expand, positive_int
 
 

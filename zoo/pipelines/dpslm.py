@@ -25,14 +25,14 @@ import torch
 from torch.nn.utils.rnn import pad_sequence
 from tqdm.auto import tqdm
 
-from .download import load
-from .errors import InputError
-from .models.dpdp import DPDPQuantizer
-from .models.ellav import ELLAV
-from .models.kmeans import Codebook
-from .models.ulm import UnitLanguageModel
-from .models.wavlm import WavLM, extract_features
-from .models.wavtokenizer import SAMPLE_RATE, WavTokenizer, decode
+from ..download import load
+from ..errors import InputError
+from ..models.dpdp import DPDPQuantizer
+from ..models.ellav import ELLAV
+from ..models.kmeans import Codebook
+from ..models.ulm import UnitLanguageModel
+from ..models.wavlm import WavLM, extract_features
+from ..models.wavtokenizer import SAMPLE_RATE, WavTokenizer, decode
 
 #: WavLM-Large layer whose features DP-SLM quantises (1-based).
 WAVLM_LAYER = 11
