@@ -35,7 +35,8 @@ from zoo.f0 import (
 )
 from zoo.formats import f0_vqvae as f0_vqvae_format
 from zoo.formats import hifigan as hifigan_format
-from zoo.models.hifigan import WEIGHTS, deduplicate, trim_to_f0, voice_convert
+from zoo.models.hifigan import WEIGHTS
+from zoo.pipelines.resynthesis import deduplicate, trim_to_f0, voice_convert
 from zoo.registry import find
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
@@ -490,7 +491,8 @@ def test_vocode_cli_bad_units_files(tmp_path, converted_dirs, capsys):
     weights = ["--weights", str(converted_dirs / "fairseq")]
     for text, message in (("a|1 2\na|3 4\n", "appears twice"), ("a|1 x\n", "units must be integers"),
                           ("{\"name\": \"a\"}\n", 'needs "units"'), ("{bad json\n", "not valid JSON"),
-                          ("a|\n", "empty unit sequence"), ("\n", "holds no utterances"), ("a|1 99\n", "outside")):
+                          ("a|\n", "empty unit sequence"), ("\n", "holds no utterances"), ("a|1 99\n", "outside"),
+                          ("../a|1 2\n", "not a plain file name"), ('{"name": "", "units": [1]}\n', "plain file")):
         (tmp_path / "u.txt").write_text(text)
         assert cli(["vocode", str(tmp_path / "u.txt"), "-o", str(tmp_path / "o"), *weights]) == 2
         assert message in capsys.readouterr().err

@@ -11,37 +11,21 @@ F0 is normalised with ``--f0-stats`` (speech-resynthesis ``f0_stats.th``) for th
 training. ``--dur-prediction`` run-length-reduces the units and lets the duration predictor restore their lengths
 (fairseq S2ST vocoders). ``--vc ID`` is voice conversion (speech-resynthesis ``inference.py --vc``): each utterance's
 units and F0 with speaker ``ID``'s embedding; files are then named ``NAME_ID.wav``. Audio is written as the vocoder
-outputs it (float, no peak normalisation).
+outputs it (float, no peak normalisation). The work is :func:`zoo.pipelines.resynthesis.vocode`.
 """
 from __future__ import annotations
 
 import argparse
-import json
-from dataclasses import dataclass
 from pathlib import Path
-
-import torch
-from tqdm.auto import tqdm
 
 from .. import audio
 from ..download import load
-from ..errors import InputError
-from ..f0 import F0Stats, normalize_f0, peak_normalize, samples_per_frame, yaapt_f0
-from ..models.hifigan import CodeHiFiGAN, deduplicate, trim_to_f0, voice_convert
-from ..nn.ragged import PAD_UNIT
-from .inputs import batches, positive_int
+from ..f0 import F0Stats
+from ..models.hifigan import CodeHiFiGAN
+from ..pipelines.resynthesis import DEFAULT_BATCH_SIZE, read_units_file, vocode
+from .inputs import positive_int
 
 DEFAULT_VARIANT = "s2st_mhubert_km1000_lj"
-DEFAULT_BATCH_SIZE = 8
-
-
-@dataclass
-class Utterance:
-    name: str
-    units: list[int]
-    speaker: int | None = None
-    f0_hz: list[float] | None = None
-    audio: Path | None = None
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -69,113 +53,7 @@ def run(args: argparse.Namespace) -> int:
     stats = F0Stats.load(args.f0_stats) if args.f0_stats else None
     args.out.mkdir(parents=True, exist_ok=True)
     suffix = "" if args.vc is None else f"_{args.vc}"
-    # F0 vocoders and duration prediction with F0 go one utterance at a time; the others are batched by length.
-    batch_size = 1 if vocoder.config.f0 else args.batch_size
-    ordered = sorted(utterances, key=lambda u: len(u.units))
-    with tqdm(total=len(ordered), desc="vocode", unit="utt") as bar:
-        for batch in batches(ordered, batch_size):
-            wavs = vocode_batch(vocoder, batch, speaker=args.speaker, dur_prediction=args.dur_prediction,
-                                target_speaker=args.vc, f0_stats=stats)
-            for utterance, wav in zip(batch, wavs):
-                audio.save(args.out / f"{utterance.name}{suffix}.wav", wav, vocoder.sample_rate)
-            bar.update(len(batch))
+    for utterance, wav in vocode(vocoder, utterances, speaker=args.speaker, dur_prediction=args.dur_prediction,
+                                 target_speaker=args.vc, f0_stats=stats, batch_size=args.batch_size, progress=True):
+        audio.save(args.out / f"{utterance.name}{suffix}.wav", wav, vocoder.sample_rate)
     return 0
-
-
-def vocode_batch(vocoder, batch: list[Utterance], *, speaker: int | None = None, dur_prediction: bool = False,
-                 target_speaker: int | None = None, f0_stats=None) -> list[torch.Tensor]:
-    """Waveforms ``(samples,)`` of a batch of utterances (one utterance per batch for F0 vocoders)."""
-    device = vocoder.unit_embedding.weight.device
-    rows = [torch.tensor(u.units) for u in batch]
-    if dur_prediction:
-        rows = [deduplicate(r) for r in rows]
-    units = torch.nn.utils.rnn.pad_sequence(rows, batch_first=True, padding_value=PAD_UNIT).to(device)
-    speakers = [u.speaker if u.speaker is not None else speaker for u in batch]
-    if target_speaker is not None:
-        speakers = [target_speaker] * len(batch)
-    f0 = None
-    if vocoder.config.f0:
-        (utterance,), (units_row,) = batch, rows
-        f0 = _f0_for(vocoder, utterance, utterance.speaker if utterance.speaker is not None else speaker, f0_stats)
-        units_row, f0 = _trim(vocoder, units_row, f0, dur_prediction)
-        units, f0 = units_row[None].to(device), f0[None, None].to(device)
-        if target_speaker is not None:
-            if dur_prediction:
-                raise InputError("voice conversion with an F0 vocoder keeps the source durations: "
-                                 "drop --dur-prediction")
-            return [voice_convert(vocoder, units, f0, target_speaker, f0_stats=f0_stats)[0, 0].cpu()]
-    if all(s is None for s in speakers):
-        speaker_ids = None
-    elif any(s is None for s in speakers):
-        raise InputError("some lines name a speaker and others do not: give every line one, or pass --speaker")
-    else:
-        speaker_ids = torch.tensor(speakers)
-    wav, lengths = vocoder.synthesize(units, dur_prediction=dur_prediction, speaker=speaker_ids, f0=f0)
-    return [w[0, :n].cpu() for w, n in zip(wav, lengths)]
-
-
-def _f0_for(vocoder, utterance: Utterance, speaker: int | None, f0_stats) -> torch.Tensor:
-    if utterance.f0_hz is not None:
-        f0 = torch.tensor(utterance.f0_hz, dtype=torch.float32)
-    elif utterance.audio is not None:
-        wav, _ = audio.load(utterance.audio, sample_rate=vocoder.sample_rate)
-        f0 = yaapt_f0(peak_normalize(wav[0]), vocoder.sample_rate)
-    else:
-        raise InputError(f"{utterance.name}: this vocoder needs F0; give the line an \"f0\" list or an \"audio\" file")
-    if not vocoder.config.f0_normalize:
-        return f0
-    if f0_stats is None:
-        raise InputError("this vocoder takes speaker-normalised F0: pass --f0-stats f0_stats.th")
-    return normalize_f0(f0, *f0_stats.of(speaker if speaker is not None else 0))
-
-
-def _trim(vocoder, units: torch.Tensor, f0: torch.Tensor, dur_prediction: bool):
-    if dur_prediction:  # the frame count is only known after duration prediction: pass F0 as given
-        return units, f0
-    return trim_to_f0(units, f0, vocoder.config, samples_per_frame(vocoder.sample_rate))
-
-
-# ------------------------------------------------------------------------------------------ units files
-def read_units_file(path: Path) -> list[Utterance]:
-    """Parse a units file (see the module docstring); names must be unique."""
-    if not path.is_file():
-        raise InputError(f"no units file at {path}")
-    utterances = []
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
-        line = line.strip()
-        if line:
-            utterances.append(_parse_line(line, number, path))
-    if not utterances:
-        raise InputError(f"{path} holds no utterances")
-    names = [u.name for u in utterances]
-    if len(set(names)) != len(names):
-        duplicate = next(n for n in names if names.count(n) > 1)
-        raise InputError(f"{path}: the name {duplicate!r} appears twice; output files would overwrite each other")
-    return utterances
-
-
-def _parse_line(line: str, number: int, path: Path) -> Utterance:
-    where = f"{path}:{number}"
-    if line.startswith("{"):
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise InputError(f"{where}: not valid JSON ({e})") from e
-        if "units" not in record:
-            raise InputError(f"{where}: a JSON line needs \"units\"")
-        return Utterance(name=str(record.get("name", number)), units=_units(record["units"], where),
-                         speaker=record.get("speaker"), f0_hz=record.get("f0"),
-                         audio=Path(record["audio"]) if record.get("audio") else None)
-    name, _, units = line.rpartition("|")
-    return Utterance(name=name or str(number), units=_units(units, where))
-
-
-def _units(value, where: str) -> list[int]:
-    tokens = value.split() if isinstance(value, str) else value
-    try:
-        units = [int(t) for t in tokens]
-    except (TypeError, ValueError) as e:
-        raise InputError(f"{where}: units must be integers ({e})") from e
-    if not units:
-        raise InputError(f"{where}: empty unit sequence")
-    return units

@@ -1,8 +1,8 @@
 """Discrete-unit HiFi-GAN vocoders: fairseq's ``CodeHiFiGANVocoder`` (speech-to-speech, dGSLM, pGSLM), textlesslib's
 ``CodeGenerator`` (TWIST, Expresso) and speech-resynthesis' ``CodeGenerator`` (units + quantised F0 + speaker).
 
-All of them are one HiFi-GAN generator (Kong et al. 2020; ``ResBlock1`` or ``ResBlock2`` multi-receptive-field
-stages) fed a frame sequence built from conditioning streams, concatenated along channels in the originals' order:
+All of them are one HiFi-GAN generator (:mod:`zoo.nn.hifigan`) fed a frame sequence built from conditioning
+streams, concatenated along channels in the originals' order:
 
     [unit embedding | F0 feature | speaker embedding | style embedding | F0 statistics]
 
@@ -15,8 +15,7 @@ stages) fed a frame sequence built from conditioning streams, concatenated along
 
 Streams at different frame rates are aligned by repeating frames (exact integer ratios only, never interpolation);
 the fastest stream sets the generator's frame rate. Weight norm is folded into plain convolution weights when an
-original checkpoint is converted (:mod:`zoo.formats.hifigan`), so the runtime modules are ordinary convolutions,
-run as channels-last 2-D convolutions (:mod:`zoo.nn.conv`), oneDNN's fast path on CPU.
+original checkpoint is converted (:mod:`zoo.formats.hifigan`).
 
 Batches: rows of different lengths are padded with unit id ``-1`` on the right (fairseq's padding value). Each row
 is computed exactly as if it ran alone (padding is zeroed before every convolution), and :meth:`CodeHiFiGAN.synthesize`
@@ -25,6 +24,8 @@ it row by row (or concatenate the rows yourself) to get that.
 
 The speech-resynthesis LJSpeech/VCTK/LibriLight generators were never released (the authors could not publish them):
 train your own with that repository and convert it; configs and checkpoints of that format are fully supported.
+Speech-resynthesis inference itself (units files, F0 tracking and normalisation, trimming, voice conversion) is
+:mod:`zoo.pipelines.resynthesis`.
 
 Example::
 
@@ -39,8 +40,6 @@ Example::
 """
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -48,19 +47,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError, InputError
-from ..f0 import rescale_f0
 from ..modeling import PretrainedModel
-from ..nn.conv import Conv1d, ConvTranspose1d
-from ..nn.ragged import PAD_UNIT, Lengths, conv_output_lengths, zero_beyond
+from ..nn.hifigan import HiFiGANConfig, HiFiGANGenerator
+from ..nn.ragged import PAD_UNIT, Lengths, zero_beyond
 from ..registry import SourceFile, Weights
 from .f0_vqvae import F0Quantizer, F0VQVAEConfig
 
-#: Slope of every leaky ReLU in the generator except the last one.
-LRELU_SLOPE = 0.1
-#: The last activation (before ``conv_post``) is ``F.leaky_relu`` with torch's default slope — a quirk of HiFi-GAN.
-FINAL_LRELU_SLOPE = 0.01
-#: Kernel of ``conv_pre`` and ``conv_post``.
-PRE_POST_KERNEL = 7
 #: Rows of speech-resynthesis' speaker table, whatever the number of training speakers.
 DEFAULT_NUM_SPEAKERS = 200
 DEFAULT_NUM_STYLES = 100
@@ -116,12 +108,7 @@ class CodeHiFiGANConfig:
     num_styles: int = DEFAULT_NUM_STYLES
 
     def __post_init__(self) -> None:
-        if self.resblock not in ("1", "2"):
-            raise ConfigError(f"resblock must be '1' or '2', got {self.resblock!r}")
-        if len(self.upsample_rates) != len(self.upsample_kernel_sizes):
-            raise ConfigError("upsample_rates and upsample_kernel_sizes must have the same length")
-        if len(self.resblock_kernel_sizes) != len(self.resblock_dilation_sizes):
-            raise ConfigError("resblock_kernel_sizes and resblock_dilation_sizes must have the same length")
+        self.generator  # refuses an unknown resblock, mismatched rates / kernels / dilations
         if (self.f0_quant_num_bin or self.f0_quantizer) and not self.f0:
             raise ConfigError("F0 bins or an F0 quantizer need f0=True")
         if self.model_in_dim != self.conditioning_channels:
@@ -147,94 +134,21 @@ class CodeHiFiGANConfig:
         return sum(streams)
 
     @property
+    def generator(self) -> HiFiGANConfig:
+        """The HiFi-GAN generator's part of the config."""
+        return HiFiGANConfig(upsample_rates=self.upsample_rates, upsample_kernel_sizes=self.upsample_kernel_sizes,
+                             upsample_initial_channel=self.upsample_initial_channel,
+                             resblock_kernel_sizes=self.resblock_kernel_sizes,
+                             resblock_dilation_sizes=self.resblock_dilation_sizes, model_in_dim=self.model_in_dim,
+                             resblock=self.resblock)
+
+    @property
     def hop_length(self) -> int:
         """Output samples per generator frame (``prod(upsample_rates)``)."""
-        return math.prod(self.upsample_rates)
+        return self.generator.hop_length
 
 
-# ------------------------------------------------------------------------------------------ generator
-def _same_padding(kernel_size: int, dilation: int = 1) -> int:
-    return (kernel_size * dilation - dilation) // 2
-
-
-class ResBlock1(nn.Module):
-    """Three ``x + conv2(lrelu(conv1_d(lrelu(x))))`` steps with dilations ``d`` (HiFi-GAN V1/V2)."""
-
-    def __init__(self, channels: int, kernel_size: int, dilations: Sequence[int]) -> None:
-        super().__init__()
-        self.convs1 = nn.ModuleList(Conv1d(channels, channels, kernel_size, dilation=d,
-                                           padding=_same_padding(kernel_size, d)) for d in dilations)
-        self.convs2 = nn.ModuleList(Conv1d(channels, channels, kernel_size, padding=_same_padding(kernel_size))
-                                    for _ in dilations)
-
-    def forward(self, x: torch.Tensor, lengths: Lengths = None) -> torch.Tensor:
-        # In-place ops on fresh intermediates only: ``x`` itself is shared by the stage's other blocks.
-        for conv1, conv2 in zip(self.convs1, self.convs2):
-            h = zero_beyond(conv1(F.leaky_relu(x, LRELU_SLOPE)), lengths)
-            x = zero_beyond(conv2(F.leaky_relu_(h, LRELU_SLOPE)), lengths).add_(x)
-        return x
-
-
-class ResBlock2(nn.Module):
-    """Two ``x + conv_d(lrelu(x))`` steps (HiFi-GAN V3)."""
-
-    def __init__(self, channels: int, kernel_size: int, dilations: Sequence[int]) -> None:
-        super().__init__()
-        self.convs = nn.ModuleList(Conv1d(channels, channels, kernel_size, dilation=d,
-                                          padding=_same_padding(kernel_size, d)) for d in dilations[:2])
-
-    def forward(self, x: torch.Tensor, lengths: Lengths = None) -> torch.Tensor:
-        for conv in self.convs:
-            x = zero_beyond(conv(F.leaky_relu(x, LRELU_SLOPE)), lengths).add_(x)
-        return x
-
-
-class HiFiGANGenerator(nn.Module):
-    """Frames ``(B, model_in_dim, T)`` -> waveform ``(B, 1, T')`` in (-1, 1), ``T'`` from the transposed-conv length
-    formula (``T * prod(upsample_rates)`` when every ``kernel - rate`` is even).
-
-    Each stage: leaky ReLU, transposed conv (``rate`` up), then the *mean* of ``K`` residual blocks that all read the
-    same input (multi-receptive-field fusion).
-    """
-
-    def __init__(self, config: CodeHiFiGANConfig) -> None:
-        super().__init__()
-        channels = config.upsample_initial_channel
-        resblock = ResBlock1 if config.resblock == "1" else ResBlock2
-        self.conv_pre = Conv1d(config.model_in_dim, channels, PRE_POST_KERNEL, padding=PRE_POST_KERNEL // 2)
-        self.upsamples = nn.ModuleList()
-        self.resblocks = nn.ModuleList()  # stage i uses resblocks[i * K : (i + 1) * K], as in the original
-        self.kernels_per_stage = len(config.resblock_kernel_sizes)
-        for i, (rate, kernel) in enumerate(zip(config.upsample_rates, config.upsample_kernel_sizes)):
-            in_channels, channels = (config.upsample_initial_channel // 2 ** j for j in (i, i + 1))
-            self.upsamples.append(ConvTranspose1d(in_channels, channels, kernel, rate, padding=(kernel - rate) // 2))
-            self.resblocks.extend(resblock(channels, k, d) for k, d in
-                                  zip(config.resblock_kernel_sizes, config.resblock_dilation_sizes))
-        self.conv_post = Conv1d(channels, 1, PRE_POST_KERNEL, padding=PRE_POST_KERNEL // 2)
-
-    def output_lengths(self, lengths: Sequence[int]) -> list[int]:
-        """Samples out for ``lengths`` frames in."""
-        for up in self.upsamples:
-            lengths = conv_output_lengths(lengths, up)
-        return list(lengths)
-
-    def forward(self, x: torch.Tensor, lengths: Lengths = None) -> torch.Tensor:
-        x = zero_beyond(self.conv_pre(x), lengths)
-        per_stage = self.kernels_per_stage
-        for i, up in enumerate(self.upsamples):
-            blocks = self.resblocks[i * per_stage:(i + 1) * per_stage]
-            x = up(F.leaky_relu_(x, LRELU_SLOPE))  # x is this function's own intermediate
-            if lengths is not None:
-                lengths = conv_output_lengths(lengths, up)
-                x = zero_beyond(x, lengths)
-            mrf = blocks[0](x, lengths)
-            for block in blocks[1:]:
-                mrf.add_(block(x, lengths))
-            x = mrf.div_(per_stage)
-        x = self.conv_post(F.leaky_relu_(x, FINAL_LRELU_SLOPE))
-        return zero_beyond(torch.tanh_(x), lengths)
-
-
+# ------------------------------------------------------------------------------------------ conditioning
 class VariancePredictor(nn.Module):
     """fairseq's duration predictor: unit embeddings ``(B, T, E)`` -> ``log(1 + duration)`` ``(B, T)``.
 
@@ -294,7 +208,7 @@ class CodeHiFiGAN(PretrainedModel):
         elif config.multispkr:
             self.speaker_embedding = nn.Embedding(config.num_speakers, config.embedding_dim)
         self.style_embedding = nn.Embedding(config.num_styles, config.embedding_dim) if config.multistyle else None
-        self.generator = HiFiGANGenerator(config)
+        self.generator = HiFiGANGenerator(config.generator)
 
     @property
     def sample_rate(self) -> int:
@@ -516,46 +430,6 @@ def _expand(x: torch.Tensor, durations: torch.Tensor) -> tuple[torch.Tensor, lis
     rows = [xb.repeat_interleave(db, dim=1) for xb, db in zip(x, durations)]
     lengths = [r.shape[1] for r in rows]
     return torch.nn.utils.rnn.pad_sequence([r.t() for r in rows], batch_first=True).transpose(1, 2), lengths
-
-
-def deduplicate(units: Sequence[int] | torch.Tensor) -> torch.Tensor:
-    """Run-length-reduce a unit sequence (what ``dur_prediction=True`` expects): ``[3, 3, 7, 7, 7, 1] -> [3, 7, 1]``."""
-    return torch.unique_consecutive(torch.as_tensor(units))
-
-
-def trim_to_f0(units: torch.Tensor, f0: torch.Tensor, config: CodeHiFiGANConfig,
-               f0_hop_length: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Cut units ``(T,)`` and F0 ``(F,)`` of one utterance to a common duration the vocoder accepts, as
-    speech-resynthesis' ``inference.py`` cuts audio, codes and F0 (to whole F0 VQ-VAE frames when it has one).
-
-    ``f0_hop_length`` is the F0 frame shift in samples (:func:`zoo.f0.samples_per_frame`, 80 at 16 kHz).
-    """
-    block = math.lcm(config.code_hop_size, f0_hop_length)
-    if config.f0_quantizer is not None:
-        block = math.lcm(block, f0_hop_length * config.f0_quantizer.hop_length)
-    samples = min(units.shape[-1] * config.code_hop_size, f0.shape[-1] * f0_hop_length) // block * block
-    if samples == 0:
-        raise InputError(f"units and F0 cover less than the {block} samples the vocoder needs at least")
-    return units[..., : samples // config.code_hop_size], f0[..., : samples // f0_hop_length]
-
-
-def voice_convert(vocoder: CodeHiFiGAN, units: torch.Tensor, f0: torch.Tensor | None, target_speaker: int, *,
-                  f0_stats=None) -> torch.Tensor:
-    """The units (and F0) of one utterance spoken by ``target_speaker``: speech-resynthesis ``inference.py --vc``.
-
-    With speaker-normalised F0 (``f0_normalize``) only the speaker id changes. A vocoder trained on raw F0 gets the
-    utterance's voiced F0 moved to the target speaker's mean and std from ``f0_stats``
-    (:class:`zoo.f0.F0Stats`), and ``f0_feats`` vocoders get that pair as input. Returns ``(B, 1, samples)``.
-    """
-    stats = f0_stats.of(target_speaker) if f0_stats is not None else None
-    if f0 is not None and stats is not None and not vocoder.config.f0_normalize:
-        f0 = rescale_f0(f0, *stats)
-    extra = None
-    if vocoder.config.f0_feats:
-        if stats is None:
-            raise InputError("this vocoder takes the target speaker's F0 statistics: pass f0_stats")
-        extra = torch.tensor([stats])
-    return vocoder(units, speaker=target_speaker, f0=f0, f0_stats=extra)
 
 
 # ------------------------------------------------------------------------------------------ releases
