@@ -36,7 +36,7 @@ from tqdm.auto import tqdm
 from ..audio import check_waveform, resample
 from ..errors import AudioError, ConfigError, InputError
 from ..modeling import PretrainedModel
-from ..nn.ragged import Lengths, conv_output_length, zero_beyond
+from ..nn.ragged import Lengths, conv_output_length, valid_mask, zero_beyond
 from ..registry import SourceFile, Weights
 
 #: The sample rate every released WavLM reads.
@@ -116,7 +116,7 @@ class TimeGroupNorm(nn.GroupNorm):
         x32 = x.float()
         if lengths is None:
             return F.group_norm(x32, self.num_groups, self.weight.float(), self.bias.float(), self.eps).type_as(x)
-        valid = (torch.arange(x.shape[-1], device=x.device) < lengths[:, None])[:, None, :]
+        valid = valid_mask(lengths, x.shape[-1], x.device)[:, None, :]
         count = lengths[:, None, None].to(x32)
         centered = x32 - (x32 * valid).sum(-1, keepdim=True) / count
         var = (centered * valid).square().sum(-1, keepdim=True) / count
@@ -351,7 +351,7 @@ class Encoder(nn.Module):
         batch, frames, _ = x.shape
         padded = key_mask = None
         if frame_lengths is not None:
-            padded = torch.arange(frames, device=x.device) >= frame_lengths[:, None]  # (B, T)
+            padded = ~valid_mask(frame_lengths, frames, x.device)  # (B, T)
             x = x.masked_fill(padded[..., None], 0.0)  # the positional conv sees zeros there, as past an item's end
             key_mask = torch.zeros(batch, 1, 1, frames, dtype=x.dtype, device=x.device)
             key_mask = key_mask.masked_fill(padded[:, None, None, :], float("-inf"))

@@ -1,9 +1,10 @@
 """Ragged batches: sequences of different lengths right-padded into one tensor, with time on the last axis.
 
 Every model that takes such a batch carries each row's number of valid steps (:data:`Lengths`) beside it and
-computes each row as if it ran alone: padding is zeroed (:func:`zero_beyond`) wherever a convolution or a
-normalisation would otherwise read it, and the valid lengths are carried through each layer with
-:func:`conv_output_lengths`. Unit and code sequences mark their padding with :data:`PAD_UNIT` instead.
+computes each row as if it ran alone: padding is zeroed (:func:`zero_beyond`) or masked (:func:`valid_mask`)
+wherever a convolution, a normalisation or attention would otherwise read it, and the valid lengths are carried
+through each layer with :func:`conv_output_lengths`. Unit and code sequences mark their padding with
+:data:`PAD_UNIT` instead.
 
 Example::
 
@@ -32,6 +33,12 @@ PAD_UNIT = -1
 L = TypeVar("L", int, torch.Tensor)
 
 
+def valid_mask(lengths: Lengths | torch.Tensor, steps: int, device: torch.device | str | None = None
+               ) -> torch.Tensor:
+    """``(B, steps)`` bool: True at each row's first ``lengths[b]`` steps, False over its padding."""
+    return torch.arange(steps, device=device) < torch.as_tensor(lengths, device=device)[:, None]
+
+
 def zero_beyond(x: torch.Tensor, lengths: Lengths | torch.Tensor, batch_dim: int = 0) -> torch.Tensor:
     """``x`` ``(B, ..., T)`` with every row's steps at and after its length set to zero (a new tensor; ``x``
     itself when ``lengths`` is None). The rows run along ``batch_dim`` (e.g. 1 for codes ``(n_q, B, T)``).
@@ -39,8 +46,7 @@ def zero_beyond(x: torch.Tensor, lengths: Lengths | torch.Tensor, batch_dim: int
     strides of :mod:`zoo.nn.conv`'s outputs), so integer codes stay integers."""
     if lengths is None:
         return x
-    ends = torch.as_tensor(lengths, device=x.device)
-    valid = torch.arange(x.shape[-1], device=x.device) < ends[:, None]  # (B, T)
+    valid = valid_mask(lengths, x.shape[-1], x.device)
     shape = [1] * x.ndim
     shape[batch_dim], shape[-1] = valid.shape
     return torch.where(valid.view(shape), x, 0)
