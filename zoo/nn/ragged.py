@@ -30,10 +30,11 @@ Lengths = Sequence[int] | None
 #: The id that pads a batch of unit or code sequences (fairseq's padding value; never a real unit).
 PAD_UNIT = -1
 
+#: A length or a tensor of them: the conv-length formula works on both.
 L = TypeVar("L", int, torch.Tensor)
 
 
-def valid_mask(lengths: Lengths | torch.Tensor, steps: int, device: torch.device | str | None = None
+def valid_mask(lengths: Sequence[int] | torch.Tensor, steps: int, device: torch.device | str | None = None
                ) -> torch.Tensor:
     """``(B, steps)`` bool: True at each row's first ``lengths[b]`` steps, False over its padding."""
     return torch.arange(steps, device=device) < torch.as_tensor(lengths, device=device)[:, None]
