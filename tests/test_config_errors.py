@@ -1,7 +1,11 @@
 """Every model config refuses contradictory values in ``__post_init__`` with the one ConfigError (an InputError,
 so a ValueError, as callers caught before)."""
+import ast
+from pathlib import Path
+
 import pytest
 
+import zoo
 from zoo.errors import ConfigError, InputError
 from zoo.models.f0_vqvae import BottleneckConfig, F0VQVAEConfig, JukeboxConfig
 from zoo.models.hifigan import CodeHiFiGANConfig
@@ -37,3 +41,19 @@ def test_bad_configs_raise_config_error(name):
     with pytest.raises(ConfigError, match=message) as raised:
         build()
     assert isinstance(raised.value, InputError) and isinstance(raised.value, ValueError)
+
+
+def test_every_post_init_raises_config_error_only():
+    """Configs added later follow the rule too: any ``raise`` in a ``__post_init__`` under zoo/ is a ConfigError."""
+    checked, wrong = 0, []
+    for path in sorted(Path(zoo.__file__).parent.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef) and node.name == "__post_init__":
+                for statement in ast.walk(node):
+                    if isinstance(statement, ast.Raise):
+                        checked += 1
+                        call = statement.exc
+                        if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Name)
+                                and call.func.id == "ConfigError"):
+                            wrong.append(f"{path.relative_to(Path(zoo.__file__).parent)}:{statement.lineno}")
+    assert checked >= len(BAD_CONFIGS) and not wrong, wrong
