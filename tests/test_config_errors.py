@@ -8,6 +8,7 @@ import pytest
 import zoo
 from zoo.errors import ConfigError, InputError
 from zoo.models.f0_vqvae import BottleneckConfig, F0VQVAEConfig, JukeboxConfig
+from zoo.models.gslm_ulm import GSLMUnitLMConfig
 from zoo.models.hifigan import CodeHiFiGANConfig
 from zoo.models.wavlm import WavLMConfig
 from zoo.models.wavtokenizer import BackboneConfig, ISTFTHeadConfig, WavTokenizerConfig
@@ -28,6 +29,7 @@ BAD_CONFIGS = {
                                           JukeboxConfig(**JUKEBOX)), "the codebook expects"),
     "hifigan resblock": (lambda: CodeHiFiGANConfig(**HIFIGAN, resblock="3"), "resblock must be"),
     "hifigan channels": (lambda: CodeHiFiGANConfig(**{**HIFIGAN, "model_in_dim": 5}), "conditioning streams"),
+    "gslm ulm heads": (lambda: GSLMUnitLMConfig(symbols=("<s>",), embed_dim=10, attention_heads=4), "multiple of 4"),
     "wavlm heads": (lambda: WavLMConfig(embed_dim=10, num_heads=4), "not divisible"),
     "wavtokenizer groups": (lambda: BackboneConfig(dim=40), "multiple of 32"),
     "wavtokenizer istft": (lambda: ISTFTHeadConfig(n_fft=80, hop_length=80), "0 < hop_length < n_fft"),

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from ..errors import ConversionError
+from ..errors import ConfigError, ConversionError
 from ..models.gslm_ulm import GSLMUnitLM, GSLMUnitLMConfig
 from . import RenameTable, rename
 from .fairseq import checkpoint_config, load_checkpoint, read_dictionary
@@ -87,6 +87,8 @@ def config_from_args(model: dict[str, Any], task: dict[str, Any], symbols: tuple
             add_bos_token=bool(task.get("add_bos_token", False)))
     except KeyError as e:
         raise ConversionError(f"{source}: the model settings lack {e}") from e
+    except ConfigError as e:
+        raise ConversionError(f"{source}: the model settings describe no valid unit LM ({e})") from e
 
 
 def convert(paths: list[Path]) -> GSLMUnitLM:

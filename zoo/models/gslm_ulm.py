@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..errors import InputError
+from ..errors import ConfigError, InputError
 from ..modeling import PretrainedModel
 from ..nn.dictionary import FairseqDictionary
 from ..nn.fairseq_transformer import (
@@ -76,9 +76,9 @@ class GSLMUnitLMConfig:
 
     def __post_init__(self) -> None:
         if self.activation_fn not in ACTIVATIONS:
-            raise InputError(f"activation_fn {self.activation_fn!r} is not one of {sorted(ACTIVATIONS)}")
+            raise ConfigError(f"activation_fn {self.activation_fn!r} is not one of {sorted(ACTIVATIONS)}")
         if self.embed_dim % self.attention_heads:
-            raise InputError(f"embed_dim {self.embed_dim} is not a multiple of {self.attention_heads} heads")
+            raise ConfigError(f"embed_dim {self.embed_dim} is not a multiple of {self.attention_heads} heads")
 
 
 class GSLMUnitLM(PretrainedModel):
