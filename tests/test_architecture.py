@@ -2,6 +2,7 @@
 fully annotated and is all that ``torch.hub.list`` shows."""
 from __future__ import annotations
 
+import argparse
 import ast
 import inspect
 import os
@@ -12,6 +13,13 @@ import pytest
 import torch
 
 import hubconf
+from zoo.cli import build_parser
+from zoo.cli.options import weights_by_name
+from zoo.models.hifigan import CodeHiFiGAN
+from zoo.models.speechtokenizer import SpeechTokenizer
+from zoo.models.wavlm import WavLM
+from zoo.models.wavtokenizer import WavTokenizer
+from zoo.registry import families
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -130,3 +138,44 @@ def test_loading_entry_points_take_weights_map_location_and_progress():
         parameters = inspect.signature(function).parameters
         expected = {"map_location"} if name in takes_codebook else {"weights", "map_location", "progress"}
         assert expected <= set(parameters), f"{name} lacks {expected - set(parameters)}"
+
+
+def subcommands() -> dict[str, argparse.ArgumentParser]:
+    (choices,) = [a.choices for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    return dict(choices)
+
+
+def test_cli_spells_shared_options_one_way():
+    seen = {"out": 0, "weights": 0, "batch": 0}
+    for name, parser in subcommands().items():
+        for action in parser._actions:
+            options = [o for o in action.option_strings if o.startswith("--")]
+            if action.dest == "out":
+                seen["out"] += 1
+                assert action.option_strings[:2] == ["-o", "--out"], f"{name}: {action.option_strings}"
+            elif "batch" in action.dest:
+                seen["batch"] += 1
+                assert options == ["--batch-size"], f"{name}: {options}"
+            elif "weights" in action.dest:
+                seen["weights"] += 1
+                assert action.dest == "weights", f"{name}: {options} must store into --weights"
+                assert options == ["--weights"] or action.help == argparse.SUPPRESS, f"{name}: {options}"
+    assert seen["out"] == 7 and seen["batch"] >= 5 and seen["weights"] >= 5, seen
+
+
+def test_old_spellings_still_work():
+    encode = subcommands()["encode"]
+    args = encode.parse_args(["x.wav", "--k", "5", "--lmbda", "0", "--output", "u.jsonl", "--wavlm-weights", "w",
+                              "--codebook-weights", "c"])
+    assert args.out == Path("u.jsonl") and weights_by_name(args.weights, ("wavlm", "codebook")) == {
+        "wavlm": "w", "codebook": "c"}
+
+
+@pytest.mark.parametrize("cls, rate", [(WavLM, 16000), (WavTokenizer, 24000), (SpeechTokenizer, 16000),
+                                       (CodeHiFiGAN, 16000)])
+def test_every_audio_model_says_its_sample_rate(cls, rate):
+    """The models that read or write waveforms; pipelines and CLIs resample to ``model.sample_rate``."""
+    assert isinstance(inspect.getattr_static(cls, "sample_rate"), property)
+    released = {w.sample_rate for module in families() for w in getattr(module, "WEIGHTS", ())
+                if module.__name__ == cls.__module__}
+    assert released == {rate}
