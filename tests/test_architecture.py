@@ -13,13 +13,14 @@ import pytest
 import torch
 
 import hubconf
+from conversion import model_cards
 from zoo.cli import build_parser
 from zoo.cli.options import weights_by_name
 from zoo.models.hifigan import CodeHiFiGAN
 from zoo.models.speechtokenizer import SpeechTokenizer
 from zoo.models.wavlm import WavLM
 from zoo.models.wavtokenizer import WavTokenizer
-from zoo.registry import families
+from zoo.registry import all_weights, families
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -179,3 +180,16 @@ def test_every_audio_model_says_its_sample_rate(cls, rate):
     released = {w.sample_rate for module in families() for w in getattr(module, "WEIGHTS", ())
                 if module.__name__ == cls.__module__}
     assert released == {rate}
+
+
+def test_every_registered_weight_set_has_a_generated_card(tmp_path, monkeypatch):
+    cards = model_cards.cards()
+    assert set(cards) == {model_cards.CARDS / f"{w.name}.md" for w in all_weights()} and len(cards) >= 86
+    assert set(model_cards.CARDS.glob("*.md")) == set(cards), "a card without registered weights"
+    stray = tmp_path / "cards"
+    stray.mkdir()
+    for path, card in cards.items():
+        (stray / path.name).write_text(card)
+    (stray / "unregistered.md").write_text("hand-written")
+    monkeypatch.setattr(model_cards, "CARDS", stray)
+    assert model_cards.main(["--check"]) == 1
