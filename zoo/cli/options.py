@@ -20,9 +20,9 @@ from ..errors import InputError
 from .inputs import positive_int
 
 
-def add_out(parser: argparse.ArgumentParser, help: str, *aliases: str) -> None:
+def add_out(parser: argparse.ArgumentParser, help: str, *aliases: str, metavar: str | None = None) -> None:
     """``-o/--out PATH`` (required); ``aliases`` are older spellings that still work."""
-    parser.add_argument("-o", "--out", *aliases, dest="out", required=True, type=Path, help=help)
+    parser.add_argument("-o", "--out", *aliases, dest="out", required=True, type=Path, metavar=metavar, help=help)
 
 
 def add_batch_size(parser: argparse.ArgumentParser, default: int, help: str) -> None:
