@@ -23,7 +23,7 @@ from zoo.models.ellav import ELLAV as _ELLAV
 from zoo.models.f0_vqvae import F0VQVAE as _F0VQVAE
 from zoo.models.gslm_ulm import GSLMUnitLM as _GSLMUnitLM
 from zoo.models.hifigan import CodeHiFiGAN as _CodeHiFiGAN
-from zoo.models.kmeans import Codebook as _Codebook
+from zoo.models.codebook import Codebook as _Codebook
 from zoo.models.speechtokenizer import SpeechTokenizer as _SpeechTokenizer
 from zoo.models.ulm import ENTRY_POINT_60K as _ENTRY_POINT_60K
 from zoo.models.ulm import UnitLanguageModel as _UnitLanguageModel

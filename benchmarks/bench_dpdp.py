@@ -1,7 +1,7 @@
 """CPU speed of DPDP quantisation: speechzoo's O(T·K) recursion vs the original O(T²·K) one.
 
 The reference is a re-implementation of the original ``nicolvisser/dpdp`` ``dpdp`` (TorchScript, float32, for every
-prefix length a flip/cumsum/flip over all earlier frames, as the DPDP spec §3 describes) wrapped like its
+prefix length a flip/cumsum/flip over all earlier frames, as the original does) wrapped like its
 quantizer's forward. Both sides get the same features and codebook and include the same distance computation
 (``torch.cdist(...) ** 2``) and the straight-through output. The features are DP-SLM-sized (K=500 codes, D=1024,
 λ=4500) and structured: noisy codebook rows held for 1-12 frames, like speech units. Prints a markdown table with

@@ -2,7 +2,7 @@
 
 Real released configurations (12 layers, 1024 wide, 16 heads, SwiGLU 4096; ULM vocab 501 = k 500 + BOS, ELLA-V
 vocab 4 + 500 + 4096) with random weights. "without cache" is the loop the originals imply (Mistral-ULM has no
-cache; perf-anchors row 6b): every step re-runs the forward over the whole growing sequence. ELLA-V uses the
+cache): every step re-runs the forward over the whole growing sequence. ELLA-V uses the
 DP-SLM settings (100 distinct units, max_codec_tokens_per_phone=10, temperature 1, top_p 0.8); its random weights
 never finish, so every step runs. Times include the prompt's prefill.
 
@@ -25,7 +25,7 @@ THREADS = 2
 NUM_UNITS = 500               # k of the benchmarked ULM / ELLA-V
 NUM_CODEC_TYPES = 4096        # WavTokenizer small_600_24k_4096
 ULM_PROMPT_UNITS = 10
-ELLAV_PROMPT_UNITS = 100      # distinct units: 102 prompt ids, as perf-anchors row 6c
+ELLAV_PROMPT_UNITS = 100      # distinct units: 102 prompt ids with BOS and the forced first unit
 MAX_CODEC_TOKENS_PER_PHONE = 10
 TEMPERATURE, TOP_P = 1.0, 0.8
 REQUIRED_SPEEDUP = 5.0

@@ -2,9 +2,10 @@
 re-implementation of the original fairseq/speech-resynthesis ``CodeGenerator`` (weight norm kept as torch's
 ``weight_norm`` parametrization, recomputed at every call, one utterance at a time).
 
-Both run the real mHuBERT km1000 configuration (perf-anchors row 5a: upsample [5,4,4,2,2] / [11,8,8,4,4], 512
-channels, kernels [3,7,11], dilations [1,3,5] x 3, 128-dim embeddings, duration predictor) with the same random
-weights, on 500 units = 10 s of 16 kHz audio, and must agree to float rounding. Prints a markdown table.
+Both run the configuration of the released fairseq S2ST mHuBERT km1000 vocoder (upsample [5,4,4,2,2] /
+[11,8,8,4,4], 512 channels, kernels [3,7,11], dilations [1,3,5] x 3, 128-dim embeddings, duration predictor) with
+the same random weights, on 500 units = 10 s of 16 kHz audio, and must agree to float rounding. Prints a markdown
+table.
 
     python benchmarks/bench_hifigan.py            # full size (idle machine), 2 threads
     python benchmarks/bench_hifigan.py --quick    # a tiny config, to check that it runs
@@ -30,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from zoo.formats.hifigan import convert  # noqa: E402
 
-#: perf-anchors row 5a: the released mHuBERT km1000 vocoder config.
+#: The config of the released fairseq S2ST mHuBERT km1000 vocoder (variant ``s2st_mhubert_km1000_lj``).
 MHUBERT_KM1000 = {
     "resblock": "1", "upsample_rates": [5, 4, 4, 2, 2], "upsample_kernel_sizes": [11, 8, 8, 4, 4],
     "upsample_initial_channel": 512, "resblock_kernel_sizes": [3, 7, 11],
@@ -95,7 +96,7 @@ class ReferenceDurationPredictor(nn.Module):
 
 class ReferenceCodeGenerator(nn.Module):
     """fairseq/textlesslib ``CodeGenerator`` (raw or binned F0, speaker table or vector, style, extra features),
-    written plainly from the spec with weight norm as a parametrization. Its ``state_dict`` uses the original
+    written plainly from the original's code with weight norm as a parametrization. Its ``state_dict`` uses the original
     key names (``parametrizations.weight.original0/1`` for g/v), so the speechzoo converter reads it."""
 
     def __init__(self, h: dict) -> None:

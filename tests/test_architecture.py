@@ -2,6 +2,7 @@
 fully annotated and is all that ``torch.hub.list`` shows."""
 from __future__ import annotations
 
+import argparse
 import ast
 import inspect
 import os
@@ -12,6 +13,14 @@ import pytest
 import torch
 
 import hubconf
+from conversion import model_cards
+from zoo.cli import build_parser
+from zoo.cli.options import weights_by_name
+from zoo.models.hifigan import CodeHiFiGAN
+from zoo.models.speechtokenizer import SpeechTokenizer
+from zoo.models.wavlm import WavLM
+from zoo.models.wavtokenizer import WavTokenizer
+from zoo.registry import all_weights, families
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -130,3 +139,63 @@ def test_loading_entry_points_take_weights_map_location_and_progress():
         parameters = inspect.signature(function).parameters
         expected = {"map_location"} if name in takes_codebook else {"weights", "map_location", "progress"}
         assert expected <= set(parameters), f"{name} lacks {expected - set(parameters)}"
+
+
+def subcommands(parser: argparse.ArgumentParser | None = None, prefix: str = "") -> dict[str, argparse.ArgumentParser]:
+    """Every (sub)command parser by its full name, e.g. "gslm sample"."""
+    found = {}
+    for action in (parser or build_parser())._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                found[f"{prefix}{name}"] = sub
+                found.update(subcommands(sub, f"{prefix}{name} "))
+    return found
+
+
+def test_cli_spells_shared_options_one_way():
+    seen = {"out": 0, "weights": 0, "batch": 0}
+    for name, parser in subcommands().items():
+        for action in parser._actions:
+            options = [o for o in action.option_strings if o.startswith("--")]
+            if "-o" in action.option_strings or action.dest in ("out", "output"):
+                seen["out"] += 1
+                assert action.option_strings[:2] == ["-o", "--out"] and action.dest == "out", f"{name}: {options}"
+            elif "batch" in action.dest:
+                seen["batch"] += 1
+                assert options == ["--batch-size"], f"{name}: {options}"
+            elif "weights" in action.dest:
+                seen["weights"] += 1
+                assert action.dest == "weights", f"{name}: {options} must store into --weights"
+                assert options == ["--weights"] or action.help == argparse.SUPPRESS, f"{name}: {options}"
+    assert seen["out"] >= 8 and seen["batch"] >= 6 and seen["weights"] >= 6, seen
+
+
+def test_old_spellings_still_work():
+    encode = subcommands()["encode"]
+    args = encode.parse_args(["x.wav", "--k", "5", "--lmbda", "0", "--output", "u.jsonl", "--wavlm-weights", "w",
+                              "--codebook-weights", "c"])
+    assert args.out == Path("u.jsonl") and weights_by_name(args.weights, ("wavlm", "codebook")) == {
+        "wavlm": "w", "codebook": "c"}
+
+
+@pytest.mark.parametrize("cls, rate", [(WavLM, 16000), (WavTokenizer, 24000), (SpeechTokenizer, 16000),
+                                       (CodeHiFiGAN, 16000)])
+def test_every_audio_model_says_its_sample_rate(cls, rate):
+    """The models that read or write waveforms; pipelines and CLIs resample to ``model.sample_rate``."""
+    assert isinstance(inspect.getattr_static(cls, "sample_rate"), property)
+    released = {w.sample_rate for module in families() for w in getattr(module, "WEIGHTS", ())
+                if module.__name__ == cls.__module__}
+    assert released == {rate}
+
+
+def test_every_registered_weight_set_has_a_generated_card(tmp_path, monkeypatch):
+    cards = model_cards.cards()
+    assert set(cards) == {model_cards.CARDS / f"{w.name}.md" for w in all_weights()} and len(cards) >= 86
+    assert set(model_cards.CARDS.glob("*.md")) == set(cards), "a card without registered weights"
+    stray = tmp_path / "cards"
+    stray.mkdir()
+    for path, card in cards.items():
+        (stray / path.name).write_text(card)
+    (stray / "unregistered.md").write_text("hand-written")
+    monkeypatch.setattr(model_cards, "CARDS", stray)
+    assert model_cards.main(["--check"]) == 1

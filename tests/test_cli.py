@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from zoo.cli import main
-from zoo.models.kmeans import Codebook
+from zoo.models.codebook import Codebook
 from zoo.registry import all_weights
 
 ROOT = Path(__file__).resolve().parents[1]

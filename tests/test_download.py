@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 
 import zoo.download
 from zoo.errors import WeightsError
-from zoo.models.kmeans import Codebook
+from zoo.models.codebook import Codebook
 from zoo.registry import SourceFile, Weights, find
 
 ROOT = Path(__file__).resolve().parents[1]

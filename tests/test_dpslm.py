@@ -16,7 +16,7 @@ from zoo.cli import main
 from zoo.formats import wavlm as wavlm_format
 from zoo.formats import wavtokenizer as wavtokenizer_format
 from zoo.models.ellav import ELLAV, ELLAVConfig, ELLAVTokenizerConfig
-from zoo.models.kmeans import Codebook
+from zoo.models.codebook import Codebook
 from zoo.models.ulm import UnitLanguageModel
 from zoo.models.wavlm import extract_features
 from zoo.models.wavtokenizer import decode

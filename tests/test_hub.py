@@ -11,7 +11,7 @@ from safetensors.torch import save_file
 from zoo.errors import WeightsError
 from zoo.hub import sha256_of, verify_sha256
 from zoo.modeling import PretrainedModel, config_from_dict, config_to_dict
-from zoo.models.kmeans import Codebook
+from zoo.models.codebook import Codebook
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ Nothing here unpickles.
 Example::
 
     >>> import tempfile, torch
-    >>> from zoo.models.kmeans import Codebook
+    >>> from zoo.models.codebook import Codebook
     >>> cb = Codebook.from_tensor(torch.randn(20, 64))
     >>> d = tempfile.mkdtemp(); _ = cb.save_pretrained(d)
     >>> torch.equal(Codebook.from_pretrained(d).codebook, cb.codebook)

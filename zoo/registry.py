@@ -56,6 +56,7 @@ class Weights:
     description: str
     sample_rate: int | None = None     # Hz of the audio the model reads or writes
     frame_rate: float | None = None    # Hz of its units / codes / features
+    datasets: tuple[str, ...] = ()     # what it was trained on (model-card metadata)
     converter_options: dict[str, Any] = field(default_factory=dict)
     repo_id: str = ""              # converted safetensors on the Hub; default HUB_ORG/name
     revision: str = HUB_REVISION

@@ -32,7 +32,8 @@ from ..download import load
 from ..errors import InputError
 from ..modeling import PretrainedModel
 from ..models.speechtokenizer import SpeechTokenizer
-from .inputs import batches, expand, output_names, positive_int
+from .inputs import batches, expand, output_names
+from .options import add_batch_size, add_device, add_out, add_weights
 
 #: codec name -> (model class, hubconf entry point whose ``variant`` selects a release, default variant)
 CODECS: dict[str, tuple[type[PretrainedModel], str, str]] = {
@@ -47,14 +48,14 @@ DEFAULT_BATCH_SIZE = 8
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("tokenize", help="encode audio files into codec codes")
     p.add_argument("inputs", nargs="+", type=Path, metavar="IN", help="audio files, or directories of them")
-    p.add_argument("-o", "--out", required=True, type=Path, help="directory for the codes files")
+    add_out(p, "directory for the codes files")
     p.add_argument("--format", choices=FORMATS, default="safetensors", help="codes file format")
     _add_model_arguments(p)
     p.set_defaults(func=run_tokenize)
 
     p = subparsers.add_parser("detokenize", help="decode codec codes back into audio files")
     p.add_argument("inputs", nargs="+", type=Path, metavar="CODES", help="codes files, or directories of them")
-    p.add_argument("-o", "--out", required=True, type=Path, help="directory for the .wav files")
+    add_out(p, "directory for the .wav files")
     _add_model_arguments(p)
     p.set_defaults(func=run_detokenize)
 
@@ -63,12 +64,11 @@ def _add_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", choices=sorted(CODECS), default=None,
                    help="codec (tokenize default: speechtokenizer; detokenize: the one the codes name)")
     p.add_argument("--variant", help="released variant of the codec (default: the codec's main release)")
-    p.add_argument("--weights", help="converted weights: a directory with config.json + model.safetensors or a Hub "
-                                     "repo id (default: the registered release)")
+    add_weights(p, "the codec")
     p.add_argument("--st", type=int, default=None, help="first quantizer to use (0-based; default 0)")
     p.add_argument("--n-q", type=int, default=None, help="END index of the quantizers to use (default: all)")
-    p.add_argument("--batch-size", type=positive_int, default=DEFAULT_BATCH_SIZE, help="items per forward pass")
-    p.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
+    add_batch_size(p, DEFAULT_BATCH_SIZE, "items per forward pass")
+    add_device(p)
 
 
 # ------------------------------------------------------------------------------------------ tokenize

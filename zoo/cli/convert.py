@@ -8,6 +8,7 @@ import pkgutil
 from pathlib import Path
 
 from .. import formats
+from .options import add_out
 
 
 def kinds() -> list[str]:
@@ -19,7 +20,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("kind", choices=kinds(), help="which original format SRC is in")
     p.add_argument("src", nargs="+", type=Path, help="original file(s), in the order the format's docs give")
     p.add_argument("--config", type=Path, help="the original's separate config file, for formats that need one")
-    p.add_argument("--out", required=True, type=Path, help="directory to write config.json + model.safetensors")
+    add_out(p, "directory to write config.json + model.safetensors")
     p.set_defaults(func=run)
 
 

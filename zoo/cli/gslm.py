@@ -15,6 +15,7 @@ from ..download import load
 from ..errors import InputError
 from ..models.gslm_ulm import DENSE_MODELS, VOCAB_SIZES, GSLMUnitLM
 from .inputs import positive_int
+from .options import add_batch_size, add_device, add_out, add_weights
 
 
 def add_model_arguments(p: argparse.ArgumentParser) -> None:
@@ -22,7 +23,7 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dense", default="hubert", choices=sorted(DENSE_MODELS),
                    help="dense features the units quantize (selects the released models)")
     p.add_argument("--vocab-size", type=int, default=100, choices=VOCAB_SIZES, help="k-means K of the units")
-    p.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
+    add_device(p)
     p.add_argument("--fp16", action="store_true", help="run the models in half precision")
 
 
@@ -30,9 +31,8 @@ def add_sample(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser("sample", help="ulm/sample.py: continue (or sample without) unit prompts with the ULM",
                             description=__doc__.splitlines()[0])
     p.add_argument("prompts", type=Path, metavar="PROMPTS.txt", help="lines 'id|u1 u2 ...'")
-    p.add_argument("-o", "--output", required=True, type=Path, metavar="OUT.txt", help="the file to write")
-    p.add_argument("--weights", help="the unit LM: a converted directory or a Hub repo id (default: the release "
-                                     "that --dense/--vocab-size select)")
+    add_out(p, "the file to write", "--output", metavar="OUT.txt")
+    add_weights(p, "the unit LM (instead of the release that --dense/--vocab-size select)")
     add_model_arguments(p)
     p.add_argument("--beam", type=positive_int, default=5, help="beam size (1: greedy)")
     p.add_argument("--sampling", action="store_true", help="sample instead of beam search")
@@ -44,7 +44,7 @@ def add_sample(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--min-len", type=int, default=1, help="</s> is forbidden before this many free steps")
     p.add_argument("--prefix-size", type=int, default=0,
                    help="prompt units kept: 0 = unconditional (the default), -1 = the whole prompt")
-    p.add_argument("--batch-size", type=positive_int, default=None, help="prompts per batch (default: all)")
+    add_batch_size(p, None, "prompts per batch (default: all)")
     p.add_argument("--samples-per-prompt", type=positive_int, default=1, help="samples per prompt with --sampling")
     p.add_argument("--seed", type=int, default=1, help="seeds the sampling")
     p.add_argument("--lenpen", type=float, default=1.0, help="length penalty of beam scores")
@@ -81,12 +81,12 @@ def run_sample(args: argparse.Namespace) -> int:
         sampling_topp=args.sampling_topp, min_len=args.min_len, lenpen=args.lenpen, unkpen=args.unkpen,
         progress=True)
     first = next(samples, None)  # bad prompts are reported here, before the output is touched
-    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
     count = 0
-    with open(args.output, "w", encoding="utf-8") as out:
+    with open(args.out, "w", encoding="utf-8") as out:
         for line in itertools.chain([first] if first is not None else [], samples):
             out.write(line + "\n")
             out.flush()  # what is done stays written if a later batch fails
             count += 1
-    print(f"wrote {count} lines to {args.output}")
+    print(f"wrote {count} lines to {args.out}")
     return 0

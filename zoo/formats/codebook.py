@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from ..errors import ConversionError
-from ..models.kmeans import Codebook
+from ..models.codebook import Codebook
 from . import expect_keys, load_original
 
 _NAME = re.compile(r"codebook-layer-(\d+)-k-(\d+)")

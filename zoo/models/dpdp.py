@@ -6,7 +6,7 @@ nearest code; larger values give fewer, longer segments. Units keep their consec
 as the original ``nicolvisser/dpdp`` quantizer returns them.
 
 The original solves this with an O(T²·K) recursion over all segment starts. :func:`dpdp` solves the same problem
-with an O(T·K) Viterbi recursion and returns the SAME units, ties included (proof in the DPDP spec, §4). With
+with an O(T·K) Viterbi recursion and returns the SAME units, ties included (why: below). With
 ``D(t, k)`` the squared distance of frame ``t`` to code ``k``, ``V_t(k)`` the cost of the best segmentation of frames
 ``0..t-1`` whose last segment has code ``k``, ``A_t = min_k V_t(k)`` and ``S_t(k)`` the start of that last segment::
 
@@ -16,9 +16,19 @@ with an O(T·K) Viterbi recursion and returns the SAME units, ties included (pro
 
 The last segment of frames ``0..t-1`` is ``[S_t(k*), t)`` with code ``k*``, the code minimising ``(S_t(k), k)``
 among the codes with ``V_t(k) = A_t`` (the original's tie-break: longest segment, then lowest code); backtracking
-from ``t = T`` decodes the units. ``V`` is accumulated in float64 (float32 at T in the thousands loses the small
-differences between codes); the distances are ``torch.cdist(features, codebook) ** 2`` as in the original, so they
-are the same bits.
+from ``t = T`` decodes the units.
+
+Why the units are the original's: unrolling the recursion gives ``V_t(k) = min_s [A_s + lmbda + sum of D(tau, k)
+for tau in s..t-1]`` with ``A_0 = -lmbda`` (staying extends every earlier start by the same amount, switching is the
+start ``s = t-1``), so ``A_t`` is the optimal cost of frames ``0..t-1`` (the original's shifted by a constant
+that depends on ``t`` only). Staying keeps the order of the earlier starts and wins ties against switching, so
+``S_t(k)`` is the *smallest* optimal start of a last segment with code ``k``. The original picks, among all optimal
+(start, code) pairs, the smallest start and then the smallest code; a code can end an optimal segmentation exactly
+when ``V_t(k) = A_t``, so that pair is the minimum of ``(S_t(k), k)`` over those codes, the rule above. Same
+decision at every ``t``, same backtracking, same units.
+
+``V`` is accumulated in float64 (float32 at T in the thousands loses the small differences between codes); the
+distances are ``torch.cdist(features, codebook) ** 2`` as in the original, so they are the same bits.
 
 The recursion is sequential in time, so its O(K) steps run in numpy on the CPU whatever the features' device:
 four array operations per frame, vectorised over codes and over the batch. The tie-breaking decisions are taken

@@ -465,49 +465,52 @@ _EXPRESSO_RELEASES = {
 
 
 def _vocoder(variant: str, files: tuple[tuple[str, str], ...], *, license: str, paper: str, description: str,
-             frame_rate: float = 50.0) -> Weights:
+             datasets: tuple[str, ...], frame_rate: float = 50.0) -> Weights:
     return Weights(name="hifigan-" + variant.replace("_", "-"), entry_point="hifigan_unit_vocoder",
                    kwargs={"variant": variant}, converter="hifigan",
                    source_files=tuple(SourceFile(url, sha) for url, sha in files), license=license, paper=paper,
-                   description=description, sample_rate=16000, frame_rate=frame_rate)
+                   description=description, sample_rate=16000, frame_rate=frame_rate, datasets=datasets)
 
 
-def _s2st(variant: str, folder: str, description: str, paper: str = "https://arxiv.org/abs/2112.08352") -> Weights:
+def _s2st(variant: str, folder: str, description: str, dataset: str,
+          paper: str = "https://arxiv.org/abs/2112.08352") -> Weights:
     files = ((f"{_S2ST}{folder}/g_00500000", UNPUBLISHED), (f"{_S2ST}{folder}/config.json", UNPUBLISHED))
-    return _vocoder(variant, files,
-                    license="MIT", paper=paper, description=description)
+    return _vocoder(variant, files, license="MIT", paper=paper, description=description, datasets=(dataset,))
 
 
 WEIGHTS = (
     _s2st("s2st_hubert_base_km100_lj", "hubert_base_100_lj",
           "fairseq S2ST unit vocoder: HuBERT Base layer-6 k-means-100 units, LJSpeech voice, duration predictor",
-          paper="https://arxiv.org/abs/2107.05604"),
+          "LJSpeech", paper="https://arxiv.org/abs/2107.05604"),
     *(_s2st(f"s2st_mhubert_km1000_{lang}", f"mhubert_vp_en_es_fr_it3_400k_layer11_km1000_{folder}",
             f"fairseq S2ST unit vocoder: mHuBERT (en-es-fr) layer-11 k-means-1000 units, {voice} voice, "
-            "duration predictor")
-      for lang, folder, voice in (("lj", "lj", "English LJSpeech"), ("es", "es_css10", "Spanish CSS10"),
-                                  ("fr", "fr_css10", "French CSS10"))),
+            "duration predictor", dataset)
+      for lang, folder, voice, dataset in (("lj", "lj", "English LJSpeech", "LJSpeech"),
+                                           ("es", "es_css10", "Spanish CSS10", "CSS10"),
+                                           ("fr", "fr_css10", "French CSS10", "CSS10"))),
     _vocoder("s2st_hokkien_km2500_tat",
              (("http://dl.fbaipublicfiles.com/fairseq/vocoder/unit_hifigan_HK_layer12.km2500_frame_TAT-TTS.tar.gz",
                UNPUBLISHED),),
              license="MIT", paper="https://arxiv.org/abs/2211.06474",
              description="fairseq hub unit vocoder: Taiwanese Hokkien HuBERT layer-12 k-means-2500 units, TAT-TTS "
-                         "voice (archive with model.pt + config.json)"),
+                         "voice (archive with model.pt + config.json)", datasets=("TAT-TTS",)),
     *(_vocoder(f"speechmatrix_mhubert_km{k}_{lang}",
                ((f"{_MATRIX}vocoder_{lang}.pt", UNPUBLISHED), (f"{_MATRIX}config_{lang}.json", UNPUBLISHED)),
                license="CC-BY-NC-4.0", paper="https://arxiv.org/abs/2211.04508",
-               description=f"SpeechMatrix unit vocoder ({lang}): mHuBERT layer-11 k-means-{k} units, {data} voice")
+               description=f"SpeechMatrix unit vocoder ({lang}): mHuBERT layer-11 k-means-{k} units, {data} voice",
+               datasets=(data,))
       for lang, (k, data) in _MATRIX_LANGUAGES.items()),
     _vocoder("dgslm_fisher_hubert_km500",
              (("https://dl.fbaipublicfiles.com/textless_nlp/dgslm/checkpoints/hifigan/hifigan_vocoder", UNPUBLISHED),
               ("https://dl.fbaipublicfiles.com/textless_nlp/dgslm/checkpoints/hifigan/config.json", UNPUBLISHED)),
              license="MIT", paper="https://arxiv.org/abs/2203.16502",
              description="dGSLM unit vocoder: Fisher HuBERT layer-12 k-means-500 units, multi-speaker (the dialogue "
-                         "channels use speakers 0 and 4)"),
+                         "channels use speakers 0 and 4)", datasets=("Fisher",)),
     *(_vocoder(f"pgslm_blizzard_hubert_km100_{name}",
                ((f"{_PGSLM}{folder}/checkpoint.pt", UNPUBLISHED), (f"{_PGSLM}{folder}/config.json", UNPUBLISHED)),
                license="MIT", paper="https://arxiv.org/abs/2109.03264",
-               description=f"pGSLM unit vocoder (Blizzard 2013): HuBERT Base k-means-100 units + {f0}")
+               description=f"pGSLM unit vocoder (Blizzard 2013): HuBERT Base k-means-100 units + {f0}",
+               datasets=("Blizzard-2013",))
       for name, folder, f0 in (("f0_bins32", "naive_quant_32_norm_log_seg_hubert",
                                 "speaker-mean-normalised log F0 in 32 bins"),
                                ("f0", "mean_norm_log_f0_hubert", "speaker-mean-normalised log F0"))),
@@ -515,11 +518,12 @@ WEIGHTS = (
              ((f"{_TWIST}.pt", "d88224e95c501e2cd59a6e4014753169cfe060fb7ade3cc0da03c809fef73b79"),
               (f"{_TWIST}_config.json", "116dc39be4970cd393e562acd0a0ec70a86aaba7e9ca469b8b836cb3fe46afc7")),
              license="MIT", paper="https://arxiv.org/abs/2305.13009", frame_rate=25.0,
-             description="TWIST (textlesslib) unit vocoder: mHuBERT Base 25 Hz k-means-500 units, LJSpeech voice"),
+             description="TWIST (textlesslib) unit vocoder: mHuBERT Base 25 Hz k-means-500 units, LJSpeech voice",
+             datasets=("LJSpeech",)),
     *(_vocoder(f"expresso_{name}",
                ((f"{_EXPRESSO}{folder}/generator.pt", generator_sha), (f"{_EXPRESSO}{folder}/config.json", config_sha)),
                license="CC-BY-NC-4.0", paper="https://arxiv.org/abs/2308.05725",
                description=f"Expresso (textlesslib) unit vocoder: {folder} units, LJSpeech + VCTK + Expresso "
-                           "speakers and Expresso styles")
+                           "speakers and Expresso styles", datasets=("Expresso", "LJSpeech", "VCTK"))
       for name, (folder, generator_sha, config_sha) in _EXPRESSO_RELEASES.items()),
 )

@@ -384,6 +384,11 @@ class WavLM(PretrainedModel):
         self.encoder = Encoder(config)
 
     @property
+    def sample_rate(self) -> int:
+        """Hz of the audio the model reads (``extract_features`` resamples other rates to it)."""
+        return SAMPLE_RATE
+
+    @property
     def hop_length(self) -> int:
         """Samples between frames (the product of the conv strides)."""
         return self.feature_extractor.hop_length

@@ -341,6 +341,11 @@ class WavTokenizer(PretrainedModel):
         self.backbone = VocosBackbone(config.backbone)
         self.head = ISTFTHead(config.backbone.dim, config.head)
 
+    @property
+    def sample_rate(self) -> int:
+        """Hz of the audio the model reads and writes (``encode`` resamples other rates to it)."""
+        return SAMPLE_RATE
+
     @torch.inference_mode()
     def encode(self, audio: torch.Tensor, bandwidth_id: int | torch.Tensor = 0) -> tuple[torch.Tensor, torch.Tensor]:
         """Quantise 24 kHz waveforms ``(B, N)`` (or ``(N,)``) with the first codebook.
@@ -465,7 +470,6 @@ WEIGHTS = tuple(
     )
     for variant, (filename, sha256) in _RELEASED.items()
 )
-
 
 
 @torch.inference_mode()

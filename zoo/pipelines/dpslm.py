@@ -27,9 +27,9 @@ from tqdm.auto import tqdm
 
 from ..download import load
 from ..errors import InputError
+from ..models.codebook import Codebook
 from ..models.dpdp import DPDPQuantizer
 from ..models.ellav import ELLAV
-from ..models.kmeans import Codebook
 from ..models.ulm import UnitLanguageModel
 from ..models.wavlm import WavLM, extract_features
 from ..models.wavtokenizer import SAMPLE_RATE, WavTokenizer, decode

@@ -10,7 +10,7 @@ from conversion import model_cards
 from conversion.__main__ import main as conversion_main
 from zoo.errors import ConversionError, InputError
 from zoo.formats import codebook as codebook_format
-from zoo.models.kmeans import Codebook
+from zoo.models.codebook import Codebook
 
 CASE = Path(__file__).parent / "fixtures" / "wavlm" / "codebook_argmin"
 ORIGINAL = CASE / "original" / "codebook-layer-3-k-20-0dd7c1fe.pt"

@@ -1,0 +1,68 @@
+"""The options every subcommand spells the same way: ``-o/--out``, ``--weights``, ``--batch-size``, ``--device``.
+
+A command that loads one model takes ``--weights DIR_OR_REPO``; a pipeline of several takes ``--weights NAME=DIR``
+once per model it replaces (:func:`weights_by_name` checks the names).
+
+    >>> parser = argparse.ArgumentParser()
+    >>> add_out(parser, "folder for the outputs"); add_batch_size(parser, 8, "files per batch")
+    >>> add_weights(parser, components=("wavlm", "codebook"))
+    >>> args = parser.parse_args(["-o", "out", "--weights", "codebook=my/cb", "--batch-size", "2"])
+    >>> args.out, args.batch_size, weights_by_name(args.weights, ("wavlm", "codebook"))
+    (PosixPath('out'), 2, {'codebook': 'my/cb'})
+"""
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+
+from ..errors import InputError
+from .inputs import positive_int
+
+
+def add_out(parser: argparse.ArgumentParser, help: str, *aliases: str, metavar: str | None = None) -> None:
+    """``-o/--out PATH`` (required); ``aliases`` are older spellings that still work."""
+    parser.add_argument("-o", "--out", *aliases, dest="out", required=True, type=Path, metavar=metavar, help=help)
+
+
+def add_batch_size(parser: argparse.ArgumentParser, default: int, help: str) -> None:
+    """``--batch-size N``, a positive count rejected while parsing, before any model is loaded."""
+    parser.add_argument("--batch-size", type=positive_int, default=default, help=help)
+
+
+def add_device(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
+
+
+def add_weights(parser: argparse.ArgumentParser, what: str = "the model", components: Sequence[str] = ()) -> None:
+    """``--weights``: one directory or Hub repo id for ``what``, or (with ``components``) ``NAME=DIR`` for each
+    model of a pipeline that should not come from the registry, repeatable."""
+    if not components:
+        parser.add_argument("--weights", metavar="DIR_OR_REPO",
+                            help=f"converted weights of {what}: a directory with config.json + model.safetensors "
+                                 "or a Hub repo id (default: the registered release)")
+        return
+    parser.add_argument("--weights", action="append", default=[], metavar="NAME=DIR",
+                        help=f"use a local or Hub copy of one model ({', '.join(components)}); repeatable")
+
+
+class WeightsAlias(argparse.Action):
+    """An older per-model spelling, ``--NAME-weights DIR``, kept as ``--weights NAME=DIR``."""
+
+    def __init__(self, option_strings: list[str], dest: str, *, component: str, **kwargs) -> None:
+        super().__init__(option_strings, dest, help=argparse.SUPPRESS, **kwargs)
+        self.component = component
+
+    def __call__(self, parser, namespace, value, option_string=None) -> None:
+        setattr(namespace, self.dest, [*(getattr(namespace, self.dest) or []), f"{self.component}={value}"])
+
+
+def weights_by_name(items: Sequence[str], components: Sequence[str]) -> dict[str, str]:
+    """``["wavlm=DIR", ...]`` as ``{"wavlm": "DIR"}``; an unknown name or a missing ``=`` is an :class:`InputError`."""
+    weights = {}
+    for item in items:
+        name, sep, location = item.partition("=")
+        if not sep or name not in components:
+            raise InputError(f"--weights {item!r}: give NAME=DIR with NAME one of {', '.join(components)}")
+        weights[name] = location
+    return weights
