@@ -188,8 +188,10 @@ class DenseModel:
 #: textlesslib's dense-model names (``SpeechEncoder.by_name(dense_model_name=...)``) and GSLM's feature types.
 DENSE_MODELS = {
     "logmel": DenseModel("logmel", None, 80, 100.0, "80-bin log-mel filterbanks (GSLM's LogMelFeatureReader)"),
-    "cpc-big-ll6k": DenseModel("cpc-big-ll6k", 2, None, 100.0, "modified CPC big (LibriLight 6k h) features after 2 LSTM layers"),
-    "hubert-base-ls960": DenseModel("hubert-base-ls960", 6, 768, 50.0, "HuBERT Base (LibriSpeech 960 h) layer-6 features"),
+    "cpc-big-ll6k": DenseModel("cpc-big-ll6k", 2, None, 100.0,
+                               "modified CPC big (LibriLight 6k h) features after 2 LSTM layers"),
+    "hubert-base-ls960": DenseModel("hubert-base-ls960", 6, 768, 50.0,
+                                    "HuBERT Base (LibriSpeech 960 h) layer-6 features"),
     "w2v2-large-vox-new": DenseModel("w2v2-large-vox-new", None, 1024, 50.0,
                                      "wav2vec 2.0 Large (LibriLight 60k h, wav2vec_vox_new.pt) features of a "
                                      "layer GSLM does not record"),
@@ -201,7 +203,8 @@ DENSE_MODELS = {
     "mhubert-base-vp_mls_cv_8lang": DenseModel("mhubert-base-vp_mls_cv_8lang", 12, 768, 50.0,
                                                "mHuBERT Base (VoxPopuli + MLS + Common Voice, 8 languages) "
                                                "layer-12 features"),
-    "mhubert-base-25hz": DenseModel("mhubert-base-25hz", 11, 768, 25.0, "TWIST's 25 Hz mHuBERT Base layer-11 features"),
+    "mhubert-base-25hz": DenseModel("mhubert-base-25hz", 11, 768, 25.0,
+                                    "TWIST's 25 Hz mHuBERT Base layer-11 features"),
 }
 
 _DL = "https://dl.fbaipublicfiles.com/"
