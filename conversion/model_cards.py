@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from zoo.models.kmeans import DENSE_MODELS
 from zoo.registry import Weights, all_weights
 
 CARDS = Path(__file__).resolve().parents[1] / "model_cards"
@@ -221,8 +222,6 @@ def _gslm_ulm_details(weights: Weights) -> str:
 
 
 def _gslm_kmeans_details(weights: Weights) -> str:
-    from zoo.models.kmeans import DENSE_MODELS
-
     dense = DENSE_MODELS[weights.kwargs["dense_model"]]
     layer = (f"layer {dense.layer} in the indexing of its GSLM reader" if dense.layer is not None
              else "a layer the release does not record" if dense.checkpoint != "logmel" else "no layer")

@@ -50,19 +50,21 @@ def sklearn_km():
     return joblib.load(KM_BIN)
 
 
-# ------------------------------------------------------------------------------------------ the fixture
-def test_codebook_is_cluster_centers_bit_for_bit(converted, io_tensors, sklearn_km):
-    km = hubconf.gslm_kmeans(weights=converted)
-    assert isinstance(km, torch.nn.Module) and km.vocab_size == 32
-    assert km.codebook.dtype == torch.float32 and torch.equal(km.codebook, io_tensors["cluster_centers"])
-    assert km.codebook.numpy().tobytes() == sklearn_km.cluster_centers_.tobytes()
-
-
-def test_units_equal_the_original_quantizer(converted, io_tensors):
-    km = hubconf.gslm_kmeans(weights=converted)
-    for features, want in zip(io_tensors["features"], io_tensors["units"]):
+# ------------------------------------------------------------------------------------------ the fixtures
+@pytest.mark.cases("gslm/kmeans*")
+def test_codebook_and_units_equal_the_originals(case, convert):
+    """``python -m conversion kmeans km.bin``: ``cluster_centers_`` bit for bit, and quantize_with_kmeans.py's units."""
+    km = hubconf.gslm_kmeans(weights=convert("kmeans", case.original / "km.bin"))
+    assert isinstance(km, torch.nn.Module) and km.vocab_size == len(case.io["cluster_centers"])
+    assert km.codebook.dtype == torch.float32 and torch.equal(km.codebook, case.io["cluster_centers"])
+    for features, want in zip(case.io["features"], case.io["units"]):
         got = km(features)
         assert got.dtype == torch.int64 and torch.equal(got, want)
+
+
+def test_codebook_bytes_are_joblibs(converted, sklearn_km):
+    km = hubconf.gslm_kmeans(weights=converted)
+    assert km.codebook.numpy().tobytes() == sklearn_km.cluster_centers_.tobytes()
 
 
 def test_units_equal_sklearn_predict_on_other_frames(converted, sklearn_km):

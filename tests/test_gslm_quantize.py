@@ -16,8 +16,6 @@ CASE = Path(__file__).parent / "fixtures" / "gslm" / "kmeans_k32_d16"
 KM_BIN = CASE / "original" / "km.bin"
 ORIGINAL_FLAGS = ["--feature_type", "hubert", "--features_path", str(CASE / "features.npy"),
                   "--manifest_path", str(CASE / "manifest.tsv"), "--extension", ".flac"]
-HYPHENATED_FLAGS = ["--feature-type", "hubert", "--features-path", str(CASE / "features.npy"),
-                    "--manifest-path", str(CASE / "manifest.tsv"), "--extension", ".flac"]
 
 
 @pytest.fixture(scope="module")
@@ -27,13 +25,18 @@ def kmeans_dir(tmp_path_factory) -> Path:
     return out
 
 
-@pytest.mark.parametrize("flags", [ORIGINAL_FLAGS, HYPHENATED_FLAGS], ids=["underscores", "hyphens"])
-def test_quantized_file_is_the_originals_byte_for_byte(kmeans_dir, tmp_path, flags):
-    out = tmp_path / "new" / "folder" / "quantized.txt"
-    path_flag = "--kmeans_model_path" if flags is ORIGINAL_FLAGS else "--kmeans-model-path"
-    out_flag = "--out_quantized_file_path" if flags is ORIGINAL_FLAGS else "--out-quantized-file-path"
-    assert main(["quantize", *flags, path_flag, str(kmeans_dir), out_flag, str(out)]) == 0
-    assert out.read_bytes() == (CASE / "expected_quantized.txt").read_bytes()
+@pytest.mark.cases("gslm/kmeans*")
+@pytest.mark.parametrize("spelling", ["underscores", "hyphens"])
+def test_quantized_file_is_the_originals_byte_for_byte(case, convert, tmp_path, spelling):
+    """The check's command (the original's flags, or speechzoo's hyphenated ones) writes expected_quantized.txt."""
+    flags = {"feature_type": "hubert", "kmeans_model_path": convert("kmeans", case.original / "km.bin"),
+             "features_path": case.path / "features.npy", "manifest_path": case.path / "manifest.tsv",
+             "out_quantized_file_path": tmp_path / "new" / "folder" / "quantized.txt", "extension": ".flac"}
+    argv = ["quantize"]
+    for name, value in flags.items():
+        argv += ["--" + (name if spelling == "underscores" else name.replace("_", "-")), str(value)]
+    assert main(argv) == 0
+    assert flags["out_quantized_file_path"].read_bytes() == (case.path / "expected_quantized.txt").read_bytes()
 
 
 @pytest.fixture

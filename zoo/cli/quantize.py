@@ -20,8 +20,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..download import load_release
 from ..errors import InputError
 from ..models.kmeans import Codebook
+from ..registry import all_weights
 from .inputs import read_manifest
 
 FEATURE_TYPES = ("logmel", "hubert", "w2v2", "cpc")
@@ -105,9 +107,6 @@ def load_features(path: Path, utterances: int) -> np.ndarray:
 
 def load_kmeans(spec: str | os.PathLike, *, map_location: str | torch.device = "cpu") -> Codebook:
     """A k-means from a converted directory, a Hub repo id or a registered name (``hubert-base-ls960-kmeans-100``)."""
-    from ..download import load_release
-    from ..registry import all_weights
-
     path = Path(spec)
     if path.is_file():
         raise InputError(f"{path} is a file; convert a km.bin once with `python -m conversion kmeans {path} "
