@@ -30,7 +30,7 @@ from zoo.models.kmeans import Codebook  # noqa: E402
 
 THREADS = 2
 FRAMES, DIM, K = 180_000, 768, 500          # 1 h at 50 Hz of HuBERT Base features, GSLM's km500
-QUICK = dict(frames=5000, dim=64, k=50)
+QUICK = {"frames": 5000, "dim": 64, "k": 50}
 REPEATS = 5
 
 
