@@ -105,6 +105,31 @@ def dpdp_quantizer(codebook_size: int, codebook_dim: int, lmbda: float, num_neig
 
 
 
+# --------------------------------------------------------------- GSLM: speech → units (dense readers, k-means)
+
+def gslm_kmeans(dense_model: str = "hubert-base-ls960", vocab_size: int = 100, quantizer_model: str = "kmeans",
+                weights: str | os.PathLike | None = None, map_location: str | torch.device = "cpu",
+                progress: bool = True) -> _Codebook:
+    """A GSLM k-means quantizer: ``joblib.load(km.bin)`` of ``quantize_with_kmeans.py`` and textlesslib's
+    ``KMeansQuantizer``, without scikit-learn. ``km(features)`` maps ``(T, D)`` (or ``(..., D)``) float features to
+    int64 units ``(T,)``: sklearn's ``predict`` (nearest centroid, first index on ties). ``km.codebook`` is
+    ``cluster_centers_`` ``(K, D)`` bit for bit; ``km.vocab_size`` is K.
+
+    The release is chosen as textlesslib names it: ``dense_model`` in logmel, cpc-big-ll6k, hubert-base-ls960,
+    w2v2-large-vox-new (GSLM: K in 50, 100, 200; 500 for HuBERT and CPC), hubert-base-ls960-layer-9 (500, and
+    2000 with ``quantizer_model="kmeans-expresso"``), hubert-fisher (dGSLM, 500), mhubert-base-vp_en_es_fr (1000),
+    mhubert-base-vp_mls_cv_8lang (2000, also kmeans-expresso), mhubert-base-25hz (500); ``speechzoo list``
+    shows them all. ``weights=DIR`` loads a km.bin converted with ``python -m conversion kmeans km.bin --out DIR``
+    or trained with ``speechzoo train kmeans``.
+
+    >>> km = gslm_kmeans(dense_model="hubert-base-ls960", vocab_size=100)   # doctest: +SKIP
+    >>> units = km(features)                                                # (T,) int64 # doctest: +SKIP
+    """
+    selection = {"quantizer_model": quantizer_model} if quantizer_model != "kmeans" else {}
+    return _load(_Codebook, "gslm_kmeans", weights, map_location=map_location, progress=progress,
+                 dense_model=dense_model, vocab_size=vocab_size, **selection)
+
+
 # ---------------------------------------------------------------------------------- DP-SLM: unit language models
 
 def ulm(k: int, lmbda: int, map_location: str | torch.device = "cpu", progress: bool = True,

@@ -22,7 +22,7 @@ def codebook():
 def test_round_trip_is_exact(codebook, tmp_path):
     codebook.save_pretrained(tmp_path)
     assert json.loads((tmp_path / "config.json").read_text()) == {"model_type": "codebook", "num_codes": 7, "dim": 5,
-                                                                   "layer": 4}
+                                                                   "layer": 4, "dense_model": None}
     loaded = Codebook.from_pretrained(tmp_path)
     assert loaded.config == codebook.config
     assert torch.equal(loaded.codebook, codebook.codebook)

@@ -1,0 +1,1 @@
+"""Trainers that reproduce the originals' training recipes (one module per recipe); ``zoo.cli`` runs them."""
