@@ -51,10 +51,11 @@ class Case:
                 return {"atol": value.get("atol", 0.0), "rtol": value.get("rtol", 0.0)}
         raise KeyError(f"{self.name}/case.json gives no tolerance for {output!r}")
 
-    def assert_close(self, output: str, got: torch.Tensor, **kwargs) -> None:
-        """``got`` equals the original's ``io[output]`` within the case's tolerance for it."""
-        torch.testing.assert_close(got, self.io[output], **self.tolerance(output), msg=lambda m: f"{output}: {m}",
-                                   **kwargs)
+    def assert_close(self, output: str, got: torch.Tensor, **overrides) -> None:
+        """``got`` equals the original's ``io[output]`` within the case's tolerance for it (``overrides``, e.g.
+        ``rtol=0``, only ever tighten it or set other ``torch.testing.assert_close`` options)."""
+        options = {**self.tolerance(output), **overrides}
+        torch.testing.assert_close(got, self.io[output], msg=lambda m: f"{self.name} {output}: {m}", **options)
 
     def keys(self, prefix: str) -> list[str]:
         """The io names starting with ``prefix``; fails when there are none, so a loop over them cannot run zero

@@ -113,7 +113,7 @@ BLOCK_SIZES = st.sampled_from([1, 5, 64, dpdp_module._BLOCK_ELEMENTS])  # frames
 
 
 @pytest.mark.slow
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300, deadline=None, derandomize=True)  # the same 300 problems in every run
 @given(integer_problems(), BLOCK_SIZES)
 def test_same_units_as_original_recursion_with_exact_ties(problem, block_elements):
     features, codebook, lmbda, num_neighbors = problem
@@ -133,6 +133,37 @@ def test_same_units_as_original_recursion_on_random_features(num_frames, num_cod
     num_neighbors = data.draw(st.one_of(st.none(), st.integers(1, num_codes)))
     units = DPDPQuantizer.from_codebook(codebook, lmbda, num_neighbors)(features)[1]
     assert units.tolist() == original_units(features, codebook, lmbda, num_neighbors)
+
+
+#: Problems whose optimal segmentations tie exactly (integer distances), the units the original's rule picks, and
+#: why: for every prefix it takes the FIRST minimum over segment starts (the longest last segment), and for every
+#: start the first minimum over codes (the lowest code).
+TIES = {
+    # the middle frame is as far from both codes: [0 | 1 1] and [0 0 | 1] both cost 1 - λ; the longest last
+    # segment takes the tied frame
+    "start_tie_goes_to_the_last_segment": ([[0.0], [1.0], [2.0]], [[0.0], [2.0]], 1.0, [0, 1, 1]),
+    # mirrored, the tied frame still joins the last segment (so the rule is about starts, not codes)
+    "start_tie_goes_to_the_last_segment_mirrored": ([[2.0], [1.0], [0.0]], [[0.0], [2.0]], 1.0, [1, 0, 0]),
+    # at λ = 0 every boundary is free: the same tie, settled the same way
+    "start_tie_at_zero_lambda": ([[0.0], [1.0], [2.0]], [[0.0], [2.0]], 0.0, [0, 1, 1]),
+    # both codes cost 2 for the one segment and for two: one segment (longest) of the lowest code
+    "code_tie_goes_to_the_lowest_code": ([[1.0], [1.0]], [[0.0], [2.0]], 1.0, [0, 0]),
+    "code_tie_at_zero_lambda": ([[1.0], [1.0]], [[2.0], [0.0]], 0.0, [0, 0]),
+    # a later tie inside a longer run: [0 0 | 1 1 1] and [0 0 0 | 1 1] cost the same
+    "start_tie_after_a_settled_segment": ([[0.0], [0.0], [1.0], [2.0], [2.0]], [[0.0], [2.0]], 1.0, [0, 0, 1, 1, 1]),
+}
+
+
+@pytest.mark.parametrize("block_elements", [1, 5, 64, dpdp_module._BLOCK_ELEMENTS])
+@pytest.mark.parametrize("name", TIES)
+def test_exact_ties_follow_the_originals_rule(name, block_elements):
+    features, codebook, lmbda, expected = TIES[name]
+    features, codebook = torch.tensor(features), torch.tensor(codebook)
+    assert original_units(features, codebook, lmbda) == expected
+    with mock.patch.object(dpdp_module, "_BLOCK_ELEMENTS", block_elements):
+        assert dpdp(features, codebook, lmbda).tolist() == expected
+        batch = torch.stack([features, features.flip(0)])  # batched: each item keeps its own tie
+        assert dpdp(batch, codebook, lmbda)[0].tolist() == expected
 
 
 def test_duplicated_code_resolves_to_lowest_index():

@@ -2,23 +2,20 @@
 generation rules (cache, chunks, ragged batches), the tokenizer, conversion errors and bad inputs."""
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import pytest
 import torch
-from safetensors.torch import load_file
 
 import hubconf
-from conversion.__main__ import main as conversion_main
 from zoo.errors import ConversionError, InputError
 from zoo.formats import ellav as ellav_format
-from zoo.models.ellav import EOP_ID, WEIGHTS
+from zoo.models.ellav import ELLAV, EOP_ID, WEIGHTS
 from zoo.registry import find
 
-CASE = Path(__file__).parent / "fixtures/ellav/units_k12_batch2_greedy_and_sampled"
-ULM_PT = Path(__file__).parent / "fixtures/ulm/k20_gqa_ragged_batch3/original/checkpoint.pt"
-META = json.loads((CASE / "case.json").read_text())
+from harness import load_case
+
+CASE = load_case("ellav/units_k12_batch2_greedy_and_sampled")
+ULM_PT = load_case("ulm/k20_gqa_ragged_batch3").original / "checkpoint.pt"
+META = CASE.meta
 PROMPTS = META["literal_inputs"]["prompts"]
 
 
@@ -28,19 +25,12 @@ def run_kwargs(run: str) -> dict:
 
 @pytest.fixture(scope="module")
 def io():
-    return load_file(str(CASE / "io.safetensors"))
+    return CASE.io
 
 
 @pytest.fixture(scope="module")
-def converted(tmp_path_factory):
-    out = tmp_path_factory.mktemp("ellav")
-    assert conversion_main(["ellav", str(CASE / "original/ellav.pt"), "--out", str(out)]) == 0
-    return out
-
-
-@pytest.fixture(scope="module")
-def model(converted):
-    return hubconf.ellav_units_to_wavtokenizer(k=0, lmbda=0, weights=converted)
+def model(convert):
+    return hubconf.ellav_units_to_wavtokenizer(k=0, lmbda=0, weights=convert("ellav", CASE.original / "ellav.pt"))
 
 
 def test_tokenizer_sorts_units_lexicographically_as_the_original(model, io):
@@ -59,7 +49,7 @@ def test_tokenizer_sorts_units_lexicographically_as_the_original(model, io):
 def test_training_forward_logits(model, io):
     with torch.inference_mode():
         logits = model(io["src_ids"], io["seqlens"].tolist())
-    torch.testing.assert_close(logits, io["logits"], atol=1e-4, rtol=1e-4)
+    CASE.assert_close("logits", logits)
 
 
 def test_greedy_generation_token_for_token(model, io):
@@ -88,6 +78,24 @@ def test_seeded_sampling_draws_what_the_original_drew(model, io, run):
     for row, finish in enumerate(META["call"][f"{run}_info"]["row_finish_index"]):
         end = want.shape[1] if finish is None else finish + 1
         assert torch.equal(raw[row, :end], want[row, :end])
+
+
+@pytest.mark.parametrize("temperature", [0.5, 2.0])
+def test_sampling_at_a_temperature_draws_from_logits_divided_by_it(model, temperature):
+    """Temperature T draws what T = 1 draws from logits / T (exactly: T is a power of two), seed for seed; forced
+    tokens stay forced (their 1e9 logits dominate at any temperature)."""
+    scaled = ELLAV(model.config)
+    scaled.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        for p in scaled.transformer.output.parameters():  # weight and bias: logits / temperature
+            p.div_(temperature)
+    encoded = [model.tokenizer.encode_infer(p) for p in PROMPTS]
+    kwargs = {**run_kwargs("sample"), "temperature": temperature}
+    torch.manual_seed(11)
+    hot, hot_finished = model.generate_raw(encoded, **kwargs)
+    torch.manual_seed(11)
+    plain, plain_finished = scaled.eval().generate_raw(encoded, **{**kwargs, "temperature": 1.0})
+    assert torch.equal(hot, plain) and hot_finished == plain_finished
 
 
 def test_forcing_rules_hold_on_the_raw_ids(model, io):
@@ -166,7 +174,7 @@ def test_unreleased_k_lmbda_lists_the_released_ones():
 def test_wrong_checkpoints_are_refused(tmp_path):
     with pytest.raises(ConversionError, match="not an ELLA-V checkpoint"):
         ellav_format.convert([ULM_PT])
-    container = torch.load(CASE / "original/ellav.pt", weights_only=True)
+    container = torch.load(CASE.original / "ellav.pt", weights_only=True)
     vocab = dict(container["tokenizer"]["token_to_id_dict"])
     vocab["u0"], vocab["0"] = vocab["0"], vocab["u0"]  # codec id 0 no longer after the phones
     torch.save({**container, "tokenizer": {**container["tokenizer"], "token_to_id_dict": vocab}}, tmp_path / "bad.pt")

@@ -10,6 +10,7 @@ from zoo.errors import InputError
 from zoo.nn.transformer import (
     IncrementalDecoder,
     KVCache,
+    RMSNorm,
     Transformer,
     TransformerConfig,
     apply_rotary,
@@ -31,9 +32,11 @@ def tiny(n_heads=4, n_kv_heads=2, seed=0, **kwargs) -> Transformer:
     return model
 
 
-def reference_logits(model: Transformer, ids: torch.Tensor) -> torch.Tensor:
-    """One sequence through the block written out plainly: explicit softmax attention, rotate pairs by cos/sin."""
+def reference_logits(model: Transformer, ids: torch.Tensor, norm_eps: float | None = None) -> torch.Tensor:
+    """One sequence through the block written out plainly: explicit softmax attention, rotate pairs by cos/sin
+    (``norm_eps`` overrides the config's RMSNorm epsilon)."""
     cfg = model.config
+    eps = cfg.norm_eps if norm_eps is None else norm_eps
     n = len(ids)
     pos = torch.arange(n, dtype=torch.float32)
     freqs = 1.0 / cfg.rope_theta ** (torch.arange(0, cfg.head_dim, 2).float() / cfg.head_dim)
@@ -45,7 +48,7 @@ def reference_logits(model: Transformer, ids: torch.Tensor) -> torch.Tensor:
         return torch.stack([even * cos - odd * sin, even * sin + odd * cos], -1).flatten(-2)
 
     def rms(x, norm):
-        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + cfg.norm_eps) * norm.weight
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * norm.weight
 
     h = model.tok_embeddings.weight[ids]
     causal = torch.ones(n, n).tril().bool()
@@ -126,6 +129,41 @@ def test_greedy_decoding_with_cache_equals_full_reforward():
     assert torch.equal(tokens[True], tokens[False])
 
 
+# ------------------------------------------------------------------------------------------ RMSNorm epsilon
+#: Hidden states of trained LMs have an RMS of about 0.02, where eps is 0.25-2.5 % of the mean square: the tiny
+#: random models above (RMS ~1) never reach that regime, so eps is checked here at that scale.
+ACTIVATION_RMS = 0.02
+
+
+@pytest.mark.parametrize("eps", [1e-5, 1e-6])
+def test_rms_norm_eps_at_realistic_activation_scale(eps):
+    """RMSNorm in float32 equals the original formula ``x * rsqrt(mean(x²) + eps) * weight`` evaluated in float64."""
+    g = torch.Generator().manual_seed(0)
+    norm = RMSNorm(64, eps)
+    with torch.no_grad():
+        norm.weight.copy_(1 + 0.1 * torch.randn(64, generator=g))
+    x = ACTIVATION_RMS * torch.randn(6, 64, generator=g)
+    x64, weight = x.double(), norm.weight.detach().double()
+    want = x64 * torch.rsqrt(x64.pow(2).mean(-1, keepdim=True) + eps) * weight
+    without_eps = x64 * torch.rsqrt(x64.pow(2).mean(-1, keepdim=True)) * weight
+    assert not torch.allclose(without_eps, want, atol=0, rtol=1e-4)  # eps matters at this scale
+    torch.testing.assert_close(norm(x).double(), want, atol=0, rtol=2e-6)
+    half = norm.to(torch.bfloat16)(x.bfloat16())  # the statistic in float32, the gain in the input's dtype
+    assert half.dtype == torch.bfloat16
+    torch.testing.assert_close(half.double(), want, atol=0, rtol=2e-2)
+
+
+@torch.no_grad()
+def test_realistic_activation_scale_equals_reference():
+    """Embeddings at the scale of a trained model's: the whole stack, eps included, equals the plain reference."""
+    model = tiny(norm_eps=1e-5)
+    model.tok_embeddings.weight.mul_(ACTIVATION_RMS / model.tok_embeddings.weight.pow(2).mean().sqrt())
+    row = random_rows([9])[0]
+    want = reference_logits(model, row)
+    assert not torch.allclose(reference_logits(model, row, norm_eps=0.0), want, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(model(row, [len(row)]), want, atol=1e-5, rtol=1e-5)
+
+
 def test_rotary_is_interleaved_pairs_with_float32_angles():
     positions = torch.tensor([0, 1, 7999])
     phases = rotary_phases(positions, head_dim=8, theta=10000.0)
@@ -161,6 +199,35 @@ def test_sampler_greedy_top1_and_nucleus():
     assert 0.55 < (drawn[:, 0] == 0).float().mean() < 0.70  # renormalised: 0.5 / 0.8 = 0.625
     with pytest.raises(InputError, match="top_p"):
         sample_top_p(logits, 1.0, 1.5)
+
+
+def reference_draw(logits: torch.Tensor, temperature: float, top_p: float) -> torch.Tensor:
+    """Mistral's reference sampler (ELLA-V's): probabilities ``softmax(logits / temperature)``, the sorted tail past
+    ``top_p`` dropped, ONE ``torch.multinomial`` call for the batch."""
+    probs = torch.softmax(logits.float() / temperature, dim=-1)
+    probs_sort, probs_idx = torch.sort(probs, dim=-1, descending=True)
+    mask = probs_sort.cumsum(-1) - probs_sort > top_p
+    probs_sort[mask] = 0.0
+    probs_sort.div_(probs_sort.sum(dim=-1, keepdim=True))
+    return torch.gather(probs_idx, -1, torch.multinomial(probs_sort, num_samples=1)).squeeze(-1)
+
+
+@pytest.mark.parametrize("temperature", [0.5, 2.0])
+def test_sampler_divides_the_logits_by_the_temperature(temperature):
+    """At temperatures other than 0 and 1 the draws follow softmax(logits / T) (T = 0.5 sharpens, T = 2 flattens):
+    in their frequencies, and seeded draw by seeded draw as the reference sampler's."""
+    probs = torch.tensor([[0.5, 0.3, 0.15, 0.05], [0.05, 0.15, 0.3, 0.5]])
+    logits = probs.log().repeat(4000, 1)  # 4000 draws of each row in one call
+    torch.manual_seed(0)
+    drawn = sample_top_p(logits, temperature, 1.0).view(4000, 2)
+    frequencies = torch.stack([torch.bincount(drawn[:, b], minlength=4) for b in range(2)]).float() / 4000
+    torch.testing.assert_close(frequencies, torch.softmax(probs.log() / temperature, -1), atol=0.03, rtol=0)
+    rows = 3 * torch.randn(500, VOCAB, generator=torch.Generator().manual_seed(1))
+    for top_p in (1.0, 0.8):
+        torch.manual_seed(2)
+        ours = sample_top_p(rows, temperature, top_p)
+        torch.manual_seed(2)
+        assert torch.equal(ours, reference_draw(rows, temperature, top_p))
 
 
 def test_bad_inputs_are_clear_errors():

@@ -4,40 +4,38 @@ from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import load_file
 
 import hubconf
-from conversion.__main__ import main as conversion_main
 from zoo.errors import ConversionError, InputError
 from zoo.formats import ulm as ulm_format
 from zoo.models.ulm import WEIGHTS, UnitLanguageModel, zerospeech_loglikelihoods
 from zoo.registry import find
 
-CASE = Path(__file__).parent / "fixtures/ulm/k20_gqa_ragged_batch3"
-ELLAV_PT = Path(__file__).parent / "fixtures/ellav/units_k12_batch2_greedy_and_sampled/original/ellav.pt"
-LL_ATOL = 2e-3  # the fixture's tolerance; the numbers below agree far closer
+from harness import conversion_cli, load_case
+
+CASE = load_case("ulm/k20_gqa_ragged_batch3")
+ELLAV_PT = load_case("ellav/units_k12_batch2_greedy_and_sampled").original / "ellav.pt"
+#: Our log-likelihoods agree with the original's far closer than the case's tolerance (2e-3): assert that.
+LL_CLOSE = dict(atol=1e-4, rtol=1e-5)
 
 
 @pytest.fixture(scope="module")
 def io():
-    return load_file(str(CASE / "io.safetensors"))
+    return CASE.io
 
 
 @pytest.fixture(scope="module")
-def converted(tmp_path_factory):
-    out = tmp_path_factory.mktemp("ulm")
-    assert conversion_main(["ulm", str(CASE / "original/checkpoint.pt"), "--out", str(out)]) == 0
-    return out
+def converted(convert):
+    return convert("ulm", CASE.original / "checkpoint.pt")
 
 
 @pytest.fixture(scope="module")
 def loaded(converted):
-    k = json.loads((CASE / "original/model_config.json").read_text())["vocab_size"] - 1
+    k = json.loads((CASE.original / "model_config.json").read_text())["vocab_size"] - 1
     return hubconf.ulm(k=k, lmbda=0, weights=converted)
 
 
@@ -58,20 +56,20 @@ def test_packed_logits_match_the_original(loaded, io):
     with torch.inference_mode():
         logits = model(io["input_ids"], io["seqlens"].tolist())
     assert logits.dtype == torch.float32
-    torch.testing.assert_close(logits, io["logits"], atol=1e-4, rtol=1e-4)
+    CASE.assert_close("logits", logits)
 
 
 def test_loglikelihood_of_each_sequence(loaded, io, units):
     model, tokenizer = loaded
     got = torch.tensor([model.loglikelihood(tokenizer.encode(u)) for u in units])
-    torch.testing.assert_close(got, io["loglikelihood_single"], atol=1e-4, rtol=1e-5)
+    torch.testing.assert_close(got, io["loglikelihood_single"], **LL_CLOSE)
 
 
 def test_batched_scoring_equals_the_zerospeech_script(loaded, io, units):
     model, tokenizer = loaded
     got = model.loglikelihoods([tokenizer.encode(u) for u in units], batch_size=2)  # as the fixture's script run
-    torch.testing.assert_close(got, io["loglikelihood_script"], atol=1e-4, rtol=1e-5)
-    torch.testing.assert_close(got, io["loglikelihood_single"], atol=LL_ATOL, rtol=0)
+    torch.testing.assert_close(got, io["loglikelihood_script"], **LL_CLOSE)
+    CASE.assert_close("loglikelihood_single", got, rtol=0)
 
 
 def test_zerospeech_script_output_file(loaded, io, units, tmp_path):
@@ -83,7 +81,7 @@ def test_zerospeech_script_output_file(loaded, io, units, tmp_path):
     lines = out.read_text().split("\n")
     assert [line.split()[0] for line in lines] == ["utt00", "utt01", "utt02"]
     torch.testing.assert_close(torch.tensor([float(line.split()[1]) for line in lines]), io["loglikelihood_script"],
-                               atol=1e-4, rtol=1e-5)
+                               **LL_CLOSE)
     assert list(scores) == ["utt00", "utt01", "utt02"]
     assert not out.read_text().endswith("\n")
 
@@ -134,19 +132,40 @@ def test_seeded_sampling_is_reproducible_and_never_draws_bos(converted, units):
     assert int(draws[0].min()) >= 0
 
 
-def test_model_config_json_beside_an_args_less_checkpoint(tmp_path, io):
-    container = torch.load(CASE / "original/checkpoint.pt", weights_only=True)
+def with_logits_scaled(model: UnitLanguageModel, factor: float) -> UnitLanguageModel:
+    """A copy of ``model`` whose logits are ``factor`` times the original's (its output layer scaled)."""
+    scaled = UnitLanguageModel(model.config)
+    scaled.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        for p in scaled.transformer.output.parameters():
+            p.mul_(factor)
+    return scaled.eval()
+
+
+@pytest.mark.parametrize("temperature", [0.5, 2.0])
+def test_sampling_at_a_temperature_draws_from_logits_divided_by_it(loaded, units, temperature):
+    """Temperature T draws what T = 1 draws from logits / T (exactly: T is a power of two), seed for seed."""
+    model, _ = loaded
+    scaled = with_logits_scaled(model, 1 / temperature)
+    torch.manual_seed(3)
+    hot = model.generate([units[2], units[0]], max_new_tokens=30, temperature=temperature, top_p=0.9)
+    torch.manual_seed(3)
+    assert torch.equal(hot, scaled.generate([units[2], units[0]], max_new_tokens=30, temperature=1.0, top_p=0.9))
+
+
+def test_model_config_json_beside_an_args_less_checkpoint(tmp_path, convert, io):
+    container = torch.load(CASE.original / "checkpoint.pt", weights_only=True)
     torch.save({"model_state_dict": container["model_state_dict"]}, tmp_path / "checkpoint.pt")
-    with pytest.raises(ConversionError, match="pass the model_config.json"):
-        ulm_format.convert([tmp_path / "checkpoint.pt"])
-    shutil.copy(CASE / "original/model_config.json", tmp_path / "elsewhere.json")
-    from_option = ulm_format.convert([tmp_path / "checkpoint.pt"], config=tmp_path / "elsewhere.json")
-    shutil.copy(CASE / "original/model_config.json", tmp_path / "model_config.json")
-    beside = ulm_format.convert([tmp_path / "checkpoint.pt"])
+    refused = conversion_cli("ulm", tmp_path / "checkpoint.pt", "--out", tmp_path / "refused")
+    assert refused.returncode == 2 and "pass the model_config.json" in refused.stderr
+    shutil.copy(CASE.original / "model_config.json", tmp_path / "elsewhere.json")
+    from_option = convert("ulm", tmp_path / "checkpoint.pt", "--config", tmp_path / "elsewhere.json")
+    shutil.copy(CASE.original / "model_config.json", tmp_path / "model_config.json")
+    beside = convert("ulm", tmp_path / "checkpoint.pt")
     with torch.inference_mode():
-        for model in (from_option, beside):
-            torch.testing.assert_close(model(io["input_ids"], io["seqlens"].tolist()), io["logits"], atol=1e-4,
-                                       rtol=1e-4)
+        for directory in (from_option, beside):
+            CASE.assert_close("logits", UnitLanguageModel.from_pretrained(directory)(io["input_ids"],
+                                                                                    io["seqlens"].tolist()))
 
 
 def test_wrong_model_checkpoint_is_refused():
