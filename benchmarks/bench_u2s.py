@@ -19,11 +19,13 @@ not show, and the legacy module pickle of WaveGlow).
 from __future__ import annotations
 
 import argparse
+import itertools
 import math
 import statistics
 import sys
 import tempfile
 import time
+import warnings
 from argparse import Namespace
 from pathlib import Path
 
@@ -34,9 +36,9 @@ from torch.nn.utils import weight_norm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from zoo.formats import tacotron2 as tacotron2_format  # noqa: E402
-from zoo.formats import waveglow as waveglow_format  # noqa: E402
-from zoo.models.waveglow import WaveGlowDenoiser  # noqa: E402
+from zoo.formats import tacotron2 as tacotron2_format
+from zoo.formats import waveglow as waveglow_format
+from zoo.models.waveglow import WaveGlowDenoiser
 
 #: Upstream Tacotron2 hyper-parameters (spec §6) with GSLM's unit fields; n_symbols for a 100-unit code_dict.
 TACOTRON2_HPARAMS = {
@@ -183,7 +185,7 @@ class Postnet(nn.Module):
         super().__init__()
         dims = [h.n_mel_channels] + [h.postnet_embedding_dim] * (h.postnet_n_convolutions - 1) + [h.n_mel_channels]
         self.convolutions = nn.ModuleList(nn.Sequential(ConvNorm(i, o, h.postnet_kernel_size), nn.BatchNorm1d(o))
-                                          for i, o in zip(dims[:-1], dims[1:]))
+                                          for i, o in itertools.pairwise(dims))
 
     def forward(self, x):
         for conv in self.convolutions[:-1]:
@@ -216,10 +218,14 @@ class Tacotron2(nn.Module):
 
 
 # ------------------------------------------------------------------------------------------ reference WaveGlow
-@torch.jit.script
-def fused_add_tanh_sigmoid_multiply(a: torch.Tensor, b: torch.Tensor, n_channels: int) -> torch.Tensor:
+def _add_tanh_sigmoid_multiply(a: torch.Tensor, b: torch.Tensor, n_channels: int) -> torch.Tensor:
     acts = a + b
     return torch.tanh(acts[:, :n_channels]) * torch.sigmoid(acts[:, n_channels:])
+
+
+with warnings.catch_warnings():   # scripted as the original does (torch 2.x deprecates TorchScript)
+    warnings.simplefilter("ignore", DeprecationWarning)
+    fused_add_tanh_sigmoid_multiply = torch.jit.script(_add_tanh_sigmoid_multiply)
 
 
 class WN(nn.Module):
@@ -272,7 +278,7 @@ class WaveGlow(nn.Module):
     """The original ``WaveGlow`` (module tree of ``glow.py``); ``infer`` takes the latent as ``noise`` (the
     original draws it on CUDA), in the layout ``forward`` returns."""
 
-    def __init__(self, n_mel_channels, n_flows, n_group, n_early_every, n_early_size, WN_config) -> None:  # noqa: N803
+    def __init__(self, n_mel_channels, n_flows, n_group, n_early_every, n_early_size, WN_config) -> None:
         super().__init__()
         self.upsample = nn.ConvTranspose1d(n_mel_channels, n_mel_channels, 1024, stride=256)
         self.n_flows, self.n_group, self.n_early_every, self.n_early_size = n_flows, n_group, n_early_every, \
@@ -446,11 +452,11 @@ def main() -> None:
             t_ours, out = timed(lambda: taco.inference(ids, prenet_dropout_masks=masks), args.repeats)
             mel = ref_out[1]
             rows = [("Tacotron2", t_ref, t_ours, (out[1].float() - mel.float()).abs().max().item())]
-            t_ref, ref_audio = timed(lambda: ref_wg.infer(mel, sigma=0.666, noise=noise), args.repeats)
-            t_ours, audio = timed(lambda: wg.infer(mel, sigma=0.666, noise=noise), args.repeats)
+            t_ref, ref_audio = timed(lambda mel=mel: ref_wg.infer(mel, sigma=0.666, noise=noise), args.repeats)
+            t_ours, audio = timed(lambda mel=mel: wg.infer(mel, sigma=0.666, noise=noise), args.repeats)
             rows.append(("WaveGlow", t_ref, t_ours, (audio.float() - ref_audio.float()).abs().max().item()))
-            t_ref, ref_clean = timed(lambda: ref_den(ref_audio, 0.1), args.repeats)
-            t_ours, clean = timed(lambda: den(ref_audio, 0.1), args.repeats)
+            t_ref, ref_clean = timed(lambda f=ref_den, x=ref_audio: f(x, 0.1), args.repeats)
+            t_ours, clean = timed(lambda f=den, x=ref_audio: f(x, 0.1), args.repeats)
             rows.append(("denoiser", t_ref, t_ours, (clean - ref_clean).abs().max().item()))
         total_ref, total_ours = sum(r[1] for r in rows), sum(r[2] for r in rows)
         rows.append(("**total (RTF)**", total_ref, total_ours, None))

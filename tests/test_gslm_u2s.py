@@ -9,17 +9,18 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import os
 import pickle
 import sys
+import types
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import easydict
 import pytest
 import torch
-from safetensors.torch import load_file
+from harness import Case, load_case
 
 import hubconf
 import zoo.download
@@ -32,29 +33,32 @@ from zoo.models.tacotron2 import Tacotron2, Tacotron2Config
 from zoo.models.waveglow import WaveGlowDenoiser
 from zoo.registry import SourceFile, Weights, find
 
-CASE = Path(__file__).parent / "fixtures" / "gslm_u2s" / "tiny_sos_eos_collapse_gate_stop"
-ORIGINAL = CASE / "original"
-META = json.loads((CASE / "case.json").read_text())
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import bench_u2s as reference
+
+CASE = "gslm_u2s/tiny_sos_eos_collapse_gate_stop"
+ORIGINAL = load_case(CASE).original
+META = load_case(CASE).meta
 TACO_TOL = META["tolerance"]["tacotron2"]
 AUDIO_TOL = META["tolerance"]["audio"]
-DENOISED_TOL = META["tolerance"]["audio_denoised"]
 #: Rows of a batch and their one-by-one runs differ by float rounding only.
 BATCH_ATOL = 1e-5
 
 
+def convert_case(convert, case: Case) -> dict[str, Path]:
+    """A case's checkpoints converted by the CLI, as the acceptance check does."""
+    return {"tacotron2": convert("tacotron2", case.original / "tts_checkpoint_best.pt", case.original / "code_dict"),
+            "waveglow": convert("waveglow", next(case.original.glob("waveglow*.pt")))}
+
+
 @pytest.fixture(scope="module")
 def io():
-    return load_file(CASE / "io.safetensors")
+    return load_case(CASE).io
 
 
 @pytest.fixture(scope="module")
-def converted(tmp_path_factory) -> dict[str, Path]:
-    """The fixture's checkpoints converted by the CLI, as the acceptance check does."""
-    out = tmp_path_factory.mktemp("gslm_u2s")
-    assert conversion_main(["tacotron2", str(ORIGINAL / "tts_checkpoint_best.pt"), str(ORIGINAL / "code_dict"),
-                            "--out", str(out / "tacotron2")]) == 0
-    assert conversion_main(["waveglow", str(ORIGINAL / "waveglow_standalone.pt"), "--out", str(out / "waveglow")]) == 0
-    return {"tacotron2": out / "tacotron2", "waveglow": out / "waveglow"}
+def converted(convert) -> dict[str, Path]:
+    return convert_case(convert, load_case(CASE))
 
 
 @pytest.fixture(scope="module")
@@ -78,37 +82,34 @@ def _tiny_sizes() -> dict[str, int]:
 
 
 # ------------------------------------------------------------------------------------------ original numbers
+@pytest.mark.cases("gslm_u2s/*")
 @torch.no_grad()
-def test_tacotron2_matches_original(taco, io):
-    assert torch.equal(taco.encode(META["call"]["units"]), io["input_ids"])
+def test_unit_to_speech_matches_original(case, convert):
+    """Each stage fed the original's recorded input, as check_reference.py does; then the whole chain from units."""
+    dirs, call, io = convert_case(convert, case), case.meta["call"], case.io
+    taco = hubconf.tacotron2(weights=dirs["tacotron2"], max_decoder_steps=call["max_decoder_steps"])
+    assert torch.equal(taco.encode(call["units"]), io["input_ids"])
     mel, mel_postnet, gate, alignments, has_eos = taco.inference(io["input_ids"][None], ret_has_eos=True,
                                                                  prenet_dropout_masks=masks_of(io))
     for name, got in (("mel_outputs", mel), ("mel_outputs_postnet", mel_postnet), ("gate_outputs", gate),
                       ("alignments", alignments)):
-        torch.testing.assert_close(got, io[name], **TACO_TOL, msg=name)
-    assert has_eos is True and io["has_eos"].item() == 1
+        torch.testing.assert_close(got, io[name], **case.tolerance("tacotron2"), msg=name)
+    assert has_eos == bool(io["has_eos"].item()) and mel.shape[-1] == io["mel_outputs"].shape[-1]
     encoder = taco.encoder(taco.embedding(io["input_ids"][None]).transpose(1, 2), None)
-    torch.testing.assert_close(encoder, io["encoder_outputs"], **TACO_TOL)
+    torch.testing.assert_close(encoder, io["encoder_outputs"], **case.tolerance("tacotron2"))
 
-
-@torch.no_grad()
-def test_waveglow_and_denoiser_match_original(wg, io):
-    audio = wg.infer(io["mel_outputs_postnet"], sigma=META["call"]["sigma"], noise=io["waveglow_noise"])
-    torch.testing.assert_close(audio, io["audio"], **AUDIO_TOL)
+    wg = hubconf.waveglow(weights=dirs["waveglow"])
+    case.assert_close("audio", wg.infer(io["mel_outputs_postnet"], sigma=call["sigma"], noise=io["waveglow_noise"]))
     den = hubconf.waveglow_denoiser(wg)
-    torch.testing.assert_close(den.bias_spec, io["denoiser_bias_spec"], **DENOISED_TOL)
-    denoised = den(io["audio"], strength=META["call"]["denoiser_strength"])
+    torch.testing.assert_close(den.bias_spec, io["denoiser_bias_spec"], **case.tolerance("audio_denoised"))
+    denoised = den(io["audio"], strength=call["denoiser_strength"])
     assert denoised.shape == (1, 1, io["audio"].shape[1])
-    torch.testing.assert_close(denoised[:, 0], io["audio_denoised"], **DENOISED_TOL)
+    case.assert_close("audio_denoised", denoised[:, 0])
 
-
-@torch.no_grad()
-def test_whole_chain_from_units(taco, wg, io):
-    """units → ids → mel → audio → denoised, each stage fed by the previous one (the recorded draws replayed)."""
-    _, mel, _, _ = taco.inference(taco.encode(META["call"]["units"])[None], prenet_dropout_masks=masks_of(io))
-    audio = wg.infer(mel, sigma=META["call"]["sigma"], noise=io["waveglow_noise"])
-    denoised = hubconf.waveglow_denoiser(wg)(audio, strength=META["call"]["denoiser_strength"])[:, 0]
-    torch.testing.assert_close(denoised, io["audio_denoised"], **DENOISED_TOL)
+    # units → ids → mel → audio → denoised, each stage fed by the previous one (the recorded draws replayed)
+    _, mel, _, _ = taco.inference(taco.encode(call["units"])[None], prenet_dropout_masks=masks_of(io))
+    audio = wg.infer(mel, sigma=call["sigma"], noise=io["waveglow_noise"])
+    case.assert_close("audio_denoised", den(audio, strength=call["denoiser_strength"])[:, 0])
 
 
 # ------------------------------------------------------------------------------------------ encode
@@ -258,86 +259,91 @@ def test_tacotron2_converter_refuses_what_it_cannot_read(tmp_path):
         waveglow_format.convert([tmp_path / "other.pt"])
 
 
-GLOW_MODULE = '''
-"""A stand-in for NVIDIA's glow.py with the same module tree, to pickle a WaveGlow as the legacy release does."""
-import torch
-from torch.nn.utils import weight_norm
-
-
-class WN(torch.nn.Module):
-    def __init__(self, n_in_channels, n_mel_channels, n_layers, n_channels, kernel_size):
-        super().__init__()
-        self.n_layers, self.n_channels = n_layers, n_channels
-        self.in_layers, self.res_skip_layers = torch.nn.ModuleList(), torch.nn.ModuleList()
-        self.start = weight_norm(torch.nn.Conv1d(n_in_channels, n_channels, 1))
-        self.end = torch.nn.Conv1d(n_channels, 2 * n_in_channels, 1)
-        self.cond_layer = weight_norm(torch.nn.Conv1d(n_mel_channels, 2 * n_channels * n_layers, 1))
-        for i in range(n_layers):
-            d = 2 ** i
-            self.in_layers.append(weight_norm(torch.nn.Conv1d(n_channels, 2 * n_channels, kernel_size, dilation=d,
-                                                              padding=(kernel_size * d - d) // 2)))
-            out = 2 * n_channels if i < n_layers - 1 else n_channels
-            self.res_skip_layers.append(weight_norm(torch.nn.Conv1d(n_channels, out, 1)))
-
-
-class Invertible1x1Conv(torch.nn.Module):
-    def __init__(self, c):
-        super().__init__()
-        self.conv = torch.nn.Conv1d(c, c, kernel_size=1, bias=False)
-
-
-class WaveGlow(torch.nn.Module):
-    def __init__(self, n_mel_channels, n_flows, n_group, n_early_every, n_early_size, WN_config):
-        super().__init__()
-        self.upsample = torch.nn.ConvTranspose1d(n_mel_channels, n_mel_channels, 1024, stride=256)
-        self.n_flows, self.n_group, self.n_early_every, self.n_early_size = n_flows, n_group, n_early_every, n_early_size
-        self.WN, self.convinv = torch.nn.ModuleList(), torch.nn.ModuleList()
-        n_half, n_remaining = n_group // 2, n_group
-        for k in range(n_flows):
-            if k % n_early_every == 0 and k > 0:
-                n_half, n_remaining = n_half - n_early_size // 2, n_remaining - n_early_size
-            self.convinv.append(Invertible1x1Conv(n_remaining))
-            self.WN.append(WN(n_half, n_mel_channels * n_group, **WN_config))
-        self.n_remaining_channels = n_remaining
-'''
-
-
-def legacy_pickle(tmp_path: Path, payload) -> Path:
-    """``torch.save`` of ``payload(glow_module)`` with a module named ``glow`` importable only while saving."""
-    (tmp_path / "glow.py").write_text(GLOW_MODULE)
-    sys.path.insert(0, str(tmp_path))
+@contextmanager
+def importable_as_glow():
+    """The reference WaveGlow classes pickle as ``glow.WaveGlow`` & co., the names in the legacy release."""
+    classes = (reference.WaveGlow, reference.WN, reference.Invertible1x1Conv)
+    modules = [c.__module__ for c in classes]
+    glow = types.ModuleType("glow")
+    for c in classes:
+        c.__module__ = "glow"
+        setattr(glow, c.__name__, c)
+    sys.modules["glow"] = glow
     try:
-        import glow
-
-        path = tmp_path / "waveglow_256channels_new.pt"
-        with warnings.catch_warnings():   # the release's modules use the old weight-norm hook on purpose
-            warnings.simplefilter("ignore", FutureWarning)
-            torch.save(payload(glow), path)
+        yield
     finally:
-        sys.path.remove(str(tmp_path))
-        sys.modules.pop("glow", None)
-    return path
+        for c, module in zip(classes, modules):
+            c.__module__ = module
+        sys.modules.pop("glow")
 
 
 @torch.no_grad()
 def test_legacy_module_pickle_converts_without_its_classes(tmp_path, io):
+    """``{"model": <glow.WaveGlow module>}`` (weight-norm hooks and all) converts to the standalone file's model,
+    and the converter never imports ``glow``."""
     standalone = torch.load(ORIGINAL / "waveglow_standalone.pt", weights_only=True)
-
-    def module(glow):
-        model = glow.WaveGlow(**standalone["hparams"])
-        model.load_state_dict(standalone["model_dict"])
-        return {"model": model, "iteration": 580000, "optimizer": None, "learning_rate": 1e-4}
-
-    path = legacy_pickle(tmp_path, module)
+    with warnings.catch_warnings():   # the release's modules use the old weight-norm hook on purpose
+        warnings.simplefilter("ignore", FutureWarning)
+        module = reference.WaveGlow(**standalone["hparams"]).eval()
+    module.load_state_dict(standalone["model_dict"])
+    torch.testing.assert_close(module.infer(io["mel_outputs_postnet"], 0.666, io["waveglow_noise"]), io["audio"],
+                               **AUDIO_TOL)   # the reference is the original
+    path = tmp_path / "waveglow_256channels_new.pt"
+    with importable_as_glow():
+        torch.save({"model": module, "iteration": 580000, "optimizer": None, "learning_rate": 1e-4}, path)
     assert "glow" not in sys.modules
     wg = waveglow_format.convert([path])
     assert "glow" not in sys.modules, "the converter must not import the pickled classes"
-    audio = wg.infer(io["mel_outputs_postnet"], sigma=0.666, noise=io["waveglow_noise"])
-    torch.testing.assert_close(audio, io["audio"], **AUDIO_TOL)
-    reference = waveglow_format.convert([ORIGINAL / "waveglow_standalone.pt"])
-    assert wg.config == reference.config
-    for (name, a), b in zip(wg.state_dict().items(), reference.state_dict().values()):
+    torch.testing.assert_close(wg.infer(io["mel_outputs_postnet"], 0.666, io["waveglow_noise"]), io["audio"],
+                               **AUDIO_TOL)
+    standalone_model = waveglow_format.convert([ORIGINAL / "waveglow_standalone.pt"])
+    assert wg.config == standalone_model.config
+    for (name, a), b in zip(wg.state_dict().items(), standalone_model.state_dict().values()):
         assert torch.equal(a, b), name
+
+
+@torch.no_grad()
+def test_waveglow_inverts_the_original_forward_with_several_early_outputs(tmp_path):
+    """infer(mel, noise=z) run back through the original's training-direction forward gives z again: the latent
+    layout holds for 3 early outputs (the fixture has one)."""
+    hparams = {"n_mel_channels": 5, "n_flows": 7, "n_group": 8, "n_early_every": 2, "n_early_size": 2,
+               "WN_config": {"n_layers": 3, "n_channels": 8, "kernel_size": 3}}
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        original = reference.randomise(reference.WaveGlow(**hparams), seed=2, scale=0.1)
+    wg = reference.converted_waveglow(original, hparams, tmp_path)
+    assert wg.config.remaining_channels == 2
+    mel = torch.randn(1, 5, 6)
+    z = torch.randn(1, 8, 6 * 256 // 8)
+    audio = wg.infer(mel, sigma=1.0, noise=z)
+    torch.testing.assert_close(audio, original.infer(mel, 1.0, z), atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(original(mel, audio.double().float()), z, atol=1e-3, rtol=1e-3)
+
+
+@pytest.mark.parametrize("variant", [
+    {"obs_dim": 3, "obs_n_class": 4, "lat_dim": 2},
+    {"add_sos": False, "add_eos": False, "collapse_code": False, "n_frames_per_step": 2},
+], ids=["obs_lat", "no_sos_eos_2_frames_per_step"])
+@torch.no_grad()
+def test_tacotron2_variants_match_the_original_algorithm(tmp_path, variant):
+    """What the fixture does not show, against the plain re-implementation of the original in bench_u2s."""
+    hparams = argparse.Namespace(**{**reference.QUICK_TACOTRON2, "n_symbols": 12, **variant, "max_decoder_steps": 9})
+    torch.manual_seed(0)
+    original = reference.randomise(reference.Tacotron2(hparams), seed=3, scale=0.3)
+    taco = reference.converted_tacotron2(original, tmp_path, [str(u) for u in range(9)])
+    taco.max_decoder_steps = 9
+    ids = taco.encode("3 3 1 8 2 2 0 5")[None]
+    masks = torch.rand(9, 2, 1, hparams.prenet_dim) < 0.5
+    kwargs = {"obs_labels": torch.tensor([2]), "lat": torch.randn(1, 2)} if variant.get("obs_dim") else {}
+    ours = taco.inference(ids, ret_has_eos=True, prenet_dropout_masks=masks, **kwargs)
+    theirs = original.inference(ids, masks=masks, **kwargs)
+    assert ours[-1] == theirs[-1]
+    for name, a, b in zip(("mel", "mel_postnet", "gate", "alignments"), ours[:4], theirs[:4]):
+        torch.testing.assert_close(a, b, **TACO_TOL, msg=name)
+    if variant.get("obs_dim"):   # defaults: label 0, zero latent
+        ours = taco.inference(ids, prenet_dropout_masks=masks)
+        torch.testing.assert_close(ours[1], original.inference(ids, masks=masks)[1], **TACO_TOL)
 
 
 class _Exploit:
