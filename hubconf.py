@@ -298,11 +298,13 @@ def waveglow(map_location: str | torch.device = "cpu", progress: bool = True,
 
 
 def waveglow_denoiser(waveglow: _WaveGlow, filter_length: int = 1024, n_overlap: int = 4, win_length: int = 1024,
-                      mode: str = "zeros") -> _WaveGlowDenoiser:
+                      mode: str = "zeros", map_location: str | torch.device | None = None) -> _WaveGlowDenoiser:
     """The original ``Denoiser(waveglow)``: ``den(audio, strength=0.1)`` removes WaveGlow's bias spectrum from
-    ``(B, N)`` audio and returns ``(B, 1, N)``, on the WaveGlow's device.
+    ``(B, N)`` audio and returns ``(B, 1, N)``. It lives on the WaveGlow's device unless ``map_location`` names
+    another.
 
     >>> den = waveglow_denoiser(wg)                            # doctest: +SKIP
     >>> clean = den(audio, strength=0.1)[:, 0]                 # doctest: +SKIP
     """
-    return _WaveGlowDenoiser(waveglow, filter_length, n_overlap, win_length, mode)
+    denoiser = _WaveGlowDenoiser(waveglow, filter_length, n_overlap, win_length, mode)
+    return denoiser if map_location is None else denoiser.to(map_location)
