@@ -25,9 +25,13 @@ from zoo.models.gslm_ulm import GSLMUnitLM as _GSLMUnitLM
 from zoo.models.hifigan import CodeHiFiGAN as _CodeHiFiGAN
 from zoo.models.codebook import Codebook as _Codebook
 from zoo.models.speechtokenizer import SpeechTokenizer as _SpeechTokenizer
+from zoo.models.tacotron2 import DEFAULT_MAX_DECODER_STEPS as _DEFAULT_MAX_DECODER_STEPS
+from zoo.models.tacotron2 import Tacotron2 as _Tacotron2
 from zoo.models.ulm import ENTRY_POINT_60K as _ENTRY_POINT_60K
 from zoo.models.ulm import UnitLanguageModel as _UnitLanguageModel
 from zoo.models.ulm import UnitTokenizer as _UnitTokenizer
+from zoo.models.waveglow import WaveGlow as _WaveGlow
+from zoo.models.waveglow import WaveGlowDenoiser as _WaveGlowDenoiser
 from zoo.models.wavlm import WavLM as _WavLM
 from zoo.models.wavlm import extract_features as _extract_features
 from zoo.models.wavtokenizer import VARIANTS as _VARIANTS
@@ -298,3 +302,53 @@ def f0_vqvae(map_location: str | torch.device = "cpu", progress: bool = True,
     >>> recon, codes = f0_vqvae(weights="converted/f0_vq")(f0)            # doctest: +SKIP
     """
     return _load(_F0VQVAE, "f0_vqvae", weights, map_location=map_location, progress=progress)
+
+
+
+# ---------------------------------------------------------------- GSLM: units → speech (Tacotron2, WaveGlow)
+
+def tacotron2(dense: str = "hubert", vocab_size: int = 100, max_decoder_steps: int = _DEFAULT_MAX_DECODER_STEPS,
+              map_location: str | torch.device = "cpu", progress: bool = True,
+              weights: str | os.PathLike | None = None) -> _Tacotron2:
+    """GSLM's unit-to-speech Tacotron2 for ``dense`` units ("logmel", "cpc", "hubert" or "w2v2") quantised with
+    ``vocab_size`` in {50, 100, 200} clusters, as fairseq's ``load_tacotron`` (decoding at most
+    ``max_decoder_steps`` steps), or ``weights=DIR`` converted with ``python -m conversion tacotron2``.
+
+    ``encode(units)`` maps units to the model's ids through its code_dict; ``inference(ids[None], ...)`` returns
+    ``[mel, mel_postnet, gate, alignments]`` as the original (the prenet dropout stays on: pass ``generator=`` or
+    ``prenet_dropout_masks=`` for reproducible mels). See :mod:`zoo.models.tacotron2`.
+
+    >>> taco = tacotron2(dense="hubert", vocab_size=100)                       # doctest: +SKIP
+    >>> _, mel, _, _ = taco.inference(taco.encode("71 12 12 57 ...")[None])    # doctest: +SKIP
+    """
+    if max_decoder_steps < 1:
+        raise _InputError(f"max_decoder_steps must be at least 1, got {max_decoder_steps}")
+    model = _load(_Tacotron2, "tacotron2", weights, map_location=map_location, progress=progress, dense=dense,
+                  vocab_size=vocab_size)
+    model.max_decoder_steps = max_decoder_steps
+    return model
+
+
+def waveglow(map_location: str | torch.device = "cpu", progress: bool = True,
+             weights: str | os.PathLike | None = None) -> _WaveGlow:
+    """The WaveGlow vocoder of GSLM's unit-to-speech (NVIDIA's 256-channel LJSpeech model, textlesslib's standalone
+    release), or ``weights=DIR`` converted with ``python -m conversion waveglow``. ``infer(mel, sigma=0.666)`` maps
+    ``(B, 80, T)`` mels to ``(B, 256 T)`` audio at 22.05 kHz (``noise=``/``generator=`` fix the latent).
+
+    >>> wg = waveglow()                                        # doctest: +SKIP
+    >>> audio = wg.infer(mel, sigma=0.666)                     # doctest: +SKIP
+    """
+    return _load(_WaveGlow, "waveglow", weights, map_location=map_location, progress=progress)
+
+
+def waveglow_denoiser(waveglow: _WaveGlow, filter_length: int = 1024, n_overlap: int = 4, win_length: int = 1024,
+                      mode: str = "zeros", map_location: str | torch.device | None = None) -> _WaveGlowDenoiser:
+    """The original ``Denoiser(waveglow)``: ``den(audio, strength=0.1)`` removes WaveGlow's bias spectrum from
+    ``(B, N)`` audio and returns ``(B, 1, N)``. It lives on the WaveGlow's device unless ``map_location`` names
+    another.
+
+    >>> den = waveglow_denoiser(wg)                            # doctest: +SKIP
+    >>> clean = den(audio, strength=0.1)[:, 0]                 # doctest: +SKIP
+    """
+    denoiser = _WaveGlowDenoiser(waveglow, filter_length, n_overlap, win_length, mode)
+    return denoiser if map_location is None else denoiser.to(map_location)

@@ -41,7 +41,7 @@ def render(weights: Weights, template: CardTemplate) -> str:
     rates = ", ".join(rate for rate in rates if rate)
     summary = (text(template.summary, weights, fields) if template.summary else
                weights.description[0].upper() + weights.description[1:] + "." + (f" Rates: {rates}." if rates else ""))
-    sources = "\n".join(f"  - {f.url} ({_describe_hash(f.sha256)})" for f in weights.source_files)
+    sources = "\n".join(f"  - {f.url} ({_describe_hash(f.sha256, f.md5)})" for f in weights.source_files)
     files = " ".join(Path(f.url).name for f in weights.source_files)
     details, notes, release, conversion, parity = (
         text(getattr(template, name), weights, fields) for name in ("details", "notes", "release", "conversion",
@@ -70,9 +70,10 @@ def render(weights: Weights, template: CardTemplate) -> str:
     return "\n\n".join(sections) + "\n"
 
 
-def _describe_hash(sha256: str | None) -> str:
+def _describe_hash(sha256: str | None, md5: str | None = None) -> str:
     if not sha256:
-        return "SHA-256 not published by the release: the download is not verified"
+        return (f"MD5 `{md5}` as the release published it (the download is verified against it)" if md5 else
+                "SHA-256 not published by the release: the download is not verified")
     if len(sha256) == _HASH_PREFIX_DIGITS:
         return f"SHA-256 starts with `{sha256}`, as torch.hub's `check_hash` names the file"
     return f"SHA-256 `{sha256}`"

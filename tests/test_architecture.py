@@ -115,7 +115,7 @@ def entry_points() -> dict[str, typing.Callable]:
 def test_torch_hub_lists_exactly_the_entry_points():
     listed = [f for f in dir(hubconf) if callable(getattr(hubconf, f)) and not f.startswith("_")]  # as torch.hub.list
     assert sorted(listed) == sorted(entry_points())
-    assert len(entry_points()) == 17
+    assert len(entry_points()) == 20
 
 
 @pytest.mark.parametrize("name", sorted(entry_points()))
@@ -134,10 +134,11 @@ def test_hubconf_entry_point_is_fully_annotated(name):
 
 
 def test_loading_entry_points_take_weights_map_location_and_progress():
-    takes_codebook = {"dpdp_quantizer_from_codebook"}  # its weights are the codebook tensor it is given
+    # built from what they are given: the codebook tensor, the WaveGlow whose bias the denoiser removes
+    built_from_argument = {"dpdp_quantizer_from_codebook", "waveglow_denoiser"}
     for name, function in entry_points().items():
         parameters = inspect.signature(function).parameters
-        expected = {"map_location"} if name in takes_codebook else {"weights", "map_location", "progress"}
+        expected = {"map_location"} if name in built_from_argument else {"weights", "map_location", "progress"}
         assert expected <= set(parameters), f"{name} lacks {expected - set(parameters)}"
 
 

@@ -56,16 +56,30 @@ def original_files(weights: Weights, *, progress: bool = True) -> list[Path]:
                 torch.hub.download_url_to_file(source.url, str(dst), hash_prefix=None, progress=progress)
             except Exception as e:  # urllib raises many kinds; all mean "not downloaded"
                 raise WeightsError(f"could not download {source.url}: {e}") from e
-        if source.sha256 is None:
+        if source.sha256 is None and source.md5 is None:
             warnings.warn(f"{source.url} has no published checksum: its integrity is not verified", stacklevel=3)
         else:
             try:
-                verify_sha256(dst, source.sha256)
+                if source.sha256 is not None:
+                    verify_sha256(dst, source.sha256)
+                else:
+                    _verify_md5(dst, source.md5)
             except WeightsError:
                 dst.unlink(missing_ok=True)
                 raise
         paths.append(dst)
     return paths
+
+
+def _verify_md5(path: Path, expected: str) -> None:
+    """Raise :class:`WeightsError` unless the file's MD5 is ``expected`` (for releases that published only MD5)."""
+    h = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 22):
+            h.update(chunk)
+    if h.hexdigest() != expected.lower():
+        raise WeightsError(f"{path} has MD5 {h.hexdigest()}, expected {expected}: the file is corrupt or was "
+                           "tampered with. It was removed; load again to download it afresh.")
 
 
 def converted_original(weights: Weights, *, progress: bool = True) -> Path:

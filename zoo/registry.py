@@ -36,10 +36,12 @@ HUB_REVISION = "v0.1.0"
 @dataclass(frozen=True)
 class SourceFile:
     """One file of an original release. ``sha256`` may be a prefix (torch.hub file names carry 8 hex digits), or
-    None where the release published no checksum: the download is then not verified, and a warning says so."""
+    None where the release published none: the download is then verified against ``md5`` if the release published
+    that (as GSLM's README does), else not verified, and a warning says so."""
 
     url: str
     sha256: str | None
+    md5: str | None = None
 
 
 @dataclass(frozen=True)
