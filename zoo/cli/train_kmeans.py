@@ -33,7 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--features", "--in_features_path", "--in-features-path", dest="features", type=Path,
                    required=True, help="np.save of the training frames (frames, dim) or (utterances, frames, dim)")
     out = p.add_mutually_exclusive_group(required=True)
-    out.add_argument("--out", type=Path, help="directory to write config.json + model.safetensors")
+    out.add_argument("-o", "--out", type=Path, help="directory to write config.json + model.safetensors")
     out.add_argument("--out_kmeans_model_path", "--out-kmeans-model-path", type=Path,
                      help="the original's output: a km.bin path; the directory is written beside it")
     p.add_argument("--km-bin", "--km_bin", dest="km_bin", action="store_true",
