@@ -55,10 +55,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import InputError
+from ..errors import ConfigError, InputError
 from ..modeling import PretrainedModel
 from ..nn.conv import Conv1d
-from ..nn.seanet import zero_beyond
+from ..nn.ragged import zero_beyond
 from ..registry import SourceFile, Weights
 
 PAD_TOKEN = "_"
@@ -108,18 +108,18 @@ class Tacotron2Config:
 
     def __post_init__(self) -> None:
         if len(set(self.codes)) != len(self.codes) or PAD_TOKEN in self.codes:
-            raise ValueError("code_dict lines must be distinct and must not be the padding symbol '_'")
+            raise ConfigError("code_dict lines must be distinct and must not be the padding symbol '_'")
         if self.n_symbols is not None and self.n_symbols < self.vocab_size:
-            raise ValueError(f"n_symbols={self.n_symbols} is smaller than the {self.vocab_size} ids of code_dict")
+            raise ConfigError(f"n_symbols={self.n_symbols} is smaller than the {self.vocab_size} ids of code_dict")
         if self.symbols_embedding_dim != self.encoder_embedding_dim:
-            raise ValueError("symbols_embedding_dim must equal encoder_embedding_dim (the encoder convs keep it)")
+            raise ConfigError("symbols_embedding_dim must equal encoder_embedding_dim (the encoder convs keep it)")
         if self.encoder_embedding_dim % 2:
-            raise ValueError("encoder_embedding_dim must be even (a BiLSTM of half that size per direction)")
+            raise ConfigError("encoder_embedding_dim must be even (a BiLSTM of half that size per direction)")
         for name in ("encoder_kernel_size", "attention_location_kernel_size", "postnet_kernel_size"):
             if getattr(self, name) % 2 == 0:
-                raise ValueError(f"{name} must be odd (the original pads (k - 1) / 2 on both sides)")
+                raise ConfigError(f"{name} must be odd (the original pads (k - 1) / 2 on both sides)")
         if self.postnet_n_convolutions < 2:
-            raise ValueError("the postnet has at least two convolutions")
+            raise ConfigError("the postnet has at least two convolutions")
 
     @property
     def vocab_size(self) -> int:

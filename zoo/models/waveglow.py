@@ -39,10 +39,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import InputError
+from ..errors import ConfigError, InputError
 from ..modeling import PretrainedModel
 from ..nn.conv import Conv1d, ConvTranspose1d
-from ..nn.seanet import zero_beyond
+from ..nn.ragged import zero_beyond
 from ..registry import SourceFile, Weights
 
 #: The upsampler is hard-coded in the original: kernel 1024, stride 256 (= the mel hop).
@@ -69,13 +69,13 @@ class WaveGlowConfig:
 
     def __post_init__(self) -> None:
         if self.n_group % 2 or self.n_early_size % 2:
-            raise ValueError("n_group and n_early_size must be even (the flows split channels in halves)")
+            raise ConfigError("n_group and n_early_size must be even (the flows split channels in halves)")
         if self.kernel_size % 2 == 0 or self.n_channels % 2:
-            raise ValueError("WN needs an odd kernel_size and an even n_channels")
+            raise ConfigError("WN needs an odd kernel_size and an even n_channels")
         if HOP_LENGTH % self.n_group:
-            raise ValueError(f"n_group must divide the hop of {HOP_LENGTH} samples")
+            raise ConfigError(f"n_group must divide the hop of {HOP_LENGTH} samples")
         if self.n_early_every < 1 or self.remaining_channels < 2:
-            raise ValueError("the early outputs leave fewer than 2 channels for the last flows")
+            raise ConfigError("the early outputs leave fewer than 2 channels for the last flows")
 
     def channels_at(self, flow: int) -> int:
         """Channels that flow ``flow`` transforms (``n_group`` less the early outputs before it)."""

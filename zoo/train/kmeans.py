@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import InputError
+from ..errors import ConfigError, InputError
 from ..models.codebook import Codebook
 
 #: Frames scored at a time when assigning a whole feature set (bounds the (rows, K) distance matrix).
@@ -47,12 +47,12 @@ class KMeansParams:
 
     def __post_init__(self) -> None:
         if self.init not in ("k-means++", "random"):
-            raise InputError(f"init must be 'k-means++' or 'random', got {self.init!r}")
+            raise ConfigError(f"init must be 'k-means++' or 'random', got {self.init!r}")
         for name in ("num_clusters", "max_iter", "batch_size", "n_init", "max_no_improvement"):
             if getattr(self, name) < 1:
-                raise InputError(f"{name} must be at least 1, got {getattr(self, name)}")
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.tol < 0 or self.reassignment_ratio < 0:
-            raise InputError("tol and reassignment_ratio must not be negative")
+            raise ConfigError("tol and reassignment_ratio must not be negative")
 
 
 @dataclass
