@@ -149,6 +149,12 @@ def test_unconditional_sampling_and_unknown_prompt_units(lm):
     out = lm.sample_prompts(["a|9 8", "b|1 2 3"], sampling=True, samples_per_prompt=3, max_len_b=6, seed=3)
     assert [line.split("|")[0] for line in out] == ["a__0", "a__1", "a__2", "b__0", "b__1", "b__2"]
     assert out == lm.sample_prompts(["a|9 8", "b|1 2 3"], sampling=True, samples_per_prompt=3, max_len_b=6, seed=3)
+    # batches continue one seeded stream, as sample.py's: the same lines again, and not the first batch's twice
+    in_batches = lm.sample_prompts(["a|", "a|"], sampling=True, samples_per_prompt=3, max_len_b=6, seed=3,
+                                   batch_size=1)
+    assert in_batches == lm.sample_prompts(["a|", "a|"], sampling=True, samples_per_prompt=3, max_len_b=6, seed=3,
+                                           batch_size=1)
+    assert [line.split("|")[1] for line in in_batches[:3]] != [line.split("|")[1] for line in in_batches[3:]]
     forced = lm.sample_prompts(["u|9 999 8"], beam=1, max_len_b=3, prefix_size=-1)
     assert forced == ["u__0|9 <unk> 8"]
     with pytest.raises(InputError, match="is not 'id"):

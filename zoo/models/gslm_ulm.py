@@ -112,11 +112,12 @@ class GSLMUnitLM(PretrainedModel):
         return self.config.max_target_positions
 
     # -------------------------------------------------------------- forward
-    def _positions(self, positions: torch.Tensor) -> torch.Tensor:
+    def _table(self, rows: int) -> torch.Tensor:
+        """The sinusoidal table with at least ``rows`` rows (fairseq extends it on the fly for long inputs)."""
         table = self.positions_table
-        if int(positions.max()) >= table.shape[0]:
-            table = sinusoidal_table(int(positions.max()) + 1, self.config.embed_dim, self.padding_idx).to(table)
-        return table[positions]
+        if rows > table.shape[0]:
+            table = sinusoidal_table(rows, self.config.embed_dim, self.padding_idx).to(table)
+        return table
 
     def _logits(self, x: torch.Tensor) -> torch.Tensor:
         if self.layer_norm is not None:
@@ -136,7 +137,8 @@ class GSLMUnitLM(PretrainedModel):
         Rows at ``<pad>`` positions are not meaningful."""
         self._check_tokens(src_tokens)
         tokens = src_tokens.to(self.device)
-        x = self.embed_scale * self.embed_tokens(tokens) + self._positions(make_positions(tokens, self.padding_idx))
+        positions = make_positions(tokens, self.padding_idx)
+        x = self.embed_scale * self.embed_tokens(tokens) + self._table(int(positions.max()) + 1)[positions]
         mask, causal = None, True
         keep = tokens.ne(self.padding_idx)
         if not keep.all():  # pad keys are masked; a pad query also sees itself, so no row is empty
@@ -158,9 +160,8 @@ class GSLMUnitLM(PretrainedModel):
         """Logits ``(rows, n, V)`` of ``n`` new tokens per row (no pads) after the ``cache.length`` cached ones,
         which they are appended to: fairseq's incremental decoding, positions continuing from the cache."""
         tokens = tokens.to(self.device)
-        start = self.padding_idx + 1 + cache.length
-        positions = torch.arange(start, start + tokens.shape[1], device=tokens.device)
-        x = self.embed_scale * self.embed_tokens(tokens) + self._positions(positions)
+        start, end = self.padding_idx + 1 + cache.length, self.padding_idx + 1 + cache.length + tokens.shape[1]
+        x = self.embed_scale * self.embed_tokens(tokens) + self._table(end)[start:end]
         for i, layer in enumerate(self.layers):
             x = layer(x, is_causal=True, cache=cache, layer=i)
         cache.advance(tokens.shape[1])
@@ -227,7 +228,8 @@ class GSLMUnitLM(PretrainedModel):
                  sampling_topk: int = -1, sampling_topp: float = -1.0, temperature: float = 1.0,
                  max_len_a: float = 0, max_len_b: int = 200, min_len: int = 1, lenpen: float = 1.0,
                  unkpen: float = 0.0, batch_size: int | None = None, seed: int | None = None,
-                 use_cache: bool = True, progress: bool = False) -> list[list[Hypothesis]]:
+                 generator: torch.Generator | None = None, use_cache: bool = True,
+                 progress: bool = False) -> list[list[Hypothesis]]:
         """fairseq's hub ``generate`` for a language model: each of ``tokenized`` (``encode`` output) is forced as
         the prompt, then continued; returns per prompt its hypotheses best first (``{"tokens", "score",
         "positional_scores"}``, tokens = prompt + continuation + ``</s>``).
@@ -236,14 +238,14 @@ class GSLMUnitLM(PretrainedModel):
         ``min(max_len_a · W + max_len_b, max_target_positions - 1)`` tokens before its ``</s>``, W being the width
         of its batch (the longest prompt + 1). ``sampling`` draws ``beam`` samples per prompt from
         ``softmax(logits / temperature)`` (``sampling_topk``/``sampling_topp`` > 0 truncate it) with
-        ``torch.multinomial``, seeded by ``seed``; otherwise beam search (``beam=1``: greedy). ``use_cache=False``
-        re-runs every sequence at each step (same result, slower).
+        ``torch.multinomial``, drawing from ``generator`` (or a new one seeded with ``seed``; neither: torch's global
+        generator); otherwise beam search (``beam=1``: greedy). ``use_cache=False`` re-runs every sequence at each
+        step (same result, slower).
         """
         self._check_sizes(tokenized)
         if batch_size is not None and batch_size < 1:
             raise InputError(f"batch_size must be >= 1, got {batch_size}")
-        generator = None
-        if sampling and seed is not None:
+        if generator is None and seed is not None:
             generator = torch.Generator(self.device).manual_seed(seed)
         results: list[list[Hypothesis]] = []
         size = batch_size or max(len(tokenized), 1)
@@ -278,14 +280,15 @@ class GSLMUnitLM(PretrainedModel):
             beam = samples_per_prompt
         encoded = [self.encode(p) for p in prompts]
         self._check_sizes(encoded)
+        # sample.py seeds once; the batches continue one random stream
+        generator = torch.Generator(self.device).manual_seed(seed) if sampling and seed is not None else None
         size = batch_size or max(len(encoded), 1)
         with tqdm(total=len(encoded), desc="ULM: sampling", unit="prompt", disable=not progress) as bar:
             for start in range(0, len(encoded), size):
                 hypos = self.generate(encoded[start:start + size], beam=beam, sampling=sampling,
                                       sampling_topk=sampling_topk, sampling_topp=sampling_topp,
                                       temperature=temperature, max_len_a=max_len_a, max_len_b=max_len_b,
-                                      min_len=min_len, lenpen=lenpen, unkpen=unkpen,
-                                      seed=seed if start == 0 else None)
+                                      min_len=min_len, lenpen=lenpen, unkpen=unkpen, generator=generator)
                 for name, sentence in zip(ids[start:start + size], hypos):
                     for k, h in enumerate(sentence):
                         yield f"{name}__{k}|{self.decode(h['tokens'])}"
