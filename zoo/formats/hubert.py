@@ -1,0 +1,122 @@
+"""fairseq HuBERT checkpoints (``hubert_base_ls960.pt``, ``hubert_fisher.pt``, ``mhubert_base_vp_en_es_fr_it3.pt``,
+HuBERT Large...): hydra ``cfg`` or legacy ``args``, read without fairseq (:mod:`zoo.formats._fairseq`).
+
+    python -m conversion hubert hubert_base_ls960.pt --out hubert-base-ls960
+
+The task's ``normalize`` is kept (the GSLM reader layer-norms the waveform when it is set); pretraining-only
+tensors are dropped; the positional conv's weight norm is folded over dim 2 (one gain per kernel tap).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConversionError
+from ..models.hubert import Hubert, HubertConfig
+from . import RenameTable, fold_weight_norms, rename
+from ._fairseq import Checkpoint, read_checkpoint
+from .wavlm import parse_conv_layers
+
+#: fairseq model names (cfg.model._name / args.arch) that this format reads.
+MODEL_NAMES = ("hubert",)
+#: Task names of HuBERT pretraining.
+TASK_NAMES = ("hubert_pretraining",)
+
+#: The fairseq defaults of the fields that shape the network (``HubertConfig`` / ``Wav2Vec2Config``; legacy
+#: ``args`` may omit those its run left at their default).
+DEFAULTS: dict[str, Any] = {
+    "extractor_mode": "default",
+    "encoder_layers": 12,
+    "encoder_embed_dim": 768,
+    "encoder_ffn_embed_dim": 3072,
+    "encoder_attention_heads": 12,
+    "activation_fn": "gelu",
+    "layer_type": "transformer",
+    "layer_norm_first": False,
+    "conv_feature_layers": "[(512,10,5)] + [(512,3,2)] * 4 + [(512,2,2)] * 2",
+    "conv_bias": False,
+    "conv_pos": 128,
+    "conv_pos_groups": 16,
+    "pos_conv_depth": 1,
+    "conv_pos_batch_norm": False,
+}
+#: Values of those fields that no released model uses and that are not implemented.
+SUPPORTED = {"activation_fn": ("gelu",), "layer_type": ("transformer",), "pos_conv_depth": (1,),
+             "conv_pos_batch_norm": (False,)}
+
+#: The positional conv's bias and weight-norm pair, in either naming: torch's old API or its parametrizations.
+_POS_CONV_TENSORS = r"(bias|weight_g|weight_v|parametrizations\.weight\.original[01])"
+
+#: fairseq state-dict names → speechzoo's (the names WavLM's converted weights use too).
+RENAME_TABLE: RenameTable = (
+    (r"mask_emb|label_embs_concat|label_embs|final_proj\.(weight|bias)", None),  # HuBERT pretraining heads
+    (r"quantizer\..*|project_q\.(weight|bias)|target_glu\..*|project_inp\..*", None),  # wav2vec 2.0 targets
+    (r"feature_extractor\.conv_layers\.(\d+)\.0\.(weight|bias)", r"feature_extractor.blocks.\1.conv.\2"),
+    (r"feature_extractor\.conv_layers\.(\d+)\.2\.1\.(weight|bias)", r"feature_extractor.blocks.\1.norm.\2"),  # LN
+    (r"feature_extractor\.conv_layers\.0\.2\.(weight|bias)", r"feature_extractor.blocks.0.norm.\1"),  # GroupNorm
+    (r"layer_norm\.(weight|bias)", r"feature_norm.\1"),
+    (r"post_extract_proj\.(weight|bias)", r"feature_projection.\1"),
+    (rf"encoder\.pos_conv\.0\.{_POS_CONV_TENSORS}", r"encoder.pos_conv.conv.\1"),
+    (r"encoder\.layers\.(\d+)\.self_attn\.(q|k|v|out)_proj\.(weight|bias)", r"encoder.layers.\1.attention.\2_proj.\3"),
+    (r"encoder\.layers\.(\d+)\.self_attn_layer_norm\.(weight|bias)", r"encoder.layers.\1.attention_norm.\2"),
+    (r"encoder\.layers\.(\d+)\.fc(1|2)\.(weight|bias)", r"encoder.layers.\1.feed_forward.fc\2.\3"),
+    (r"encoder\.layers\.(\d+)\.final_layer_norm\.(weight|bias)", r"encoder.layers.\1.feed_forward_norm.\2"),
+    (r"encoder\.layer_norm\.(weight|bias)", r"encoder.layer_norm.\1"),
+)
+#: The renamed positional conv, whose weight norm runs over dim 2.
+_POS_CONV = "encoder.pos_conv.conv"
+
+
+def convert(paths: list[Path], **options: Any) -> Hubert:
+    """Read one fairseq HuBERT checkpoint into a :class:`Hubert`."""
+    return convert_fairseq(paths, Hubert, MODEL_NAMES, "a fairseq HuBERT checkpoint", options)
+
+
+def convert_fairseq(paths: list[Path], cls: type[Hubert], model_names: tuple[str, ...], what: str,
+                    options: dict[str, Any]) -> Hubert:
+    """The converter of both kinds: ``cls`` is :class:`Hubert` or :class:`Wav2Vec2`."""
+    if options:
+        raise ConversionError(f"{what} takes no options {sorted(options)}")
+    if len(paths) != 1:
+        raise ConversionError(f"{what} is one .pt file; got {len(paths)} files")
+    ckpt = read_checkpoint(paths[0])
+    if ckpt.model_name not in model_names:
+        hint = " (the other kind: use `python -m conversion wav2vec2`)" if ckpt.model_name == "wav2vec2" else (
+            " (the other kind: use `python -m conversion hubert`)" if ckpt.model_name == "hubert" else "")
+        raise ConversionError(f"{paths[0]} holds a fairseq {ckpt.model_name!r} model (task {ckpt.task_name!r}), "
+                              f"not {what}: is this a checkpoint of another model?{hint}")
+    model = cls(config_from_fairseq(ckpt))
+    state = fold_weight_norms(rename(ckpt.state, RENAME_TABLE), dims={_POS_CONV: 2})
+    model.load_state_dict_strict(state)
+    return model.eval()
+
+
+def config_from_fairseq(ckpt: Checkpoint) -> HubertConfig:
+    """The :class:`HubertConfig` of a fairseq HuBERT / wav2vec 2.0 model and task configuration."""
+    c = {k: ckpt.model.get(k, default) if ckpt.model.get(k) is not None else default
+         for k, default in DEFAULTS.items()}
+    bad = {k: c[k] for k, allowed in SUPPORTED.items() if c[k] not in allowed}
+    if bad:
+        raise ConversionError(f"{ckpt.path}: {bad} are not implemented (released models use "
+                              f"{ {k: v[0] for k, v in SUPPORTED.items()} })")
+    rate = ckpt.task.get("sample_rate", 16000)
+    if rate != 16000:
+        raise ConversionError(f"{ckpt.path}: the task reads {rate} Hz audio; only 16 kHz models are supported")
+    conv_layers = parse_conv_layers(c["conv_feature_layers"])
+    try:
+        return HubertConfig(
+            conv_layers=conv_layers,
+            extractor_mode=c["extractor_mode"],
+            conv_bias=bool(c["conv_bias"]),
+            project_features=conv_layers[-1][0] != c["encoder_embed_dim"],
+            embed_dim=c["encoder_embed_dim"],
+            num_layers=c["encoder_layers"],
+            num_heads=c["encoder_attention_heads"],
+            ffn_dim=c["encoder_ffn_embed_dim"],
+            layer_norm_first=bool(c["layer_norm_first"]),
+            pos_conv_kernel=c["conv_pos"],
+            pos_conv_groups=c["conv_pos_groups"],
+            normalize=bool(ckpt.task.get("normalize", False)),
+        )
+    except (TypeError, ValueError) as e:
+        raise ConversionError(f"{ckpt.path}: {e}") from e
