@@ -5,8 +5,6 @@ ragged batches; and the errors for bad audio and bad checkpoints."""
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -16,8 +14,8 @@ import soundfile
 import torch
 import torch.nn.functional as F
 import transformers
+from harness import conversion_cli, load_case
 from omegaconf import OmegaConf
-from safetensors.torch import load_file
 
 import hubconf
 from zoo.errors import AudioError, ConversionError, InputError
@@ -26,83 +24,71 @@ from zoo.models.cpc import CPC, CPCConfig, CpcFeatureReader
 from zoo.models.hubert import HubertFeatureReader
 from zoo.models.logmel import LogMelFeatureReader
 
-ROOT = Path(__file__).resolve().parents[1]
-FIXTURES = Path(__file__).parent / "fixtures" / "gslm"
-HUBERT_CASE, CPC_CASE, LOGMEL_CASE = (FIXTURES / n for n in ("hubert_tiny_layer2", "cpc_tiny_layer2_fullfile",
-                                                              "logmel_80bins_1s"))
+HUBERT_CASE, CPC_CASE, LOGMEL_CASE = (load_case(f"gslm/{name}") for name in (
+    "hubert_tiny_layer2", "cpc_tiny_layer2_fullfile", "logmel_80bins_1s"))
 SPEECH = Path(__file__).parent / "data" / "librispeech-1272-128104-0000.flac"
 HF_ATOL = 1e-4
 #: Batched and unbatched runs use different conv / matmul shapes: they agree to float32 rounding.
 BATCH_ATOL = 2e-5
 
 
-def run_conversion(kind: str, src: Path, out: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "conversion", kind, str(src), "--out", str(out)],
-                          capture_output=True, text=True, cwd=ROOT, check=False)
+def checkpoint(case) -> Path:
+    return next(case.original.glob("*.pt"))
 
 
-def convert(kind: str, src: Path, out: Path) -> Path:
-    result = run_conversion(kind, src, out)
-    assert result.returncode == 0, result.stderr
-    return out
-
-
-def case_data(case: Path) -> tuple[dict[str, torch.Tensor], dict]:
-    meta = json.loads((case / "case.json").read_text())
-    return load_file(case / "io.safetensors"), meta
-
-
-def assert_features(got: torch.Tensor, want: torch.Tensor, tolerance: dict) -> None:
+def assert_features(case, got: torch.Tensor, want: torch.Tensor | None = None) -> None:
+    """``got`` is float32 and equals ``want`` (default: the case's features) within the case's tolerance."""
     assert got.dtype == torch.float32
-    torch.testing.assert_close(got, want, atol=tolerance["atol"], rtol=tolerance["rtol"])
+    torch.testing.assert_close(got, case.io["features"] if want is None else want, **case.tolerance("features"))
 
 
 @pytest.fixture(scope="module")
-def hubert_dir(tmp_path_factory) -> Path:
-    return convert("hubert", next((HUBERT_CASE / "original").glob("*.pt")), tmp_path_factory.mktemp("hubert"))
+def hubert_dir(convert) -> Path:
+    return convert("hubert", checkpoint(HUBERT_CASE))
 
 
 @pytest.fixture(scope="module")
-def cpc_dir(tmp_path_factory) -> Path:
-    return convert("cpc", next((CPC_CASE / "original").glob("*.pt")), tmp_path_factory.mktemp("cpc"))
+def cpc_dir(convert) -> Path:
+    return convert("cpc", checkpoint(CPC_CASE))
 
 
 # ------------------------------------------------------------------------------------------ the original's fixtures
 def test_hubert_fixture(hubert_dir):
-    io, meta = case_data(HUBERT_CASE)
+    io = HUBERT_CASE.io
     reader = hubconf.hubert_feature_reader(layer=2, max_chunk=1_600_000, weights=hubert_dir)
-    for got in (reader.get_feats(str(HUBERT_CASE / "input.flac")), reader.get_feats(io["wav"]), reader(io["wav"]),
+    for got in (reader.get_feats(str(HUBERT_CASE.path / "input.flac")), reader.get_feats(io["wav"]), reader(io["wav"]),
                 hubconf.gslm_feature_reader("hubert", layer=2, weights=hubert_dir).get_feats(io["wav"])):
-        assert_features(got, io["features"], meta["tolerance"])
+        assert_features(HUBERT_CASE, got)
     # every block, with the original's 1-based indexing: -1, 0 and > N all give the last block
     blocks = io["intermediate_layer_outputs"]
     for layer, want in [(1, blocks[0]), (3, blocks[2]), (-1, blocks[2]), (0, blocks[2]), (7, blocks[2])]:
-        assert_features(HubertFeatureReader(reader.model, layer)(io["wav"]), want, meta["tolerance"])
+        assert_features(HUBERT_CASE, HubertFeatureReader(reader.model, layer)(io["wav"]), want)
     conv, _ = reader.model.feature_extractor(io["wav"][None])
     torch.testing.assert_close(conv[0].T, io["intermediate_conv_features"], atol=1e-5, rtol=1e-5)
 
 
 def test_cpc_fixture(cpc_dir):
-    io, meta = case_data(CPC_CASE)
-    opts = {k: meta["config"]["reader"][k] for k in ("layer", "use_encoder_layer", "norm_features", "max_chunk")}
+    io = CPC_CASE.io
+    opts = {k: CPC_CASE.meta["config"]["reader"][k]
+            for k in ("layer", "use_encoder_layer", "norm_features", "max_chunk")}
     reader = hubconf.cpc_feature_reader(**opts, weights=cpc_dir)
     assert reader.model.config.num_layers == 2 and len(io["features"]) == 585
-    for got in (reader.get_feats(str(CPC_CASE / "input.flac")), reader.get_feats(io["wav"]), reader(io["wav"]),
+    for got in (reader.get_feats(str(CPC_CASE.path / "input.flac")), reader.get_feats(io["wav"]), reader(io["wav"]),
                 hubconf.gslm_feature_reader("cpc", **opts, weights=cpc_dir)(io["wav"])):
-        assert_features(got, io["features"], meta["tolerance"])
+        assert_features(CPC_CASE, got)
     # the whole-signal pass the tail comes from
     whole = CpcFeatureReader(reader.model, layer=2, max_chunk=len(io["wav"]))(io["wav"])
-    assert_features(whole, io["intermediate_ar_output_full_signal"], meta["tolerance"])
+    assert_features(CPC_CASE, whole, io["intermediate_ar_output_full_signal"])
     encoded = CpcFeatureReader(reader.model, use_encoder_layer=True, max_chunk=len(io["wav"]))(io["wav"])
-    assert_features(encoded, io["intermediate_encoded_full_signal"], meta["tolerance"])
+    assert_features(CPC_CASE, encoded, io["intermediate_encoded_full_signal"])
 
 
 def test_logmel_fixture():
-    io, meta = case_data(LOGMEL_CASE)
+    io = LOGMEL_CASE.io
     reader = hubconf.logmel_feature_reader(num_mel_bins=80, frame_length=25.0)
-    for got in (reader.get_feats(str(LOGMEL_CASE / "input.flac")), reader.get_feats(io["wav"]), reader(io["wav"]),
+    for got in (reader.get_feats(str(LOGMEL_CASE.path / "input.flac")), reader.get_feats(io["wav"]), reader(io["wav"]),
                 hubconf.gslm_feature_reader("logmel").get_feats(io["wav"])):
-        assert_features(got, io["features"], meta["tolerance"])
+        assert_features(LOGMEL_CASE, got)
 
 
 # ------------------------------------------------------------------------------------------ CPC rules
@@ -212,7 +198,7 @@ def block_outputs(hf: torch.nn.Module, wav: torch.Tensor) -> list[torch.Tensor]:
 
 
 @pytest.fixture(scope="module")
-def hubert_large_layout(tmp_path_factory):
+def hubert_large_layout(tmp_path_factory, convert):
     """HuBERT Large layout (LayerNorm extractor, pre-LN, normalize) with an odd positional kernel, in a hydra
     checkpoint whose cfg is an omegaconf DictConfig."""
     hf = perturbed(transformers.HubertModel(tiny_hf_config(transformers.HubertConfig, large=True, kernel=15)))
@@ -223,11 +209,11 @@ def hubert_large_layout(tmp_path_factory):
              "final_proj.bias": torch.zeros(16)}
     path = tmp_path_factory.mktemp("hubert-large") / "hubert_large.pt"
     torch.save({"args": None, "cfg": cfg, "model": state, "extra_state": {"val_loss": np.float64(1.0)}}, path)
-    return hf, convert("hubert", path, path.parent / "converted")
+    return hf, convert("hubert", path)
 
 
 @pytest.fixture(scope="module")
-def w2v2_large_layout(tmp_path_factory):
+def w2v2_large_layout(tmp_path_factory, convert):
     """wav2vec 2.0 Large layout (LayerNorm extractor with conv bias, pre-LN) in a legacy ``args`` checkpoint with
     its quantizer tensors."""
     hf = perturbed(transformers.Wav2Vec2Model(tiny_hf_config(transformers.Wav2Vec2Config, large=True, kernel=16)))
@@ -239,7 +225,7 @@ def w2v2_large_layout(tmp_path_factory):
              "final_proj.weight": torch.zeros(8, 48), "final_proj.bias": torch.zeros(8)}
     path = tmp_path_factory.mktemp("w2v2") / "wav2vec_tiny.pt"
     torch.save({"args": args, "model": state, "optimizer_history": [{"num_updates": 1}]}, path)
-    return hf, convert("wav2vec2", path, path.parent / "converted"), path
+    return hf, convert("wav2vec2", path), path
 
 
 def test_hubert_large_normalize_chunks_and_last_layer(hubert_large_layout):
@@ -332,22 +318,22 @@ def test_bad_waveforms(hubert_dir):
 
 def test_checkpoint_of_another_model(w2v2_large_layout, tmp_path):
     _, _, w2v2_pt = w2v2_large_layout
-    result = run_conversion("hubert", w2v2_pt, tmp_path / "x")
+    result = conversion_cli("hubert", w2v2_pt, "--out", tmp_path / "x")
     assert result.returncode == 2 and "'wav2vec2' model" in result.stderr and "conversion wav2vec2" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1  # one line, no traceback
-    result = run_conversion("cpc", w2v2_pt, tmp_path / "y")
+    result = conversion_cli("cpc", w2v2_pt, "--out", tmp_path / "y")
     assert result.returncode == 2 and "outside the allowlist of this format" in result.stderr
-    cpc_pt = next((CPC_CASE / "original").glob("*.pt"))
+    cpc_pt = checkpoint(CPC_CASE)
     with pytest.raises(ConversionError, match="no fairseq 'model' state dict"):
         _fairseq.read_checkpoint(cpc_pt)
 
 
 @pytest.mark.parametrize("kind", ["hubert", "cpc"])
 def test_truncated_checkpoint(kind, tmp_path):
-    src = next(((HUBERT_CASE if kind == "hubert" else CPC_CASE) / "original").glob("*.pt"))
+    src = checkpoint(HUBERT_CASE if kind == "hubert" else CPC_CASE)
     truncated = tmp_path / "truncated.pt"
     truncated.write_bytes(src.read_bytes()[: src.stat().st_size // 2])
-    result = run_conversion(kind, truncated, tmp_path / "out")
+    result = conversion_cli(kind, truncated, "--out", tmp_path / "out")
     assert result.returncode == 2 and "truncated" in result.stderr, result.stderr
     assert not (tmp_path / "out").exists()
 
@@ -370,7 +356,19 @@ def test_a_pickle_outside_the_allowlist_runs_nothing(tmp_path):
 def test_fairseq_stand_ins_keep_state_without_fairseq():
     """task_state's Dictionary is read into an inert stand-in (fairseq is not importable here)."""
     assert "fairseq" not in sys.modules
-    ckpt = _fairseq.read_checkpoint(next((HUBERT_CASE / "original").glob("*.pt")))
+    ckpt = _fairseq.read_checkpoint(checkpoint(HUBERT_CASE))
     (dictionary,) = ckpt.container["task_state"]["dictionaries"]
     assert isinstance(dictionary, _fairseq.Stub) and len(dictionary.symbols) == 24
     assert ckpt.model_name == "hubert" and ckpt.task["normalize"] is False
+
+
+def test_transformers_directories(convert, tmp_path):
+    """``python -m conversion hubert|wav2vec2 DIR`` reads a transformers save_pretrained directory; the other
+    kind's directory is refused."""
+    hf = perturbed(transformers.HubertModel(tiny_hf_config(transformers.HubertConfig, large=False, kernel=16)))
+    hf.save_pretrained(tmp_path / "hf-hubert")
+    wav = torch.from_numpy(soundfile.read(SPEECH, dtype="float32")[0])[:7_000]
+    reader = hubconf.hubert_feature_reader(layer=2, weights=convert("hubert", tmp_path / "hf-hubert"))
+    torch.testing.assert_close(reader(wav), block_outputs(hf, wav)[1], atol=HF_ATOL, rtol=HF_ATOL)
+    result = conversion_cli("wav2vec2", tmp_path / "hf-hubert", "--out", tmp_path / "out")
+    assert result.returncode == 2 and "'hubert' model, not transformers' 'wav2vec2'" in result.stderr

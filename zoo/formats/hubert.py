@@ -1,18 +1,22 @@
 """fairseq HuBERT checkpoints (``hubert_base_ls960.pt``, ``hubert_fisher.pt``, ``mhubert_base_vp_en_es_fr_it3.pt``,
-HuBERT Large...): hydra ``cfg`` or legacy ``args``, read without fairseq (:mod:`zoo.formats._fairseq`).
+HuBERT Large...): hydra ``cfg`` or legacy ``args``, read without fairseq (:mod:`zoo.formats._fairseq`); or a
+transformers ``HubertModel`` directory (``config.json`` + ``model.safetensors``, e.g. ``facebook/hubert-base-ls960``).
 
     python -m conversion hubert hubert_base_ls960.pt --out hubert-base-ls960
+    python -m conversion hubert path/to/facebook-hubert-base-ls960 --out hubert-base-ls960
 
 The task's ``normalize`` is kept (the GSLM reader layer-norms the waveform when it is set); pretraining-only
 tensors are dropped; the positional conv's weight norm is folded over dim 2 (one gain per kernel tap).
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConversionError
-from ..models.hubert import Hubert, HubertConfig
+from ..modeling import load_safetensors
+from ..models.hubert import Hubert, HubertConfig, Wav2Vec2
 from . import RenameTable, fold_weight_norms, rename
 from ._fairseq import Checkpoint, read_checkpoint
 from .wavlm import parse_conv_layers
@@ -63,6 +67,26 @@ RENAME_TABLE: RenameTable = (
     (r"encoder\.layers\.(\d+)\.final_layer_norm\.(weight|bias)", r"encoder.layers.\1.feed_forward_norm.\2"),
     (r"encoder\.layer_norm\.(weight|bias)", r"encoder.layer_norm.\1"),
 )
+#: transformers' HubertModel / Wav2Vec2Model names → speechzoo's.
+TRANSFORMERS_TABLE: RenameTable = (
+    (r"masked_spec_embed", None),
+    (r"feature_extractor\.conv_layers\.(\d+)\.conv\.(weight|bias)", r"feature_extractor.blocks.\1.conv.\2"),
+    (r"feature_extractor\.conv_layers\.(\d+)\.layer_norm\.(weight|bias)", r"feature_extractor.blocks.\1.norm.\2"),
+    (r"feature_projection\.layer_norm\.(weight|bias)", r"feature_norm.\1"),
+    (r"feature_projection\.projection\.(weight|bias)", r"feature_projection.\1"),
+    (rf"encoder\.pos_conv_embed\.conv\.{_POS_CONV_TENSORS}", r"encoder.pos_conv.conv.\1"),
+    (r"encoder\.layers\.(\d+)\.attention\.(q|k|v|out)_proj\.(weight|bias)", r"encoder.layers.\1.attention.\2_proj.\3"),
+    (r"encoder\.layers\.(\d+)\.layer_norm\.(weight|bias)", r"encoder.layers.\1.attention_norm.\2"),
+    (r"encoder\.layers\.(\d+)\.feed_forward\.intermediate_dense\.(weight|bias)",
+     r"encoder.layers.\1.feed_forward.fc1.\2"),
+    (r"encoder\.layers\.(\d+)\.feed_forward\.output_dense\.(weight|bias)", r"encoder.layers.\1.feed_forward.fc2.\2"),
+    (r"encoder\.layers\.(\d+)\.final_layer_norm\.(weight|bias)", r"encoder.layers.\1.feed_forward_norm.\2"),
+    (r"encoder\.layer_norm\.(weight|bias)", r"encoder.layer_norm.\1"),
+)
+#: transformers' model_type of each class, and its feat_extract_norm values.
+TRANSFORMERS_TYPES = {Hubert: "hubert", Wav2Vec2: "wav2vec2"}
+TRANSFORMERS_EXTRACTOR_MODES = {"layer": "layer_norm", "group": "default"}
+
 #: The renamed positional conv, whose weight norm runs over dim 2.
 _POS_CONV = "encoder.pos_conv.conv"
 
@@ -78,7 +102,9 @@ def convert_fairseq(paths: list[Path], cls: type[Hubert], model_names: tuple[str
     if options:
         raise ConversionError(f"{what} takes no options {sorted(options)}")
     if len(paths) != 1:
-        raise ConversionError(f"{what} is one .pt file; got {len(paths)} files")
+        raise ConversionError(f"{what} is one .pt file (or a transformers directory); got {len(paths)} files")
+    if Path(paths[0]).is_dir():
+        return _convert_transformers(Path(paths[0]), cls)
     ckpt = read_checkpoint(paths[0])
     if ckpt.model_name not in model_names:
         hint = " (the other kind: use `python -m conversion wav2vec2`)" if ckpt.model_name == "wav2vec2" else (
@@ -120,3 +146,40 @@ def config_from_fairseq(ckpt: Checkpoint) -> HubertConfig:
         )
     except (TypeError, ValueError) as e:
         raise ConversionError(f"{ckpt.path}: {e}") from e
+
+
+def _convert_transformers(directory: Path, cls: type[Hubert]) -> Hubert:
+    """A transformers ``HubertModel`` / ``Wav2Vec2Model`` saved with ``save_pretrained`` (safetensors)."""
+    config_path, weights_path = directory / "config.json", directory / "model.safetensors"
+    if not config_path.is_file() or not weights_path.is_file():
+        raise ConversionError(f"{directory} is not a transformers model directory with config.json and "
+                              "model.safetensors")
+    try:
+        c = json.loads(config_path.read_text())
+    except json.JSONDecodeError as e:
+        raise ConversionError(f"{config_path} is not valid JSON ({e})") from e
+    if c.get("model_type") != TRANSFORMERS_TYPES[cls]:
+        raise ConversionError(f"{config_path} describes a {c.get('model_type')!r} model, not transformers' "
+                              f"{TRANSFORMERS_TYPES[cls]!r}: is this a checkpoint of another model?")
+    unsupported = {k: c.get(k) for k, ok in {
+        "hidden_act": c.get("hidden_act") == "gelu",
+        "feat_extract_activation": c.get("feat_extract_activation") == "gelu",
+        "feat_extract_norm": c.get("feat_extract_norm") in TRANSFORMERS_EXTRACTOR_MODES,
+        "conv_pos_batch_norm": not c.get("conv_pos_batch_norm", False), "add_adapter": not c.get("add_adapter", False),
+        "feat_proj_layer_norm": c.get("feat_proj_layer_norm", True)}.items() if not ok}
+    if unsupported:
+        raise ConversionError(f"{config_path}: {unsupported} are not implemented")
+    try:
+        config = HubertConfig(
+            conv_layers=tuple(zip(c["conv_dim"], c["conv_kernel"], c["conv_stride"])),
+            extractor_mode=TRANSFORMERS_EXTRACTOR_MODES[c["feat_extract_norm"]], conv_bias=bool(c["conv_bias"]),
+            project_features=True, embed_dim=c["hidden_size"], num_layers=c["num_hidden_layers"],
+            num_heads=c["num_attention_heads"], ffn_dim=c["intermediate_size"],
+            layer_norm_first=bool(c["do_stable_layer_norm"]), pos_conv_kernel=c["num_conv_pos_embeddings"],
+            pos_conv_groups=c["num_conv_pos_embedding_groups"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise ConversionError(f"{config_path}: {type(e).__name__} {e}") from e
+    model = cls(config)
+    state = fold_weight_norms(rename(load_safetensors(weights_path), TRANSFORMERS_TABLE), dims={_POS_CONV: 2})
+    model.load_state_dict_strict(state)
+    return model.eval()

@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import InputError
-from ..hub import PretrainedModel
+from ..modeling import PretrainedModel
 from ..nn.wav2vec2 import EXTRACTOR_MODES, Chunk, Wav2Vec2Backbone, encode_chunks
 from ..registry import SourceFile, Weights
 from .feature_reader import SAMPLE_RATE, FeatureReader
