@@ -286,17 +286,17 @@ def f0_vqvae(map_location: str | torch.device = "cpu", progress: bool = True,
 
 # ---------------------------------------------------- GSLM: speech → dense features (HuBERT, wav2vec 2.0, CPC, log-mel)
 
-def hubert_feature_reader(layer: int = 6, max_chunk: int = 1_600_000, checkpoint: str = "hubert_base_ls960",
+def hubert_feature_reader(layer: int = 6, max_chunk: int = 1_600_000, checkpoint: str = "hubert-base-ls960",
                           map_location: str | torch.device = "cpu", progress: bool = True,
                           weights: str | os.PathLike | None = None) -> _HubertFeatureReader:
     """GSLM's ``HubertFeatureReader(checkpoint_path, layer, max_chunk)`` (textlesslib's default layer 6): a
     module whose ``get_feats(path, ref_len=None, channel_id=None)``, ``get_feats(wav)`` and ``reader(wav)``
     return ``(frames, 768)`` float32 features at 50 Hz from 16 kHz audio.
 
-    ``layer`` is 1-based (block L's output; -1, 0 or > N: the last block). ``checkpoint`` picks a release:
-    "hubert_base_ls960" (GSLM: layer 6; km500 sets: layer 9), "hubert_fisher" (dGSLM: layer 12) or
-    "mhubert_base_vp_en_es_fr_it3" (speech-to-speech vocoders: layer 11); ``weights=DIR`` loads one converted with
-    ``python -m conversion hubert``.
+    ``layer`` is 1-based (block L's output; -1, 0 or > N: the last block). ``checkpoint`` picks a release by
+    textlesslib's name: "hubert-base-ls960" (GSLM: layer 6; km500 sets: layer 9), "hubert-fisher" (dGSLM: layer
+    12) or "mhubert-base-vp_en_es_fr" (speech-to-speech vocoders: layer 11); ``weights=DIR`` loads one converted
+    with ``python -m conversion hubert``.
 
     >>> reader = hubert_feature_reader(layer=6)                    # doctest: +SKIP
     >>> features = reader.get_feats("speech.flac")                 # doctest: +SKIP
@@ -306,7 +306,7 @@ def hubert_feature_reader(layer: int = 6, max_chunk: int = 1_600_000, checkpoint
     return _HubertFeatureReader(model, layer, max_chunk)
 
 
-def w2v2_feature_reader(layer: int, checkpoint: str = "wav2vec_vox_new", map_location: str | torch.device = "cpu",
+def w2v2_feature_reader(layer: int, checkpoint: str = "w2v2-large-vox-new", map_location: str | torch.device = "cpu",
                         progress: bool = True, weights: str | os.PathLike | None = None) -> _Wav2VecFeatureReader:
     """GSLM's ``Wav2VecFeatureReader(checkpoint_path, layer)`` over wav2vec 2.0 Large "vox_new" (or
     ``weights=DIR`` from ``python -m conversion wav2vec2``): ``layer`` is 0-based (0 = block 1's output, -1 the
@@ -320,7 +320,7 @@ def w2v2_feature_reader(layer: int, checkpoint: str = "wav2vec_vox_new", map_loc
 
 
 def cpc_feature_reader(layer: int | None = 2, use_encoder_layer: bool = False, norm_features: bool = False,
-                       max_chunk: int = 64_000, checkpoint: str = "cpc_big_ll6kh_top_ctc",
+                       max_chunk: int = 64_000, checkpoint: str = "cpc-big-ll6k",
                        map_location: str | torch.device = "cpu", progress: bool = True,
                        weights: str | os.PathLike | None = None) -> _CpcFeatureReader:
     """GSLM's ``CpcFeatureReader(checkpoint_path, layer, use_encoder_layer, norm_features, max_chunk)`` over

@@ -318,8 +318,8 @@ units = torch.unique_consecutive(units)
     ),
     "hubert_feature_reader": _reader_template(
         "HuBERT `{checkpoint}` for GSLM's HuBERT feature reader", ("hubert",), HUBERT_CITATION,
-        "LAYER is 1-based, as the original: GSLM reads hubert_base_ls960 at 6 (its km500 set at 9), dGSLM "
-        "hubert_fisher at 12, the speech-to-speech vocoders mhubert_base_vp_en_es_fr_it3 at 11"),
+        "LAYER is 1-based, as the original: GSLM reads hubert-base-ls960 at 6 (its km500 set at 9), dGSLM "
+        "hubert-fisher at 12, the speech-to-speech vocoders mhubert-base-vp_en_es_fr at 11"),
     "w2v2_feature_reader": _reader_template(
         "wav2vec 2.0 `{checkpoint}` for GSLM's w2v2 feature reader", ("wav2vec2",), WAV2VEC2_CITATION,
         "LAYER is 0-based, as the original (0 = the first block's output, -1 the last)"),

@@ -205,9 +205,9 @@ class CpcFeatureReader(FeatureReader):
 # ------------------------------------------------------------------------------------------ released weights
 WEIGHTS = (
     Weights(
-        name="cpc-big-ll6kh",
+        name="cpc-big-ll6k",
         entry_point="cpc_feature_reader",
-        kwargs={"checkpoint": "cpc_big_ll6kh_top_ctc"},
+        kwargs={"checkpoint": "cpc-big-ll6k"},
         converter="cpc",
         source_files=(SourceFile("https://dl.fbaipublicfiles.com/textless_nlp/gslm/cpc/cpc_big_ll6kh_top_ctc.pt",
                                  "73155dad5d7c986fe7b7f548050060a8e9cc9a0ffd111a22932f38c3e617c5b8"),),

@@ -181,34 +181,33 @@ class Wav2VecFeatureReader(FeatureReader):
 _FAIR = "https://dl.fbaipublicfiles.com/"
 
 
-def _release(name: str, entry_point: str, checkpoint: str, url: str, sha256: str | None, *, converter: str,
-             license: str, paper: str, description: str) -> Weights:
-    return Weights(name=name, entry_point=entry_point, kwargs={"checkpoint": checkpoint}, converter=converter,
+def _release(name: str, entry_point: str, url: str, sha256: str | None, *, converter: str, license: str,
+             paper: str, description: str) -> Weights:
+    return Weights(name=name, entry_point=entry_point, kwargs={"checkpoint": name}, converter=converter,
                    source_files=(SourceFile(url, sha256),), license=license, paper=paper, description=description,
                    sample_rate=SAMPLE_RATE, frame_rate=SAMPLE_RATE / 320)
 
 
-#: The released checkpoints, selected by the name of their original file. The layer GSLM and its successors
-#: read is a reader setting, not part of the weights: it is in each description (and in the speech encoder's
-#: dense-model table).
+#: The released checkpoints, selected by textlesslib's dense-model name. The layer GSLM and its successors read is
+#: a reader setting, not part of the weights: it is in each description (and in the speech encoder's table).
 WEIGHTS = (
-    _release("hubert-base-ls960", "hubert_feature_reader", "hubert_base_ls960",
+    _release("hubert-base-ls960", "hubert_feature_reader",
              f"{_FAIR}hubert/hubert_base_ls960.pt",
              "1703cf8d2cdc76f8c046f5f6a9bcd224e0e6caf4744cad1a1f4199c32cac8c8d",
              converter="hubert", license="MIT", paper="https://arxiv.org/abs/2106.07447",
              description="HuBERT Base (LibriSpeech 960 h), 12 blocks, 768-dim features; GSLM's HuBERT k-means "
                          "50/100/200 cluster layer 6, the km500 set (Expresso vocoders) layer 9"),
-    _release("hubert-base-fisher", "hubert_feature_reader", "hubert_fisher",
+    _release("hubert-fisher", "hubert_feature_reader",
              f"{_FAIR}textless_nlp/dgslm/checkpoints/hubert/hubert_fisher.pt", None,
              converter="hubert", license="CC-BY-NC-4.0", paper="https://arxiv.org/abs/2203.16502",
              description="dGSLM's HuBERT Base trained on Fisher (8 kHz telephone speech upsampled to 16 kHz); "
                          "the dGSLM k-means 500 units cluster layer 12"),
-    _release("mhubert-base-vp-en-es-fr-it3", "hubert_feature_reader", "mhubert_base_vp_en_es_fr_it3",
+    _release("mhubert-base-vp_en_es_fr", "hubert_feature_reader",
              f"{_FAIR}hubert/mhubert_base_vp_en_es_fr_it3.pt", None,
              converter="hubert", license="CC-BY-NC-4.0", paper="https://arxiv.org/abs/2112.08352",
              description="multilingual HuBERT Base (VoxPopuli En/Es/Fr, 3rd iteration); the k-means 1000 units of "
                          "the speech-to-speech unit HiFi-GAN vocoders cluster layer 11"),
-    _release("wav2vec2-large-lv60-vox-new", "w2v2_feature_reader", "wav2vec_vox_new",
+    _release("w2v2-large-vox-new", "w2v2_feature_reader",
              f"{_FAIR}fairseq/wav2vec/wav2vec_vox_new.pt", None,
              converter="wav2vec2", license="MIT", paper="https://arxiv.org/abs/2006.11477",
              description="wav2vec 2.0 Large (LibriVox 60k h, 'vox_new'), 24 blocks, 1024-dim features: GSLM's "
