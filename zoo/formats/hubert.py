@@ -1,5 +1,5 @@
 """fairseq HuBERT checkpoints (``hubert_base_ls960.pt``, ``hubert_fisher.pt``, ``mhubert_base_vp_en_es_fr_it3.pt``,
-HuBERT Large...): hydra ``cfg`` or legacy ``args``, read without fairseq (:mod:`zoo.formats._fairseq`); or a
+HuBERT Large...): hydra ``cfg`` or legacy ``args``, read without fairseq (:mod:`zoo.formats.fairseq`); or a
 transformers ``HubertModel`` directory (``config.json`` + ``model.safetensors``, e.g. ``facebook/hubert-base-ls960``).
 
     python -m conversion hubert hubert_base_ls960.pt --out hubert-base-ls960
@@ -14,11 +14,13 @@ import json
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from ..errors import ConversionError
 from ..modeling import load_safetensors
 from ..models.hubert import Hubert, HubertConfig, Wav2Vec2
 from . import RenameTable, fold_weight_norms, rename
-from ._fairseq import Checkpoint, read_checkpoint
+from .fairseq import checkpoint_config, load_checkpoint
 from .wavlm import parse_conv_layers
 
 #: fairseq model names (cfg.model._name / args.arch) that this format reads.
@@ -105,29 +107,34 @@ def convert_fairseq(paths: list[Path], cls: type[Hubert], model_names: tuple[str
         raise ConversionError(f"{what} is one .pt file (or a transformers directory); got {len(paths)} files")
     if Path(paths[0]).is_dir():
         return _convert_transformers(Path(paths[0]), cls)
-    ckpt = read_checkpoint(paths[0])
-    if ckpt.model_name not in model_names:
-        hint = " (the other kind: use `python -m conversion wav2vec2`)" if ckpt.model_name == "wav2vec2" else (
-            " (the other kind: use `python -m conversion hubert`)" if ckpt.model_name == "hubert" else "")
-        raise ConversionError(f"{paths[0]} holds a fairseq {ckpt.model_name!r} model (task {ckpt.task_name!r}), "
-                              f"not {what}: is this a checkpoint of another model?{hint}")
-    model = cls(config_from_fairseq(ckpt))
-    state = fold_weight_norms(rename(ckpt.state, RENAME_TABLE), dims={_POS_CONV: 2})
+    path = Path(paths[0])
+    container = load_checkpoint(path)
+    model_cfg, task_cfg = checkpoint_config(container, path)
+    name = model_cfg.get("_name")
+    if name not in model_names:
+        hint = " (the other kind: use `python -m conversion wav2vec2`)" if name == "wav2vec2" else (
+            " (the other kind: use `python -m conversion hubert`)" if name == "hubert" else "")
+        raise ConversionError(f"{path} holds a fairseq {name!r} model (task {task_cfg.get('_name')!r}), not {what}: "
+                              f"is this a checkpoint of another model?{hint}")
+    state = container["model"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ConversionError(f"{path}: 'model' is not a state dict of tensors")
+    model = cls(config_from_fairseq(model_cfg, task_cfg, path))
+    state = fold_weight_norms(rename(state, RENAME_TABLE), dims={_POS_CONV: 2})
     model.load_state_dict_strict(state)
     return model.eval()
 
 
-def config_from_fairseq(ckpt: Checkpoint) -> HubertConfig:
+def config_from_fairseq(model: dict[str, Any], task: dict[str, Any], path: Path | str = "cfg") -> HubertConfig:
     """The :class:`HubertConfig` of a fairseq HuBERT / wav2vec 2.0 model and task configuration."""
-    c = {k: ckpt.model.get(k, default) if ckpt.model.get(k) is not None else default
-         for k, default in DEFAULTS.items()}
+    c = {k: default if model.get(k) is None else model[k] for k, default in DEFAULTS.items()}
     bad = {k: c[k] for k, allowed in SUPPORTED.items() if c[k] not in allowed}
     if bad:
-        raise ConversionError(f"{ckpt.path}: {bad} are not implemented (released models use "
+        raise ConversionError(f"{path}: {bad} are not implemented (released models use "
                               f"{ {k: v[0] for k, v in SUPPORTED.items()} })")
-    rate = ckpt.task.get("sample_rate", 16000)
+    rate = task.get("sample_rate", 16000)
     if rate != 16000:
-        raise ConversionError(f"{ckpt.path}: the task reads {rate} Hz audio; only 16 kHz models are supported")
+        raise ConversionError(f"{path}: the task reads {rate} Hz audio; only 16 kHz models are supported")
     conv_layers = parse_conv_layers(c["conv_feature_layers"])
     try:
         return HubertConfig(
@@ -142,10 +149,10 @@ def config_from_fairseq(ckpt: Checkpoint) -> HubertConfig:
             layer_norm_first=bool(c["layer_norm_first"]),
             pos_conv_kernel=c["conv_pos"],
             pos_conv_groups=c["conv_pos_groups"],
-            normalize=bool(ckpt.task.get("normalize", False)),
+            normalize=bool(task.get("normalize", False)),
         )
     except (TypeError, ValueError) as e:
-        raise ConversionError(f"{ckpt.path}: {e}") from e
+        raise ConversionError(f"{path}: {e}") from e
 
 
 def _convert_transformers(directory: Path, cls: type[Hubert]) -> Hubert:
