@@ -149,6 +149,7 @@ class CpcFeatureReader(FeatureReader):
                  norm_features: bool = False, max_chunk: int = MAX_CHUNK) -> None:
         super().__init__()
         self.min_samples = next(n for n in range(1, 10 * HOP_LENGTH) if num_frames(n) > 0)
+        self.hop_length = HOP_LENGTH
         if isinstance(max_chunk, bool) or not isinstance(max_chunk, int) or max_chunk < self.min_samples:
             raise InputError(f"max_chunk must be a whole number of samples of at least {self.min_samples} (one "
                              f"frame), got {max_chunk!r}")

@@ -82,6 +82,8 @@ class FeatureReader(nn.Module):
 
     #: Samples the shortest input needs for one frame.
     min_samples: int = 1
+    #: Samples between two frames (16 kHz input).
+    hop_length: int
 
     @property
     def device(self) -> torch.device:

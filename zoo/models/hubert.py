@@ -115,7 +115,7 @@ class HubertFeatureReader(FeatureReader):
             raise InputError(f"max_chunk must be a whole number of samples of at least {model.receptive_field} "
                              f"(one frame), got {max_chunk!r}")
         self.model, self.layer, self.max_chunk = model.eval(), layer, max_chunk
-        self.min_samples = model.receptive_field
+        self.min_samples, self.hop_length = model.receptive_field, model.hop_length
 
     @property
     def dim(self) -> int:
@@ -157,7 +157,7 @@ class Wav2VecFeatureReader(FeatureReader):
             raise InputError(f"layer={layer!r} does not index the {n} blocks' outputs: give 0 ... {n - 1} "
                              f"(0-based, as the original) or -{n} ... -1")
         self.model, self.layer = model.eval(), layer
-        self.min_samples = model.receptive_field
+        self.min_samples, self.hop_length = model.receptive_field, model.hop_length
 
     @property
     def dim(self) -> int:

@@ -101,6 +101,7 @@ class LogMelFeatureReader(FeatureReader):
               frame_length=frame_length)  # refuse settings that cannot work now, not at the first file
         self.num_mel_bins, self.frame_length = num_mel_bins, frame_length
         self.min_samples = int(SAMPLE_RATE * frame_length * 0.001)
+        self.hop_length = int(SAMPLE_RATE * FRAME_SHIFT_MS * 0.001)
         self.register_buffer("_device", torch.empty(0), persistent=False)  # follows .to(device)
 
     @property
@@ -121,8 +122,7 @@ class LogMelFeatureReader(FeatureReader):
     def encode(self, wavs: torch.Tensor, lengths: list[int], *, progress: bool = False
                ) -> tuple[torch.Tensor, list[int]]:
         features = fbank(wavs, num_mel_bins=self.num_mel_bins, frame_length=self.frame_length)
-        shift = int(SAMPLE_RATE * FRAME_SHIFT_MS * 0.001)
-        frames = [1 + (n - self.min_samples) // shift for n in lengths]
+        frames = [1 + (n - self.min_samples) // self.hop_length for n in lengths]
         ends = torch.tensor(frames, device=features.device)[:, None]
         past = torch.arange(features.shape[1], device=features.device) >= ends
         return features.masked_fill(past[..., None], 0.0), frames
