@@ -14,7 +14,8 @@ import soundfile
 import torch
 import torch.nn.functional as F
 import transformers
-from harness import conversion_cli, load_case
+from harness import ROOT, conversion_cli, load_case
+from hub_server import FakeHub
 from omegaconf import OmegaConf
 
 import hubconf
@@ -23,6 +24,7 @@ from zoo.formats import fairseq as fairseq_format
 from zoo.models.cpc import CPC, CPCConfig, CpcFeatureReader
 from zoo.models.hubert import HubertFeatureReader
 from zoo.models.logmel import LogMelFeatureReader
+from zoo.registry import find
 
 HUBERT_CASE, CPC_CASE, LOGMEL_CASE = (load_case(f"gslm/{name}") for name in (
     "hubert_tiny_layer2", "cpc_tiny_layer2_fullfile", "logmel_80bins_1s"))
@@ -372,3 +374,20 @@ def test_transformers_directories(convert, tmp_path):
     torch.testing.assert_close(reader(wav), block_outputs(hf, wav)[1], atol=HF_ATOL, rtol=HF_ATOL)
     result = conversion_cli("wav2vec2", tmp_path / "hf-hubert", "--out", tmp_path / "out")
     assert result.returncode == 2 and "'hubert' model, not transformers' 'wav2vec2'" in result.stderr
+
+
+def test_torch_hub_load_from_the_loopback_hub(hubert_dir, cpc_dir, monkeypatch, tmp_path):
+    """The registry's repos, served by a loopback Hub, through ``torch.hub.load`` of this checkout."""
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    wav = HUBERT_CASE.io["wav"]
+    with FakeHub() as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        hub.add_repo(find("hubert_feature_reader", checkpoint="hubert-base-ls960").repo_id, hubert_dir)
+        hub.add_repo(find("cpc_feature_reader", checkpoint="cpc-big-ll6k").repo_id, cpc_dir)
+        reader = torch.hub.load(str(ROOT), "hubert_feature_reader", layer=2, source="local", progress=False)
+        assert_features(HUBERT_CASE, reader.get_feats(wav))
+        cpc = torch.hub.load(str(ROOT), "gslm_feature_reader", "cpc", layer=2, source="local", progress=False)
+        assert_features(CPC_CASE, cpc(CPC_CASE.io["wav"]))
+        assert sum("/resolve/" in r for r in hub.requests) >= 4
