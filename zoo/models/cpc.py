@@ -30,8 +30,9 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from tqdm.auto import tqdm
 
-from ..errors import InputError
+from ..errors import ConfigError, InputError
 from ..modeling import PretrainedModel
+from ..nn.ragged import conv_output_length, zero_beyond
 from ..registry import SourceFile, Weights
 from .feature_reader import SAMPLE_RATE, FeatureReader
 
@@ -56,7 +57,7 @@ class CPCConfig:
 
     def __post_init__(self) -> None:
         if min(self.encoder_dim, self.ar_dim, self.num_layers) < 1:
-            raise ValueError(f"every CPC size must be positive, got {self}")
+            raise ConfigError(f"every CPC size must be positive, got {self}")
 
 
 class ChannelNorm(nn.Module):
@@ -75,10 +76,10 @@ class ChannelNorm(nn.Module):
 
 
 def conv_lengths(samples: torch.Tensor) -> list[torch.Tensor]:
-    """Frames after each conv of ``samples`` samples: ``floor((L + 2p − k) / s) + 1``, layer by layer."""
+    """Frames after each conv of ``samples`` samples, layer by layer."""
     out, length = [], samples
     for kernel, stride, padding in CONV_LAYERS:
-        length = torch.div(length + 2 * padding - kernel, stride, rounding_mode="floor") + 1
+        length = conv_output_length(length, kernel, stride, padding)
         out.append(length)
     return out
 
@@ -125,7 +126,7 @@ class CPC(PretrainedModel):
         x = waveforms[:, None, :]
         for conv, norm, length in zip(self.convs, self.norms, conv_lengths(lengths)):
             x = F.relu(norm(conv(x)))
-            x = x.masked_fill(torch.arange(x.shape[-1], device=x.device) >= length[:, None, None], 0.0)
+            x = zero_beyond(x, length)
         return x.transpose(1, 2), length
 
     def forward(self, waveforms: torch.Tensor, lengths: torch.Tensor | None = None, *, encoded_only: bool = False

@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from ..errors import AudioError, InputError
+from ..nn.ragged import zero_beyond
 
 #: The rate every GSLM dense model reads.
 SAMPLE_RATE = 16_000
@@ -139,8 +140,7 @@ class FeatureReader(nn.Module):
                              "for one frame; pass longer audio")
         batch = batch.to(self.device, torch.float32)
         if lengths is not None:  # what lies past an item's end must not reach it
-            batch = batch.masked_fill(torch.arange(batch.shape[1], device=batch.device)
-                                      >= torch.tensor(sizes, device=batch.device)[:, None], 0.0)
+            batch = zero_beyond(batch, sizes)
         features, frames = self.encode(batch, sizes, progress=progress)
         if wav.ndim == 1:
             return features[0, : frames[0]]

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ..errors import InputError
+from ..errors import ConfigError, InputError
 from ..modeling import PretrainedModel
 from ..nn.wav2vec2 import EXTRACTOR_MODES, Chunk, Wav2Vec2Backbone, encode_chunks
 from ..registry import SourceFile, Weights
@@ -66,9 +66,9 @@ class HubertConfig:
 
     def __post_init__(self) -> None:
         if self.extractor_mode not in EXTRACTOR_MODES:
-            raise ValueError(f"extractor_mode must be one of {EXTRACTOR_MODES}, got {self.extractor_mode!r}")
+            raise ConfigError(f"extractor_mode must be one of {EXTRACTOR_MODES}, got {self.extractor_mode!r}")
         if self.embed_dim % self.num_heads:
-            raise ValueError(f"embed_dim {self.embed_dim} is not divisible by num_heads {self.num_heads}")
+            raise ConfigError(f"embed_dim {self.embed_dim} is not divisible by num_heads {self.num_heads}")
 
 
 class Hubert(Wav2Vec2Backbone, PretrainedModel):

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import InputError
+from ..nn.ragged import conv_output_length, zero_beyond
 from .feature_reader import SAMPLE_RATE, FeatureReader, read_audio
 
 NUM_MEL_BINS = 80
@@ -122,7 +123,5 @@ class LogMelFeatureReader(FeatureReader):
     def encode(self, wavs: torch.Tensor, lengths: list[int], *, progress: bool = False
                ) -> tuple[torch.Tensor, list[int]]:
         features = fbank(wavs, num_mel_bins=self.num_mel_bins, frame_length=self.frame_length)
-        frames = [1 + (n - self.min_samples) // self.hop_length for n in lengths]
-        ends = torch.tensor(frames, device=features.device)[:, None]
-        past = torch.arange(features.shape[1], device=features.device) >= ends
-        return features.masked_fill(past[..., None], 0.0), frames
+        frames = [conv_output_length(n, self.min_samples, self.hop_length) for n in lengths]
+        return zero_beyond(features.transpose(1, 2), frames).transpose(1, 2), frames
