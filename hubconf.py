@@ -12,18 +12,27 @@ unpickled.
 """
 import os
 from collections.abc import Callable as _Callable
+from typing import Any as _Any
 
 import torch
 
 # Imported under private names: torch.hub.list() shows every public callable of this module as an entry point.
 from zoo.download import load as _load
 from zoo.errors import InputError as _InputError
+from zoo.models.cpc import CPC as _CPC
+from zoo.models.cpc import CpcFeatureReader as _CpcFeatureReader
 from zoo.models.dpdp import DPDPQuantizer as _DPDPQuantizer
 from zoo.models.ellav import ELLAV as _ELLAV
 from zoo.models.f0_vqvae import F0VQVAE as _F0VQVAE
+from zoo.models.feature_reader import FeatureReader as _FeatureReader
 from zoo.models.gslm_ulm import GSLMUnitLM as _GSLMUnitLM
 from zoo.models.hifigan import CodeHiFiGAN as _CodeHiFiGAN
 from zoo.models.codebook import Codebook as _Codebook
+from zoo.models.hubert import Hubert as _Hubert
+from zoo.models.hubert import HubertFeatureReader as _HubertFeatureReader
+from zoo.models.hubert import Wav2Vec2 as _Wav2Vec2
+from zoo.models.hubert import Wav2VecFeatureReader as _Wav2VecFeatureReader
+from zoo.models.logmel import LogMelFeatureReader as _LogMelFeatureReader
 from zoo.models.speechtokenizer import SpeechTokenizer as _SpeechTokenizer
 from zoo.models.tacotron2 import DEFAULT_MAX_DECODER_STEPS as _DEFAULT_MAX_DECODER_STEPS
 from zoo.models.tacotron2 import Tacotron2 as _Tacotron2
@@ -352,3 +361,76 @@ def waveglow_denoiser(waveglow: _WaveGlow, filter_length: int = 1024, n_overlap:
     """
     denoiser = _WaveGlowDenoiser(waveglow, filter_length, n_overlap, win_length, mode)
     return denoiser if map_location is None else denoiser.to(map_location)
+
+
+# ---------------------------------------------------- GSLM: speech → dense features (HuBERT, wav2vec 2.0, CPC, log-mel)
+
+def hubert_feature_reader(layer: int = 6, max_chunk: int = 1_600_000, checkpoint: str = "hubert-base-ls960",
+                          map_location: str | torch.device = "cpu", progress: bool = True,
+                          weights: str | os.PathLike | None = None) -> _HubertFeatureReader:
+    """GSLM's ``HubertFeatureReader(checkpoint_path, layer, max_chunk)`` (textlesslib's default layer 6): a
+    module whose ``get_feats(path, ref_len=None, channel_id=None)``, ``get_feats(wav)`` and ``reader(wav)``
+    return ``(frames, 768)`` float32 features at 50 Hz from 16 kHz audio.
+
+    ``layer`` is 1-based (block L's output; -1, 0 or > N: the last block). ``checkpoint`` picks a release by
+    textlesslib's name: "hubert-base-ls960" (GSLM: layer 6; km500 sets: layer 9), "hubert-fisher" (dGSLM: layer
+    12) or "mhubert-base-vp_en_es_fr" (speech-to-speech vocoders: layer 11); ``weights=DIR`` loads one converted
+    with ``python -m conversion hubert``.
+
+    >>> reader = hubert_feature_reader(layer=6)                    # doctest: +SKIP
+    >>> features = reader.get_feats("speech.flac")                 # doctest: +SKIP
+    """
+    model = _load(_Hubert, "hubert_feature_reader", weights, map_location=map_location, progress=progress,
+                  checkpoint=checkpoint)
+    return _HubertFeatureReader(model, layer, max_chunk)
+
+
+def w2v2_feature_reader(layer: int, checkpoint: str = "w2v2-large-vox-new", map_location: str | torch.device = "cpu",
+                        progress: bool = True, weights: str | os.PathLike | None = None) -> _Wav2VecFeatureReader:
+    """GSLM's ``Wav2VecFeatureReader(checkpoint_path, layer)`` over wav2vec 2.0 Large "vox_new" (or
+    ``weights=DIR`` from ``python -m conversion wav2vec2``): ``layer`` is 0-based (0 = block 1's output, -1 the
+    last block's); ``get_feats(path, channel_id=None)`` / ``reader(wav)`` give ``(frames, 1024)`` at 50 Hz.
+
+    >>> features = w2v2_feature_reader(layer=14).get_feats("speech.flac")   # doctest: +SKIP
+    """
+    model = _load(_Wav2Vec2, "w2v2_feature_reader", weights, map_location=map_location, progress=progress,
+                  checkpoint=checkpoint)
+    return _Wav2VecFeatureReader(model, layer)
+
+
+def cpc_feature_reader(layer: int | None = 2, use_encoder_layer: bool = False, norm_features: bool = False,
+                       max_chunk: int = 64_000, checkpoint: str = "cpc-big-ll6k",
+                       map_location: str | torch.device = "cpu", progress: bool = True,
+                       weights: str | os.PathLike | None = None) -> _CpcFeatureReader:
+    """GSLM's ``CpcFeatureReader(checkpoint_path, layer, use_encoder_layer, norm_features, max_chunk)`` over
+    "CPC big" (or ``weights=DIR`` from ``python -m conversion cpc``): ``layer`` LSTM layers are kept (GSLM: 2;
+    None: all); 100 Hz features, with the original's chunking and its whole-signal tail.
+
+    >>> features = cpc_feature_reader(layer=2).get_feats("speech.flac")     # doctest: +SKIP
+    """
+    model = _load(_CPC, "cpc_feature_reader", weights, map_location=map_location, progress=progress,
+                  checkpoint=checkpoint)
+    return _CpcFeatureReader(model, layer, use_encoder_layer, norm_features, max_chunk)
+
+
+def logmel_feature_reader(num_mel_bins: int = 80, frame_length: float = 25.0,
+                          map_location: str | torch.device = "cpu") -> _LogMelFeatureReader:
+    """GSLM's ``LogMelFeatureReader(num_mel_bins=80, frame_length=25.0)``: Kaldi log-mel filterbanks (no
+    weights), ``(frames, num_mel_bins)`` at 100 Hz.
+
+    >>> features = logmel_feature_reader().get_feats("speech.flac")         # doctest: +SKIP
+    """
+    return _LogMelFeatureReader(num_mel_bins, frame_length).to(map_location)
+
+
+def gslm_feature_reader(feature_type: str, **kwargs: _Any) -> _FeatureReader:
+    """GSLM's ``get_feature_reader(feature_type)(...)``: ``feature_type`` "hubert", "w2v2", "cpc" or "logmel",
+    and the keywords of that reader's entry point.
+
+    >>> reader = gslm_feature_reader("hubert", layer=6)                      # doctest: +SKIP
+    """
+    readers = {"hubert": hubert_feature_reader, "w2v2": w2v2_feature_reader, "cpc": cpc_feature_reader,
+               "logmel": logmel_feature_reader}
+    if feature_type not in readers:
+        raise _InputError(f"feature_type {feature_type!r} is not supported; choose one of {sorted(readers)}")
+    return readers[feature_type](**kwargs)

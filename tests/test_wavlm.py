@@ -16,14 +16,14 @@ import hubconf
 from zoo import audio
 from zoo.errors import AudioError, ConversionError, InputError, WeightsError
 from zoo.formats import wavlm as wavlm_format
-from zoo.models import wavlm as wavlm_module
 from zoo.models.wavlm import (
     EDGE_PADDING,
     HOP_LENGTH,
-    RelativePositionBias,
     WavLM,
     extract_features,
 )
+from zoo.nn import wav2vec2 as backbone_module
+from zoo.nn.wav2vec2 import RelativePositionBias
 from zoo.registry import find
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -287,7 +287,7 @@ def test_conv_stack_in_segments_gives_the_same_frames(models, monkeypatch):
     wav = torch.randn(2, 16_000)
     with torch.inference_mode():
         whole = [model.conv_features(wav)[0] for model in models]
-        monkeypatch.setattr(wavlm_module, "CONV_SEGMENT_FRAMES", 7)
+        monkeypatch.setattr(backbone_module, "CONV_SEGMENT_FRAMES", 7)
         segmented = [model.conv_features(wav)[0] for model in models]
     for model, a, b in zip(models, whole, segmented):
         assert a.shape == b.shape == (2, 49, model.config.embed_dim)
@@ -300,7 +300,7 @@ def test_attention_in_query_blocks_gives_the_same_features(models, monkeypatch):
     wav, lengths = torch.randn(2, 16_000), torch.tensor([16_000, 9_000])
     with torch.inference_mode():
         whole = [model(wav, lengths)[0] for model in models]
-        monkeypatch.setattr(wavlm_module, "ATTENTION_BLOCK_VALUES", 2 * 4 * 49 * 10)
+        monkeypatch.setattr(backbone_module, "ATTENTION_BLOCK_VALUES", 2 * 4 * 49 * 10)
         blocked = [model(wav, lengths)[0] for model in models]
     for a, b in zip(whole, blocked):
         torch.testing.assert_close(a, b, atol=BATCH_ATOL, rtol=BATCH_ATOL)

@@ -20,7 +20,8 @@ import torch
 
 from ..errors import ConfigError, ConversionError
 from ..modeling import load_safetensors
-from ..models.wavlm import NORM_EPS, WavLM, WavLMConfig
+from ..models.wavlm import WavLM, WavLMConfig
+from ..nn.wav2vec2 import NORM_EPS
 from . import RenameTable, expect_keys, fold_weight_norms, load_original, read_json, rename
 
 # ------------------------------------------------------------------------------------------ original container
