@@ -58,8 +58,9 @@ from torch import nn
 from ..errors import ConfigError, InputError
 from ..modeling import PretrainedModel
 from ..nn.conv import Conv1d
-from ..nn.ragged import zero_beyond
+from ..nn.ragged import valid_mask, zero_beyond
 from ..registry import SourceFile, Weights
+from .gslm_ulm import DENSE_MODELS
 
 PAD_TOKEN = "_"
 SOS_TOKEN = "<s>"
@@ -162,7 +163,7 @@ class ConvNorm(nn.Module):
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
         # the original runs each utterance alone, zero-padded by the conv: padding must be zero at every conv
-        return self.norm(self.conv(x if lengths is None else zero_beyond(x, lengths.tolist())))
+        return self.norm(self.conv(zero_beyond(x, lengths)))
 
 
 class Encoder(nn.Module):
@@ -240,7 +241,7 @@ class Decoder(nn.Module):
         processed_memory = self.attention.memory(memory)
         pad_mask = None
         if lengths is not None:
-            pad_mask = torch.arange(n_inputs, device=memory.device) >= lengths.to(memory.device)[:, None]
+            pad_mask = ~valid_mask(lengths, n_inputs, memory.device)
         steps = torch.zeros(batch, dtype=torch.long)
         stopped = torch.zeros(batch, dtype=torch.bool)
         has_eos = torch.zeros(batch, dtype=torch.bool)
@@ -411,12 +412,11 @@ class Tacotron2(PretrainedModel):
         mel_lengths = None
         if not bool((steps == steps.max()).all()):  # rows that stopped early: zero their frames past the stop
             mel_lengths = steps * c.n_frames_per_step
-            mel = zero_beyond(mel, mel_lengths.tolist())
+            mel = zero_beyond(mel, mel_lengths)
             last = (steps - 1).to(device)[:, None, None]
             gates = torch.where(torch.arange(gates.shape[1], device=device)[None, :, None] > last,
                                 gates.gather(1, last), gates)
-        mel_postnet = zero_beyond(mel + self.postnet(mel, mel_lengths), None if mel_lengths is None
-                                  else mel_lengths.tolist())
+        mel_postnet = zero_beyond(mel + self.postnet(mel, mel_lengths), mel_lengths)
         return _Decoded(mel, mel_postnet, gates, alignments, steps, has_eos)
 
     # -------------------------------------------------------------- checks
@@ -452,9 +452,6 @@ class Tacotron2(PretrainedModel):
 
 # ------------------------------------------------------------------------------------------ releases
 _RELEASE = "https://dl.fbaipublicfiles.com/textless_nlp/gslm/"
-#: GSLM's dense models (``--feature_type``) and what they are.
-DENSE_MODELS = {"logmel": "log-mel filterbank", "cpc": "modified CPC (cpc_big_ll6kh_top_ctc)",
-                "hubert": "HuBERT Base (LibriSpeech 960 h), layer 6", "w2v2": "wav2vec 2.0 Large (LibriVox), layer 14"}
 #: (dense, k) -> (model md5 from the fairseq README, model sha256, code_dict sha256) from textlesslib (None: none).
 _CHECKSUMS = {
     ("logmel", 50): ("932b3b8527c0125f5f964b57762eba49", None, None),
@@ -489,7 +486,8 @@ WEIGHTS = tuple(
             source_files=(SourceFile(f"{_RELEASE}{dense}/tts_km{k}/tts_checkpoint_best.pt", model_sha, md5=model_md5),
                           SourceFile(f"{_RELEASE}{dense}/tts_km{k}/code_dict", dict_sha)),
             license="MIT", paper="https://arxiv.org/abs/2102.01192",
-            description=f"GSLM unit-to-speech Tacotron2 (LJSpeech voice) for {DENSE_MODELS[dense]} k-means-{k} units",
+            description=f"GSLM unit-to-speech Tacotron2 (LJSpeech voice) for K = {k} k-means units of "
+                        f"{DENSE_MODELS[dense][1]}",
             sample_rate=22050, frame_rate=22050 / 256)
     for (dense, k), (model_md5, model_sha, dict_sha) in _CHECKSUMS.items())
 

@@ -199,7 +199,7 @@ class WaveGlow(PretrainedModel):
                 audio = torch.cat((sigma * early, audio), 1)
         audio = audio.transpose(1, 2).reshape(batch, -1)
         if lengths is not None:
-            audio = zero_beyond(audio[:, None], [n * HOP_LENGTH for n in lengths])[:, 0]
+            audio = zero_beyond(audio, [n * HOP_LENGTH for n in lengths])
         return audio
 
 
