@@ -19,6 +19,7 @@ import torch
 # Imported under private names: torch.hub.list() shows every public callable of this module as an entry point.
 from zoo.download import load as _load
 from zoo.errors import InputError as _InputError
+from zoo.models.codebook import Codebook as _Codebook
 from zoo.models.cpc import CPC as _CPC
 from zoo.models.cpc import CpcFeatureReader as _CpcFeatureReader
 from zoo.models.dpdp import DPDPQuantizer as _DPDPQuantizer
@@ -27,7 +28,6 @@ from zoo.models.f0_vqvae import F0VQVAE as _F0VQVAE
 from zoo.models.feature_reader import FeatureReader as _FeatureReader
 from zoo.models.gslm_ulm import GSLMUnitLM as _GSLMUnitLM
 from zoo.models.hifigan import CodeHiFiGAN as _CodeHiFiGAN
-from zoo.models.codebook import Codebook as _Codebook
 from zoo.models.hubert import Hubert as _Hubert
 from zoo.models.hubert import HubertFeatureReader as _HubertFeatureReader
 from zoo.models.hubert import Wav2Vec2 as _Wav2Vec2
@@ -47,6 +47,7 @@ from zoo.models.wavtokenizer import VARIANTS as _VARIANTS
 from zoo.models.wavtokenizer import WavTokenizer as _WavTokenizer
 from zoo.models.wavtokenizer import decode as _decode
 from zoo.models.wavtokenizer import encode as _encode
+from zoo.pipelines.gslm import SpeechEncoder as _SpeechEncoder
 from zoo.registry import find as _find
 
 dependencies = ["torch", "numpy", "safetensors", "huggingface_hub", "soundfile", "tqdm"]
@@ -434,3 +435,27 @@ def gslm_feature_reader(feature_type: str, **kwargs: _Any) -> _FeatureReader:
     if feature_type not in readers:
         raise _InputError(f"feature_type {feature_type!r} is not supported; choose one of {sorted(readers)}")
     return readers[feature_type](**kwargs)
+
+
+def speech_encoder(dense_model: str = "hubert-base-ls960", quantizer_model: str = "kmeans", vocab_size: int = 100,
+                   deduplicate: bool = True, need_f0: bool = False, add_bos_eos: bool = False,
+                   f0_normalizer: _Callable | None = None, f0_quantizer: _Callable | None = None,
+                   map_location: str | torch.device = "cpu", progress: bool = True,
+                   weights: str | os.PathLike | None = None,
+                   dense_weights: str | os.PathLike | None = None) -> _SpeechEncoder:
+    """textlesslib's ``SpeechEncoder.by_name(dense_model_name, quantizer_model_name, vocab_size, deduplicate,
+    add_bos_eos, need_f0, ...)``: ``encoder(wav)`` (16 kHz, ``(samples,)`` or ``(channels, samples)``) returns
+    ``{"units", "durations", "dense"}`` (+ ``"f0"``, the mean voiced YAAPT F0 per unit, with ``need_f0``);
+    ``encoder.encode(wavs, batch_size=8)`` encodes a list in padded batches.
+
+    ``dense_model`` and ``vocab_size`` pick a GSLM k-means release (``speechzoo list``) and the dense model at the
+    layer it clusters; ``weights`` (the k-means) and ``dense_weights`` (the dense model) load converted directories
+    or Hub repos instead.
+
+    >>> encoder = speech_encoder("hubert-base-ls960", vocab_size=100)   # doctest: +SKIP
+    >>> encoded = encoder(wav)                                          # doctest: +SKIP
+    >>> encoded["units"], encoded["durations"]                          # doctest: +SKIP
+    """
+    return _SpeechEncoder.by_name(dense_model, quantizer_model, vocab_size, deduplicate, add_bos_eos, need_f0,
+                                  f0_normalizer, f0_quantizer, map_location=map_location, progress=progress,
+                                  dense_weights=dense_weights, quantizer_weights=weights)
