@@ -6,10 +6,13 @@ from pathlib import Path
 import joblib
 import numpy as np
 import pytest
+import torch
+from harness import load_case
 from hub_server import FakeHub
 
 from conversion.__main__ import main as conversion_main
 from zoo.cli import main
+from zoo.models.codebook import Codebook
 from zoo.registry import find
 
 CASE = Path(__file__).parent / "fixtures" / "gslm" / "kmeans_k32_d16"
@@ -124,7 +127,6 @@ def test_bad_inputs_are_one_line_errors(kmeans_dir, three_utterances, capsys):
     feats = ["--features_path", str(folder / "feats.npy")]
     assert "conversion kmeans" in _error(capsys, [*base, "--kmeans_model_path", str(KM_BIN), *feats])
     assert "neither an existing directory" in _error(capsys, [*base, "--kmeans_model_path", "no/such/dir/x", *feats])
-    assert "--features_path" in _error(capsys, [*base, *km])
     (folder / "bad.tsv").write_text("/root\nno-tab-here\n")
     assert "bad.tsv, line 2" in _error(capsys, ["quantize", "--feature_type", "hubert", *km, *feats,
                                                 "--manifest_path", str(folder / "bad.tsv"),
@@ -137,3 +139,30 @@ def test_flag_choices_are_checked_by_argparse(kmeans_dir, capsys):
         main(["quantize", *ORIGINAL_FLAGS, "--kmeans_model_path", str(kmeans_dir), "--out_quantized_file_path", "x",
               "--channel_id", "3"])
     assert exit_info.value.code == 2 and "invalid choice: '3'" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------ from audio
+@pytest.mark.parametrize("case_name, kind", [("gslm/hubert_tiny_layer2", "hubert"), ("gslm/logmel_80bins_1s", None)])
+def test_audio_route_equals_the_originals_features_quantized(case_name, kind, convert, tmp_path):
+    """--acoustic_model_path + --layer read the manifest's audio with the GSLM reader: the units are those of the
+    original reader's features (the case's), through the same k-means."""
+    case = load_case(case_name)
+    features = case.io["features"]
+    km = Codebook.from_tensor(torch.randn(20, features.shape[-1], generator=torch.Generator().manual_seed(0)))
+    km.save_pretrained(tmp_path / "km")
+    (tmp_path / "train.tsv").write_text(f"{case.path}\ninput.flac\t{len(case.io['wav'])}\n")
+    argv = ["quantize", "--feature_type", kind or "logmel", "--kmeans_model_path", str(tmp_path / "km"),
+            "--manifest_path", str(tmp_path / "train.tsv"), "--out_quantized_file_path", str(tmp_path / "q.txt")]
+    if kind:
+        argv += ["--acoustic_model_path", str(convert(kind, next(case.original.glob("*.pt")))),
+                 "--layer", str(case.meta["config"]["reader"]["layer"])]
+    assert main(argv) == 0
+    units = " ".join(map(str, km(features).tolist()))
+    assert (tmp_path / "q.txt").read_text() == f"input|{units}\n"
+
+
+def test_audio_route_needs_a_dense_model(kmeans_dir, tmp_path, capsys):
+    (tmp_path / "m.tsv").write_text(f"{tmp_path}\na.flac\t16000\n")
+    assert main(["quantize", "--feature_type", "hubert", "--kmeans_model_path", str(kmeans_dir), "--manifest_path",
+                 str(tmp_path / "m.tsv"), "--out_quantized_file_path", str(tmp_path / "q.txt")]) == 2
+    assert "needs --acoustic_model_path" in capsys.readouterr().err

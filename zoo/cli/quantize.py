@@ -6,7 +6,11 @@ characters (``speaker_a.flac`` becomes ``speaker_``), then ``-channel{c}`` with 
 quirk keeps the names that GSLM's later steps (and existing unit files) use.
 
 Features come from ``--features_path F.npy`` (``np.save`` of ``(utterances, frames, dim)``, one row per manifest
-entry, as GSLM's dumps). The original's underscore flags work as they are; each also has a hyphenated spelling.
+entry, as GSLM's dumps), or are read from the manifest's audio (the root folder + each relative path) by the
+``--feature_type`` reader over ``--acoustic_model_path`` (a directory from ``python -m conversion hubert|wav2vec2|
+cpc``, a Hub repo id, or a registered name such as ``hubert-base-ls960``; log-mel needs none) at ``--layer`` (each
+reader's own indexing, default -1). The original's underscore flags work as they are; each also has a hyphenated
+spelling.
 
     speechzoo quantize --feature_type hubert --kmeans_model_path hubert-base-ls960-kmeans-100 \\
         --features_path feats.npy --manifest_path train.tsv --out_quantized_file_path units/train.txt
@@ -19,14 +23,22 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from ..download import load_release
 from ..errors import InputError
 from ..models.codebook import Codebook
+from ..models.cpc import CPC, CpcFeatureReader
+from ..models.feature_reader import FeatureReader
+from ..models.hubert import Hubert, HubertFeatureReader, Wav2Vec2, Wav2VecFeatureReader
+from ..models.logmel import LogMelFeatureReader
 from ..registry import all_weights
 from .inputs import read_manifest
 
 FEATURE_TYPES = ("logmel", "hubert", "w2v2", "cpc")
+#: feature type -> (dense model class, the hubconf entry point whose releases it loads)
+_DENSE = {"hubert": (Hubert, "hubert_feature_reader"), "w2v2": (Wav2Vec2, "w2v2_feature_reader"),
+          "cpc": (CPC, "cpc_feature_reader")}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -39,6 +51,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "kmeans`, a Hub repo id, or a registered name (`speechzoo list`)")
     p.add_argument("--features_path", "--features-path", type=Path,
                    help="np.save of (utterances, frames, dim) features, one row per manifest entry")
+    p.add_argument("--acoustic_model_path", "--acoustic-model-path",
+                   help="dense model to read the audio with: a converted directory, a Hub repo id or a registered "
+                        "name (hubert-base-ls960, w2v2-large-vox-new, cpc-big-ll6k, ...)")
+    p.add_argument("--layer", type=int, default=-1, help="the dense model's layer, in its reader's own indexing")
     p.add_argument("--manifest_path", "--manifest-path", required=True, type=Path,
                    help="manifest: the audio root folder, then 'relative_path<TAB>num_samples' lines")
     p.add_argument("--out_quantized_file_path", "--out-quantized-file-path", required=True, type=Path,
@@ -53,14 +69,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    _, files = read_manifest(args.manifest_path)
-    if args.features_path is None:
-        raise InputError("give --features_path (features dumped as (utterances, frames, dim))")
-    features = load_features(args.features_path, len(files))
+    root, files = read_manifest(args.manifest_path)
     kmeans = load_kmeans(args.kmeans_model_path, map_location=args.device)
+    if args.features_path is not None:
+        features = (torch.from_numpy(f) for f in load_features(args.features_path, len(files)))
+    else:
+        reader = load_reader(args.feature_type, args.acoustic_model_path, args.layer, map_location=args.device)
+        channel = int(args.channel_id) if args.channel_id else None
+        features = (reader.get_feats(os.path.join(root, name), channel_id=channel) for name in files)
     with torch.inference_mode():
-        lines = [quantized_line(name, kmeans(torch.from_numpy(utterance)).tolist(), args.extension, args.channel_id,
-                                args.hide_fname) for name, utterance in zip(files, features)]
+        lines = [quantized_line(name, kmeans(utterance).tolist(), args.extension, args.channel_id, args.hide_fname)
+                 for name, utterance in zip(files, tqdm(features, total=len(files), desc="quantizing", unit="file",
+                                                        disable=args.features_path is not None))]
     args.out_quantized_file_path.parent.mkdir(parents=True, exist_ok=True)
     args.out_quantized_file_path.write_text("".join(lines), encoding="utf-8", newline="\n")
     print(f"wrote {len(files)} lines to {args.out_quantized_file_path}")
@@ -103,6 +123,27 @@ def load_features(path: Path, utterances: int) -> np.ndarray:
         raise InputError(f"{path} holds {len(features)} utterances but the manifest lists {utterances}: they must "
                          "come from the same manifest")
     return features
+
+
+def load_reader(feature_type: str, model: str | None, layer: int, *,
+                map_location: str | torch.device = "cpu") -> FeatureReader:
+    """GSLM's ``get_feature_reader(feature_type)(checkpoint_path=model, layer=layer)`` over a converted model."""
+    if feature_type == "logmel":
+        return LogMelFeatureReader().to(map_location)
+    if model is None:
+        raise InputError(f"reading audio with the {feature_type} reader needs --acoustic_model_path (or give "
+                         "--features_path)")
+    model_class, entry_point = _DENSE[feature_type]
+    registered = {w.kwargs.get("checkpoint"): w for w in all_weights() if w.entry_point == entry_point}
+    if not Path(model).exists() and model in registered:
+        dense = load_release(model_class, registered[model], map_location=map_location)
+    else:
+        dense = model_class.from_pretrained(model, map_location=map_location)
+    if feature_type == "hubert":
+        return HubertFeatureReader(dense, layer)
+    if feature_type == "w2v2":
+        return Wav2VecFeatureReader(dense, layer)
+    return CpcFeatureReader(dense, layer)
 
 
 def load_kmeans(spec: str | os.PathLike, *, map_location: str | torch.device = "cpu") -> Codebook:
