@@ -32,7 +32,10 @@ from zoo.models.hubert import Hubert as _Hubert
 from zoo.models.hubert import HubertFeatureReader as _HubertFeatureReader
 from zoo.models.hubert import Wav2Vec2 as _Wav2Vec2
 from zoo.models.hubert import Wav2VecFeatureReader as _Wav2VecFeatureReader
+from zoo.models.kmeans import Codebook as _Codebook
 from zoo.models.logmel import LogMelFeatureReader as _LogMelFeatureReader
+from zoo.models.speech_dlm import SpeechDLM as _SpeechDLM
+from zoo.models.speech_dlm import SpeechDLMHubInterface as _SpeechDLMHubInterface
 from zoo.models.speechtokenizer import SpeechTokenizer as _SpeechTokenizer
 from zoo.models.tacotron2 import DEFAULT_MAX_DECODER_STEPS as _DEFAULT_MAX_DECODER_STEPS
 from zoo.models.tacotron2 import Tacotron2 as _Tacotron2
@@ -459,3 +462,22 @@ def speech_encoder(dense_model: str = "hubert-base-ls960", quantizer_model: str 
     return _SpeechEncoder.by_name(dense_model, quantizer_model, vocab_size, deduplicate, add_bos_eos, need_f0,
                                   f0_normalizer, f0_quantizer, map_location=map_location, progress=progress,
                                   dense_weights=dense_weights, quantizer_weights=weights)
+
+
+# ------------------------------------------------------------------- dGSLM: two-channel spoken dialogue unit LM
+
+def speech_dlm(variant: str = "speech_dlm_base", weights: str | os.PathLike | None = None,
+               map_location: str | torch.device = "cpu", progress: bool = True) -> _SpeechDLMHubInterface:
+    """dGSLM's SpeechDLM as fairseq's ``SpeechDLM.from_pretrained(model_dir, 'speech_dlm_base.pt', data_dir)``
+    returns it: the hub interface (``.models[0]`` is the model) with ``encode``, ``decode``, ``generate`` and
+    ``sample`` on ``{'unitA': '7 376 ...', 'unitB': '...'}`` Fisher-HuBERT k-means-500 unit strings (50 per second,
+    one stream per speaker). ``variant``: the released "speech_dlm_base"; ``weights=DIR``: a model converted with
+    ``python -m conversion speech_dlm CKPT.pt dict.unitA.txt dict.unitB.txt --out DIR``.
+
+    >>> speech_dlm = speech_dlm()                                              # doctest: +SKIP
+    >>> speech_dlm.eval()                                                      # doctest: +SKIP
+    >>> speech_dlm.sample([{"unitA": "7 376 376 133 178 486 486 486", "unitB": "7 499 415 177 7 7 7 7"}],
+    ...                   max_len_a=0, max_len_b=500, sampling=True, beam=5)  # doctest: +SKIP
+    """
+    model = _load(_SpeechDLM, "speech_dlm", weights, map_location=map_location, progress=progress, variant=variant)
+    return _SpeechDLMHubInterface(model)

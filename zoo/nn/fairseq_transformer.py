@@ -41,10 +41,22 @@ from torch import nn
 
 from ..errors import InputError
 
-#: fairseq ``activation_fn`` names and their functions (``gelu`` is the exact erf form, computed in float32).
+
+def _gelu_accurate(x: torch.Tensor) -> torch.Tensor:
+    """fairseq's ``gelu_accurate``: the tanh approximation, with its own formula."""
+    return 0.5 * x * (1 + torch.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * torch.pow(x, 3))))
+
+
+#: fairseq ``activation_fn`` names and their functions (``gelu`` is the exact erf form, computed in float32;
+#: ``swish`` is left out: fairseq returns the ``SiLU`` class there, which cannot run).
 ACTIVATIONS = {
     "relu": F.relu,
     "gelu": lambda x: F.gelu(x.float()).type_as(x),
+    "gelu_accurate": _gelu_accurate,
+    "gelu_fast": _gelu_accurate,  # fairseq's deprecated name of gelu_accurate
+    "relu_squared": lambda x: F.relu(x).pow(2),
+    "tanh": torch.tanh,
+    "linear": lambda x: x,
 }
 
 
@@ -67,6 +79,35 @@ def make_positions(tokens: torch.Tensor, padding_idx: int) -> torch.Tensor:
     non-pad tokens), pads get ``padding_idx``."""
     mask = tokens.ne(padding_idx).int()
     return (torch.cumsum(mask, dim=1).type_as(mask) * mask).long() + padding_idx
+
+
+class PositionalEmbedding(nn.Module):
+    """fairseq's ``PositionalEmbedding`` of positions from :func:`make_positions` → ``(..., dim)``. Sinusoidal: no
+    parameters, any position (the table grows on demand, as fairseq's); learned: ``weight`` of ``max_positions +
+    padding_idx + 1`` rows (initialised as fairseq's: N(0, 1/dim), a zero padding row), a larger position is an
+    :class:`InputError`."""
+
+    def __init__(self, max_positions: int, dim: int, padding_idx: int, learned: bool) -> None:
+        super().__init__()
+        self.dim, self.padding_idx, self.learned = dim, padding_idx, learned
+        if learned:
+            weight = torch.empty(max_positions + padding_idx + 1, dim).normal_(std=dim ** -0.5)
+            weight[padding_idx] = 0
+            self.weight = nn.Parameter(weight)
+        else:
+            self.register_buffer("table", sinusoidal_table(max_positions + padding_idx + 1, dim, padding_idx),
+                                 persistent=False)
+
+    def forward(self, positions: torch.Tensor) -> torch.Tensor:
+        needed = int(positions.max()) + 1 if positions.numel() else 0
+        if self.learned:
+            if needed > self.weight.shape[0]:
+                raise InputError(f"position {needed - 1 - self.padding_idx} exceeds the "
+                                 f"{self.weight.shape[0] - self.padding_idx - 1} learned positions of this model")
+            return F.embedding(positions, self.weight)
+        if needed > self.table.shape[0]:
+            self.table = sinusoidal_table(needed, self.dim, self.padding_idx).to(self.table.device)
+        return self.table[positions]
 
 
 class KVCache:
@@ -137,12 +178,24 @@ class MultiheadAttention(nn.Module):
     def _heads(self, x: torch.Tensor) -> torch.Tensor:
         return x.view(x.shape[0], x.shape[1], self.heads, self.head_dim).transpose(1, 2)
 
+    def keys_values(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Projected keys and values of ``x`` ``(B, S, C)``, each ``(B, heads, S, head_dim)``."""
+        return self._heads(self.k_proj(x)), self._heads(self.v_proj(x))
+
+    def attend(self, query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
+               attn_mask: torch.Tensor | None = None, is_causal: bool = False) -> torch.Tensor:
+        """``query`` ``(B, T, C)`` (before ``q_proj``) against projected ``keys``/``values`` ``(B, heads, S, d)``
+        from any source (cross-attention, a cache)."""
+        out = F.scaled_dot_product_attention(self._heads(self.q_proj(query)), keys, values, attn_mask=attn_mask,
+                                             is_causal=is_causal)
+        return self.out_proj(out.transpose(1, 2).reshape(query.shape))
+
     def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None, is_causal: bool = False,
                 cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
         """``x`` ``(B, T, C)``. ``attn_mask``: bool ``(B, 1, T, S)``, True where a query may attend; or
         ``is_causal``. With ``cache``, the ``T`` new tokens follow the cached ones (``S = cached + T``) and
         attend causally to all of them."""
-        q, k, v = self._heads(self.q_proj(x)), self._heads(self.k_proj(x)), self._heads(self.v_proj(x))
+        k, v = self.keys_values(x)
         if cache is not None:
             past = cache.length
             k, v = cache.write(layer, k, v)
@@ -152,8 +205,7 @@ class MultiheadAttention(nn.Module):
                 is_causal = False
             elif past:  # one new token sees everything cached
                 is_causal = False
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=is_causal)
-        return self.out_proj(out.transpose(1, 2).reshape(x.shape))
+        return self.attend(x, k, v, attn_mask, is_causal)
 
 
 class DecoderLayer(nn.Module):
@@ -172,5 +224,8 @@ class DecoderLayer(nn.Module):
 
     def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None, is_causal: bool = False,
                 cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
-        x = x + self.self_attn(self.self_attn_layer_norm(x), attn_mask, is_causal, cache, layer)
+        return self.feed_forward(x + self.self_attn(self.self_attn_layer_norm(x), attn_mask, is_causal, cache, layer))
+
+    def feed_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x + fc2(activation(fc1(final_layer_norm(x))))``."""
         return x + self.fc2(self.activation(self.fc1(self.final_layer_norm(x))))

@@ -1,0 +1,80 @@
+"""``speechzoo dialogue-sample --in-file CODES --out-file OUT``: continue two-channel unit dialogues with dGSLM's
+SpeechDLM, reading and writing the files of fairseq's ``examples/textless_nlp/dgslm/sample_speech_dlm.py`` (same
+flags and defaults: sampling with 5 samples per prompt, the best one kept, ``max_len_b`` 500, seed 123).
+
+Each input line is ``{'audio': NAME, 'unitA': '7 376 ...', 'unitB': '...'}``; each output line is
+``{'audio': NAME + '-generated', 'unitA': ..., 'unitB': ...}`` holding prompt + continuation. Units outside the
+model's dictionary become ``<unk>`` (generated freely), as in fairseq.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from .inputs import positive_int
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("dialogue-sample", help="continue two-channel unit dialogues (dGSLM SpeechDLM)",
+                              description=__doc__.splitlines()[0])
+    p.add_argument("--in-file", required=True, type=Path, help="code file: one {'audio', 'unitA', 'unitB'} per line")
+    p.add_argument("--out-file", required=True, type=Path, help="file to write the continued codes to")
+    p.add_argument("--weights", help="converted SpeechDLM directory or Hub repo id (default: the released model)")
+    p.add_argument("--variant", default="speech_dlm_base", help="released SpeechDLM (default: speech_dlm_base)")
+    p.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
+    p.add_argument("--prefix-size", type=positive_int, help="keep only the first N units of each prompt")
+    p.add_argument("--batch-max-tokens", type=positive_int, default=9216, help="padded prompt tokens per batch")
+    p.add_argument("--batch-max-positions", type=positive_int, default=6144,
+                   help="longest prompt accepted (units + 1)")
+    p.add_argument("--batch-max-sentences", type=positive_int, help="prompts per batch")
+    p.add_argument("--skip-invalid-size-batch", action="store_true", help="skip prompts over --batch-max-positions")
+    p.add_argument("--beam-search", action="store_true", help="beam search instead of sampling")
+    p.add_argument("--beam-size", type=positive_int, default=5, help="beams, or samples per prompt (default: 5)")
+    p.add_argument("--sampling-topk", type=int, default=-1, help="sample among the k most likely units")
+    p.add_argument("--sampling-topp", type=float, default=-1.0, help="sample in the smallest set of mass >= p")
+    p.add_argument("--max-len-a", type=int, default=0, help="max length a·x + b, x = prompt length + 1")
+    p.add_argument("--max-len-b", type=int, default=500, help="max length a·x + b (prompt included; 500 ≈ 10 s)")
+    p.add_argument("--min-len", type=int, default=1, help="minimum length")
+    p.add_argument("--temperature", type=float, default=1.0, help="temperature of the unit distributions")
+    p.add_argument("--dur-temperature", type=float, default=1.0, help="durations are divided by this")
+    p.add_argument("--verbose", action="store_true", help="log the scores of each hypothesis")
+    p.add_argument("--seed", type=int, default=123, help="seed of the sampling")
+    p.set_defaults(func=run_sample)
+
+
+def run_sample(args: argparse.Namespace) -> int:
+    from ..download import load
+    from ..models.speech_dlm import (
+        SpeechDLM,
+        SpeechDLMHubInterface,
+        limit_prefix,
+        read_code_file,
+        write_code_file,
+    )
+
+    hub = SpeechDLMHubInterface(load(SpeechDLM, "speech_dlm", args.weights, map_location=args.device,
+                                     variant=args.variant))
+    hub.eval()
+    records = read_code_file(args.in_file, hub.channels)
+    if args.prefix_size is not None:
+        records = [{**r, **limit_prefix({ch: r[ch] for ch in hub.channels}, args.prefix_size)} for r in records]
+    hub.max_tokens, hub.max_positions, hub.max_sentences = (args.batch_max_tokens, args.batch_max_positions,
+                                                            args.batch_max_sentences)
+    if args.skip_invalid_size_batch:  # dropped here, so that every output line keeps its own name
+        kept = [r for r in records if len(r[hub.channels[0]].split()) + 1 <= hub.max_positions]
+        if len(kept) < len(records):
+            print(f"skipped {len(records) - len(kept)} prompts longer than --batch-max-positions")
+        records = kept
+    prompts = [{ch: record[ch] for ch in hub.channels} for record in records]
+    torch.manual_seed(args.seed)
+    generated = hub.sample(prompts, beam=args.beam_size, sampling=not args.beam_search,
+                           sampling_topk=args.sampling_topk, sampling_topp=args.sampling_topp,
+                           max_len_a=args.max_len_a, max_len_b=args.max_len_b, min_len=args.min_len,
+                           temperature=args.temperature, duration_temperature=args.dur_temperature,
+                           verbose=args.verbose, progress=True)
+    write_code_file(args.out_file, [{"audio": r["audio"] + "-generated", **units}
+                                    for r, units in zip(records, generated)])
+    print(f"wrote {len(generated)} continued dialogues to {args.out_file}")
+    return 0
