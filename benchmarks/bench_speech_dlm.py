@@ -44,7 +44,7 @@ def fairseq_forward(model: SpeechDLM, tokens: dict[str, torch.Tensor]) -> dict[s
 
     def mha(attn, query, key):
         return F.multi_head_attention_forward(
-            query, key, key, attn.q_proj.in_features, attn.heads_count, torch.empty([0]),
+            query, key, key, attn.q_proj.in_features, attn.heads, torch.empty([0]),
             torch.cat((attn.q_proj.bias, attn.k_proj.bias, attn.v_proj.bias)), None, None, False, 0.0,
             attn.out_proj.weight, attn.out_proj.bias, training=False, key_padding_mask=None, need_weights=False,
             attn_mask=mask, use_separate_proj_weight=True, q_proj_weight=attn.q_proj.weight,

@@ -13,6 +13,14 @@ from pathlib import Path
 
 import torch
 
+from ..download import load
+from ..models.speech_dlm import (
+    SpeechDLM,
+    SpeechDLMHubInterface,
+    limit_prefix,
+    read_code_file,
+    write_code_file,
+)
 from .inputs import positive_int
 
 
@@ -45,15 +53,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_sample(args: argparse.Namespace) -> int:
-    from ..download import load
-    from ..models.speech_dlm import (
-        SpeechDLM,
-        SpeechDLMHubInterface,
-        limit_prefix,
-        read_code_file,
-        write_code_file,
-    )
-
     hub = SpeechDLMHubInterface(load(SpeechDLM, "speech_dlm", args.weights, map_location=args.device,
                                      variant=args.variant))
     hub.eval()

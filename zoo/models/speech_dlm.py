@@ -57,6 +57,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from tqdm.auto import tqdm
 
 from ..errors import ConfigError, InputError
 from ..modeling import PretrainedModel
@@ -633,8 +634,6 @@ def generate_batch(model: SpeechDLM, prompts: Sequence[torch.Tensor], options: _
     score, each ``{"tokens": (L, N), "score", "positional_scores": (L, N), "attention", "alignment"}`` with
     ``L = max_len + 1`` (prompt + continuation + ``</s>``). ``use_cache=False`` re-runs every hypothesis' whole
     prefix at each step instead of decoding incrementally (same numbers, the slow reference)."""
-    from tqdm.auto import tqdm
-
     cfg, device = model.config, model.device
     n, vocab, beam, bsz = len(cfg.channels), cfg.vocab_size, options.beam, len(prompts)
     rows = bsz * beam
