@@ -115,7 +115,7 @@ def entry_points() -> dict[str, typing.Callable]:
 def test_torch_hub_lists_exactly_the_entry_points():
     listed = [f for f in dir(hubconf) if callable(getattr(hubconf, f)) and not f.startswith("_")]  # as torch.hub.list
     assert sorted(listed) == sorted(entry_points())
-    assert len(entry_points()) == 26
+    assert len(entry_points()) == 27
 
 
 @pytest.mark.parametrize("name", sorted(entry_points()))
