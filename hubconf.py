@@ -32,7 +32,6 @@ from zoo.models.hubert import Hubert as _Hubert
 from zoo.models.hubert import HubertFeatureReader as _HubertFeatureReader
 from zoo.models.hubert import Wav2Vec2 as _Wav2Vec2
 from zoo.models.hubert import Wav2VecFeatureReader as _Wav2VecFeatureReader
-from zoo.models.kmeans import Codebook as _Codebook
 from zoo.models.logmel import LogMelFeatureReader as _LogMelFeatureReader
 from zoo.models.speech_dlm import SpeechDLM as _SpeechDLM
 from zoo.models.speech_dlm import SpeechDLMHubInterface as _SpeechDLMHubInterface
