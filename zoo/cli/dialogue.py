@@ -33,11 +33,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--variant", default="speech_dlm_base", help="released SpeechDLM (default: speech_dlm_base)")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
     p.add_argument("--prefix-size", type=positive_int, help="keep only the first N units of each prompt")
-    p.add_argument("--batch-max-tokens", type=positive_int, default=9216, help="padded prompt tokens per batch")
-    p.add_argument("--batch-max-positions", type=positive_int, default=6144,
+    p.add_argument("--batch-max-tokens", dest="max_tokens", type=positive_int, default=9216,
+                   help="padded prompt tokens per batch")
+    p.add_argument("--batch-max-positions", dest="max_positions", type=positive_int, default=6144,
                    help="longest prompt accepted (units + 1)")
-    p.add_argument("--batch-max-sentences", type=positive_int, help="prompts per batch")
-    p.add_argument("--skip-invalid-size-batch", action="store_true", help="skip prompts over --batch-max-positions")
+    p.add_argument("--batch-max-sentences", dest="max_sentences", type=positive_int, help="prompts per batch")
+    p.add_argument("--skip-invalid-size-batch", dest="skip_too_long", action="store_true",
+                   help="skip prompts over --batch-max-positions")
     p.add_argument("--beam-search", action="store_true", help="beam search instead of sampling")
     p.add_argument("--beam-size", type=positive_int, default=5, help="beams, or samples per prompt (default: 5)")
     p.add_argument("--sampling-topk", type=int, default=-1, help="sample among the k most likely units")
@@ -59,9 +61,8 @@ def run_sample(args: argparse.Namespace) -> int:
     records = read_code_file(args.in_file, hub.channels)
     if args.prefix_size is not None:
         records = [{**r, **limit_prefix({ch: r[ch] for ch in hub.channels}, args.prefix_size)} for r in records]
-    hub.max_tokens, hub.max_positions, hub.max_sentences = (args.batch_max_tokens, args.batch_max_positions,
-                                                            args.batch_max_sentences)
-    if args.skip_invalid_size_batch:  # dropped here, so that every output line keeps its own name
+    hub.max_tokens, hub.max_positions, hub.max_sentences = args.max_tokens, args.max_positions, args.max_sentences
+    if args.skip_too_long:  # dropped here, so that every output line keeps its own name
         kept = [r for r in records if len(r[hub.channels[0]].split()) + 1 <= hub.max_positions]
         if len(kept) < len(records):
             print(f"skipped {len(records) - len(kept)} prompts longer than --batch-max-positions")
