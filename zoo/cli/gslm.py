@@ -1,6 +1,16 @@
-"""``speechzoo gslm COMMAND``: GSLM's scripts. ``speechzoo gslm sample PROMPTS.txt -o OUT.txt`` is
-``ulm/sample.py``: prompt lines ``id|u1 u2 ...`` in, one ``id__k|units`` line per prompt and hypothesis out (see
-:meth:`zoo.models.gslm_ulm.GSLMUnitLM.sample_prompts`).
+"""``speechzoo gslm COMMAND``: GSLM's scripts.
+
+* ``speechzoo gslm sample PROMPTS.txt -o OUT.txt`` is ``ulm/sample.py``: prompt lines ``id|u1 u2 ...`` in, one
+  ``id__k|units`` line per prompt and hypothesis out (see :meth:`zoo.models.gslm_ulm.GSLMUnitLM.sample_prompts`);
+* ``speechzoo gslm synthesize UNITS.txt -o OUTDIR`` is ``unit2speech/synthesize_audio_from_units.py``: each
+  ``name|u1 u2 ...`` line of a quantized-units file (``quantize_with_kmeans.py``'s output) to ``OUTDIR/name.wav``;
+* ``speechzoo gslm resynthesize IN... -o OUTDIR`` is ``tools/resynthesize_speech.py`` over files and folders;
+* ``speechzoo gslm continue IN -o OUT.wav --seconds S`` is GSLM's speech continuation.
+
+Speech is written at 22.05 kHz as the originals write it (16-bit PCM), or at 16 kHz with ``--16k``
+(``unit2speech/convert_to_16k.py``). A file or line that cannot be processed is reported on its own line and
+costs nothing else: the others are written, and the command exits with status 2. The work is
+:mod:`zoo.pipelines.gslm`.
 
 Each subcommand is a function ``add_<name>(commands)`` listed in :data:`SUBCOMMANDS`; it adds its parser to the
 ``gslm`` group and sets ``func``.
@@ -9,13 +19,31 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import sys
 from pathlib import Path
 
+import torch
+from tqdm.auto import tqdm
+
+from .. import audio
 from ..download import load
-from ..errors import InputError
+from ..errors import InputError, SpeechZooError
 from ..models.gslm_ulm import DENSE_MODELS, VOCAB_SIZES, GSLMUnitLM
-from .inputs import positive_int
-from .options import add_batch_size, add_device, add_out, add_weights
+from ..models.tacotron2 import DEFAULT_MAX_DECODER_STEPS
+from ..pipelines.gslm import (
+    ASR_SAMPLE_RATE,
+    COMPONENTS,
+    CONTINUATION_TEMPERATURE,
+    DEFAULT_BATCH_SIZE,
+    DENOISER_STRENGTH,
+    GSLM,
+    SAMPLE_RATE,
+    SIGMA,
+    UnitToSpeech,
+)
+from ..pipelines.resynthesis import read_units_file
+from .inputs import batches, expand, output_names, positive_int
+from .options import add_batch_size, add_device, add_out, add_weights, weights_by_name
 
 
 def add_model_arguments(p: argparse.ArgumentParser) -> None:
@@ -52,12 +80,62 @@ def add_sample(commands: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_sample)
 
 
+def add_speech_arguments(p: argparse.ArgumentParser) -> None:
+    """The unit-to-speech settings (``synthesize_audio_from_units.py``'s flags and textlesslib's defaults)."""
+    p.add_argument("--max-decoder-steps", type=positive_int, default=DEFAULT_MAX_DECODER_STEPS,
+                   help="Tacotron2 mel frames per utterance at most (256 samples each)")
+    p.add_argument("--denoiser-strength", type=float, default=DENOISER_STRENGTH, help="WaveGlow bias removed")
+    p.add_argument("--sigma", type=float, default=SIGMA, help="scale of WaveGlow's latent")
+    p.add_argument("--16k", dest="to_16k", action="store_true",
+                   help="write 16 kHz speech (unit2speech/convert_to_16k.py) instead of 22.05 kHz")
+    p.add_argument("--seed", type=int, default=None,
+                   help="seeds the prenet dropout, WaveGlow's latent and the unit LM (default: fresh draws)")
+
+
+def add_synthesize(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser("synthesize", help="synthesize_audio_from_units.py: units file → NAME.wav files")
+    p.add_argument("units_file", type=Path, metavar="UNITS.txt",
+                   help="'name|u1 u2 ...' lines (quantize_with_kmeans.py's output) or JSON lines {name, units}")
+    add_out(p, "folder for NAME.wav")
+    add_model_arguments(p)
+    add_batch_size(p, DEFAULT_BATCH_SIZE, "utterances per Tacotron2 batch")
+    add_weights(p, components=("tacotron2", "waveglow"))
+    add_speech_arguments(p)
+    p.set_defaults(func=run_synthesize)
+
+
+def add_resynthesize(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser("resynthesize", help="tools/resynthesize_speech.py: speech → units → speech")
+    p.add_argument("inputs", nargs="+", type=Path, metavar="IN", help="audio files or folders of them")
+    add_out(p, "folder for NAME.wav")
+    add_model_arguments(p)
+    p.add_argument("--layer", type=int, help="dense model layer (default: the one the k-means clusters)")
+    add_batch_size(p, DEFAULT_BATCH_SIZE, "files per batch")
+    add_weights(p, components=COMPONENTS)
+    add_speech_arguments(p)
+    p.set_defaults(func=run_resynthesize)
+
+
+def add_continue(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser("continue", help="GSLM speech continuation: the prompt and what the unit LM adds")
+    p.add_argument("input", type=Path, metavar="IN", help="the prompt, an audio file")
+    add_out(p, "the .wav to write: prompt + continuation", metavar="OUT.wav")
+    p.add_argument("--seconds", type=float, default=5.0, help="speech to add after the prompt")
+    p.add_argument("--temperature", type=float, default=CONTINUATION_TEMPERATURE, help="unit LM sampling temperature")
+    add_model_arguments(p)
+    p.add_argument("--layer", type=int, help="dense model layer (default: the one the k-means clusters)")
+    add_weights(p, components=COMPONENTS)
+    add_speech_arguments(p)
+    p.set_defaults(func=run_continue)
+
+
 #: The subcommands of ``speechzoo gslm``, in the order ``--help`` lists them.
-SUBCOMMANDS = (add_sample,)
+SUBCOMMANDS = (add_sample, add_synthesize, add_resynthesize, add_continue)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("gslm", help="GSLM: sample unit continuations (ulm/sample.py)")
+    p = subparsers.add_parser("gslm", help="GSLM: sample unit continuations, synthesize units, resynthesize "
+                                           "and continue speech")
     commands = p.add_subparsers(dest="gslm_command", required=True, metavar="COMMAND")
     for add in SUBCOMMANDS:
         add(commands)
@@ -89,4 +167,94 @@ def run_sample(args: argparse.Namespace) -> int:
             out.flush()  # what is done stays written if a later batch fails
             count += 1
     print(f"wrote {count} lines to {args.out}")
+    return 0
+
+
+# ------------------------------------------------------------------------------------------ speech
+def _options(args: argparse.Namespace) -> dict:
+    return {"max_decoder_steps": args.max_decoder_steps, "map_location": args.device,
+            "dtype": torch.float16 if args.fp16 else None, "sigma": args.sigma,
+            "denoiser_strength": args.denoiser_strength}
+
+
+def _report(failures: list[tuple[object, SpeechZooError]], args: argparse.Namespace) -> int:
+    """One line per failed input on stderr; exit status 2 if any (the rest was written)."""
+    for what, error in failures:
+        print(f"speechzoo gslm {args.gslm_command}: error: {what}: {error}", file=sys.stderr)
+    return 2 if failures else 0
+
+
+def run_synthesize(args: argparse.Namespace) -> int:
+    utterances = read_units_file(args.units_file)
+    u2s = UnitToSpeech.from_pretrained(args.dense, args.vocab_size, **_options(args),
+                                       weights=weights_by_name(args.weights, ("tacotron2", "waveglow")))
+    rate = ASR_SAMPLE_RATE if args.to_16k else u2s.sample_rate
+    failures, good = [], []
+    for utterance in utterances:   # units of another quantizer are reported here, before any synthesis
+        try:
+            u2s.tacotron2.encode(utterance.units)
+            good.append(utterance)
+        except SpeechZooError as e:
+            failures.append((f"{args.units_file}: {utterance.name}", e))
+    args.out.mkdir(parents=True, exist_ok=True)
+    for i, wav in u2s.iter_synthesize([u.units for u in good], seed=args.seed, sample_rate=rate,
+                                      batch_size=args.batch_size, progress=True):
+        audio.save(args.out / f"{good[i].name}.wav", wav, rate)
+    print(f"wrote {len(good)} files to {args.out}")
+    return _report(failures, args)
+
+
+def _gslm(args: argparse.Namespace, with_unit_lm: bool) -> GSLM:
+    return GSLM.from_pretrained(args.dense, args.vocab_size, layer=args.layer, with_unit_lm=with_unit_lm,
+                                weights=weights_by_name(args.weights, COMPONENTS), **_options(args))
+
+
+def run_resynthesize(args: argparse.Namespace) -> int:
+    files = expand(args.inputs)
+    names = output_names(files)
+    gslm = _gslm(args, with_unit_lm=False)
+    rate = ASR_SAMPLE_RATE if args.to_16k else gslm.sample_rate
+    args.out.mkdir(parents=True, exist_ok=True)
+    failures, written = [], 0
+    with tqdm(total=len(files), desc="resynthesize", unit="file") as bar:
+        for batch in batches(files, args.batch_size):
+            loaded = []
+            for path in batch:
+                try:
+                    loaded.append((path, audio.load(path, sample_rate=SAMPLE_RATE)[0][0]))
+                except SpeechZooError as e:
+                    failures.append((path, e))
+            for path, speech in _resynthesize(gslm, loaded, args, rate, failures):
+                audio.save(args.out / f"{names[path]}.wav", speech, rate)
+                written += 1
+            bar.update(len(batch))
+    print(f"wrote {written} files to {args.out}")
+    return _report(failures, args)
+
+
+def _resynthesize(gslm: GSLM, loaded: list[tuple[Path, torch.Tensor]], args: argparse.Namespace, rate: int,
+                  failures: list) -> list[tuple[Path, torch.Tensor]]:
+    """``(path, speech)`` of a batch; if the batch fails, each file alone, so that a bad file costs only itself."""
+    if not loaded:
+        return []
+    try:
+        speech = gslm.resynthesize([wav for _, wav in loaded], output_sample_rate=rate, seed=args.seed,
+                                   batch_size=args.batch_size)
+        return [(path, wav) for (path, _), wav in zip(loaded, speech)]
+    except SpeechZooError as e:
+        if len(loaded) == 1:
+            failures.append((loaded[0][0], e))
+            return []
+    return [item for one in loaded for item in _resynthesize(gslm, [one], args, rate, failures)]
+
+
+def run_continue(args: argparse.Namespace) -> int:
+    gslm = _gslm(args, with_unit_lm=True)
+    rate = ASR_SAMPLE_RATE if args.to_16k else gslm.sample_rate
+    wav, sr = audio.load(args.input)
+    speech = gslm.continue_speech(wav[0], args.seconds, args.temperature, sample_rate=sr, output_sample_rate=rate,
+                                  seed=args.seed, progress=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    audio.save(args.out, speech, rate)
+    print(f"wrote {args.out} ({len(speech) / rate:.1f} s)")
     return 0

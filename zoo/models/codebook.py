@@ -221,7 +221,8 @@ _GSLM_SHA256 = {
     ("cpc", 200): "2d863d1c6f251d19e667998248c87642ecb5e3ffaa410e9ebfa64341db4f6de2",
     ("cpc", 500): "35398f665dff06801a7bf1e595bc176711ed751d554e64d999dc42f1dd106561",
 }
-_GSLM_FEATURE_TYPES = {"logmel": "logmel", "cpc": "cpc-big-ll6k", "hubert": "hubert-base-ls960",
+#: GSLM's feature types (``--feature_type``) → the dense-model names of their k-means releases (textlesslib's).
+GSLM_FEATURE_TYPES = {"logmel": "logmel", "cpc": "cpc-big-ll6k", "hubert": "hubert-base-ls960",
                        "w2v2": "w2v2-large-vox-new"}
 _GSLM_PAPER = "https://arxiv.org/abs/2102.01192"
 _EXPRESSO_PAPER = "https://arxiv.org/abs/2308.05725"
@@ -245,10 +246,10 @@ def _kmeans(dense_model: str, k: int, url: str, sha256: str | None, *, quantizer
 
 
 GSLM_KMEANS = (
-    *(_kmeans(_GSLM_FEATURE_TYPES[feature_type], k, f"{_GSLM}{feature_type}/km{k}/km.bin",
+    *(_kmeans(GSLM_FEATURE_TYPES[feature_type], k, f"{_GSLM}{feature_type}/km{k}/km.bin",
               _GSLM_SHA256.get((feature_type, k)), paper=_GSLM_PAPER, origin="GSLM")
-      for feature_type in _GSLM_FEATURE_TYPES for k in (50, 100, 200)),
-    *(_kmeans(_GSLM_FEATURE_TYPES[feature_type], 500, f"{_GSLM}{feature_type}/km500/km.bin",
+      for feature_type in GSLM_FEATURE_TYPES for k in (50, 100, 200)),
+    *(_kmeans(GSLM_FEATURE_TYPES[feature_type], 500, f"{_GSLM}{feature_type}/km500/km.bin",
               _GSLM_SHA256[(feature_type, 500)], paper=_GSLM_PAPER, origin="GSLM (no GSLM decoder uses it)")
       for feature_type in ("hubert", "cpc")),
     _kmeans("hubert-base-ls960-layer-9", 500, _DL + "hubert/hubert_base_ls960_L9_km500.bin",

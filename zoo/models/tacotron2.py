@@ -227,8 +227,8 @@ class Decoder(nn.Module):
         self.gate = nn.Linear(c.decoder_rnn_dim + extra, 1)
 
     def forward(self, memory: torch.Tensor, lengths: torch.Tensor | None, obs_and_lat: torch.Tensor | None,
-                max_steps: int, masks: torch.Tensor | None, generator: torch.Generator | None):
-        """Decode until every row stopped. Returns frames ``(B, T, n_mel · n_frames_per_step)``, gate logits
+                max_steps: torch.Tensor, masks: torch.Tensor | None, generator: torch.Generator | None):
+        """Decode until every row stopped (on its gate, or after its ``max_steps``, ``(B,)``). Returns frames ``(B, T, n_mel · n_frames_per_step)``, gate logits
         ``(B, T, 1)``, alignments ``(B, T, N)``, each row's steps ``(B,)`` and whether its gate stopped it ``(B,)``."""
         c = self.config
         batch, n_inputs, _ = memory.shape
@@ -378,19 +378,26 @@ class Tacotron2(PretrainedModel):
         return outputs
 
     def infer_batch(self, ids: Sequence[torch.Tensor], *, obs_labels: torch.Tensor | None = None,
-                    prenet_dropout_masks: torch.Tensor | None = None,
-                    generator: torch.Generator | None = None) -> list[MelOutput]:
+                    prenet_dropout_masks: torch.Tensor | None = None, generator: torch.Generator | None = None,
+                    max_decoder_steps: Sequence[int | None] | None = None) -> list[MelOutput]:
         """Mels of several utterances' ids (from :meth:`encode`), decoded as one padded batch; each equals the
-        utterance decoded alone with the same prenet masks (``(steps, 2, len(ids), prenet_dim)``)."""
+        utterance decoded alone with the same prenet masks (``(steps, 2, len(ids), prenet_dim)``).
+        ``max_decoder_steps`` caps each utterance's steps further (None: :attr:`max_decoder_steps` only); the
+        decoder's frames of a cut utterance are the first of the uncut one's, only the postnet sees the cut."""
         if not ids:
             return []
+        limits = [self.max_decoder_steps if n is None else min(n, self.max_decoder_steps)
+                  for n in (max_decoder_steps or [None] * len(ids))]
+        if len(limits) != len(ids) or min(limits) < 1:
+            raise InputError(f"max_decoder_steps must give each of the {len(ids)} utterances a limit ≥ 1, got "
+                             f"{list(max_decoder_steps)}")
         lengths = torch.tensor([len(i) for i in ids])
         padded = nn.utils.rnn.pad_sequence([torch.as_tensor(i) for i in ids], batch_first=True)
-        out = self._decode(padded, obs_labels, None, prenet_dropout_masks, lengths, generator)
+        out = self._decode(padded, obs_labels, None, prenet_dropout_masks, lengths, generator, torch.tensor(limits))
         frames = (out.steps * self.config.n_frames_per_step).tolist()
         return [MelOutput(mel[:, :n], bool(eos)) for mel, n, eos in zip(out.mel_postnet, frames, out.has_eos)]
 
-    def _decode(self, inputs, obs_labels, lat, masks, lengths, generator) -> _Decoded:
+    def _decode(self, inputs, obs_labels, lat, masks, lengths, generator, max_steps=None) -> _Decoded:
         c = self.config
         ids = self._check_ids(inputs)
         batch, device = ids.shape[0], ids.device
@@ -406,8 +413,10 @@ class Tacotron2(PretrainedModel):
         elif lat is not None:
             raise InputError("this model has no latent (lat_dim = 0): pass lat=None")
         obs_and_lat = torch.cat(parts, -1) if parts else None
-        frames, gates, alignments, steps, has_eos = self.decoder(memory, lengths, obs_and_lat, self.max_decoder_steps,
-                                                                 masks, generator)
+        if max_steps is None:
+            max_steps = torch.full((batch,), self.max_decoder_steps)
+        frames, gates, alignments, steps, has_eos = self.decoder(memory, lengths, obs_and_lat, max_steps, masks,
+                                                                 generator)
         mel = frames.reshape(batch, -1, c.n_mel_channels).transpose(1, 2)
         mel_lengths = None
         if not bool((steps == steps.max()).all()):  # rows that stopped early: zero their frames past the stop
