@@ -15,6 +15,7 @@ import torch
 import hubconf
 from conversion import model_cards
 from zoo.cli import build_parser
+from zoo.cli.convert import kinds
 from zoo.cli.options import weights_by_name
 from zoo.models.hifigan import CodeHiFiGAN
 from zoo.models.speechtokenizer import SpeechTokenizer
@@ -205,3 +206,8 @@ def test_every_registered_weight_set_has_a_generated_card(tmp_path, monkeypatch)
     (stray / "unregistered.md").write_text("hand-written")
     monkeypatch.setattr(model_cards, "CARDS", stray)
     assert model_cards.main(["--check"]) == 1
+
+
+def test_convert_offers_only_formats_with_a_reader():
+    assert "encodec" not in kinds() and "fairseq" not in kinds()
+    assert {"codebook", "wavlm", "hifigan", "gslm_ulm"} <= set(kinds())

@@ -12,8 +12,10 @@ from .options import add_out
 
 
 def kinds() -> list[str]:
-    """Every original format that has a reader in ``zoo.formats``."""
-    return sorted(m.name for m in pkgutil.iter_modules(formats.__path__) if not m.name.startswith("_"))
+    """Every original format that has a reader in ``zoo.formats`` (the modules with ``convert``; the others hold
+    layouts that several readers share)."""
+    names = (m.name for m in pkgutil.iter_modules(formats.__path__) if not m.name.startswith("_"))
+    return sorted(name for name in names if hasattr(importlib.import_module(f"zoo.formats.{name}"), "convert"))
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
