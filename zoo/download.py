@@ -26,7 +26,17 @@ from typing import TypeVar
 import torch
 
 from .errors import WeightsError
-from .hub import CONFIG_NAME, WEIGHTS_NAME, HubUnavailable, env_flag, hf_home, sha256_of, snapshot, verify_sha256
+from .hub import (
+    CONFIG_NAME,
+    WEIGHTS_NAME,
+    HubUnavailable,
+    env_flag,
+    hf_home,
+    sha256_of,
+    snapshot,
+    verify_md5,
+    verify_sha256,
+)
 from .modeling import PretrainedModel
 from .registry import Weights, find
 
@@ -63,23 +73,12 @@ def original_files(weights: Weights, *, progress: bool = True) -> list[Path]:
                 if source.sha256 is not None:
                     verify_sha256(dst, source.sha256)
                 else:
-                    _verify_md5(dst, source.md5)
+                    verify_md5(dst, source.md5)
             except WeightsError:
                 dst.unlink(missing_ok=True)
                 raise
         paths.append(dst)
     return paths
-
-
-def _verify_md5(path: Path, expected: str) -> None:
-    """Raise :class:`WeightsError` unless the file's MD5 is ``expected`` (for releases that published only MD5)."""
-    h = hashlib.md5(usedforsecurity=False)
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 22):
-            h.update(chunk)
-    if h.hexdigest() != expected.lower():
-        raise WeightsError(f"{path} has MD5 {h.hexdigest()}, expected {expected}: the file is corrupt or was "
-                           "tampered with. It was removed; load again to download it afresh.")
 
 
 def converted_original(weights: Weights, *, progress: bool = True) -> Path:

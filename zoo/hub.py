@@ -58,13 +58,18 @@ def hf_home() -> Path:
 
 
 # ------------------------------------------------------------------------------------------ checksums
-def sha256_of(path: str | os.PathLike) -> str:
-    """Hex SHA-256 of a file, read in chunks."""
-    h = hashlib.sha256()
+def file_digest(path: str | os.PathLike, algorithm: str = "sha256") -> str:
+    """Hex digest of a file (``algorithm`` as ``hashlib.new`` names it), read in chunks."""
+    h = hashlib.new(algorithm, usedforsecurity=False)
     with open(path, "rb") as f:
         while chunk := f.read(_HASH_CHUNK):
             h.update(chunk)
     return h.hexdigest()
+
+
+def sha256_of(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file."""
+    return file_digest(path, "sha256")
 
 
 def verify_sha256(path: str | os.PathLike, expected: str) -> None:
@@ -80,6 +85,14 @@ def verify_sha256(path: str | os.PathLike, expected: str) -> None:
     if not digest.startswith(expected.lower()):
         raise WeightsError(f"{path} has SHA-256 {digest}, expected {expected}…: the file is corrupt or was "
                            "tampered with. Delete it and download it again.")
+
+
+def verify_md5(path: str | os.PathLike, expected: str) -> None:
+    """Raise :class:`WeightsError` unless the file's MD5 is ``expected`` (for releases that published only MD5)."""
+    digest = file_digest(path, "md5")
+    if digest != expected.lower():
+        raise WeightsError(f"{path} has MD5 {digest}, expected {expected}: the file is corrupt or was tampered with. "
+                           "Delete it and download it again.")
 
 
 # ------------------------------------------------------------------------------------------ download
