@@ -53,7 +53,7 @@ class FairseqIncrementalDecoder:
             raise ValueError("fairseq's incremental decoder takes one token per step")
         m = self.model
         self.steps += 1
-        position = m.positions_table[m.padding_idx + self.steps]        # the same row for every sequence
+        position = m.embed_positions(torch.tensor(m.padding_idx + self.steps))  # one row for every sequence
         x = (m.embed_scale * m.embed_tokens(tokens) + position).transpose(0, 1)  # (1, B, C), time-major
         for i, layer in enumerate(m.layers):
             x = x + self._attention(i, layer.self_attn, layer.self_attn_layer_norm(x))

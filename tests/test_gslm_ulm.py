@@ -27,6 +27,7 @@ from zoo.errors import ConversionError, InputError
 from zoo.formats import gslm_ulm as gslm_ulm_format
 from zoo.formats.fairseq import Stub, load_checkpoint, read_dictionary
 from zoo.models.gslm_ulm import WEIGHTS, GSLMUnitLM
+from zoo.nn.fairseq_transformer import sinusoidal_table
 from zoo.nn.sequence_generator import generate as sequence_generate
 from zoo.registry import SourceFile, find
 
@@ -330,6 +331,22 @@ def test_a_malicious_checkpoint_runs_nothing(tmp_path):
     assert not (tmp_path / "ran").exists()
 
 
+def test_learned_positions(tmp_path, io):
+    """decoder_learned_pos: the positions are a weight. Holding fairseq's sinusoidal table, it must give the
+    fixture's logits, and generation through the KV cache must read the same rows."""
+    container = torch.load(CHECKPOINT, weights_only=True)
+    model_cfg = container["cfg"]["model"]
+    model_cfg["decoder_learned_pos"] = True
+    rows = model_cfg["max_target_positions"] + 2  # + padding_idx + 1
+    container["model"]["decoder.embed_positions.weight"] = sinusoidal_table(rows, model_cfg["decoder_embed_dim"], 1)
+    torch.save(container, tmp_path / "learned.pt")
+    model = gslm_ulm_format.convert([tmp_path / "learned.pt", DICT])
+    assert model.config.learned_pos
+    got, want = real_logits(model, io)
+    torch.testing.assert_close(got, want, **CASE.tolerance("logits"))
+    assert model.sample_prompts(PROMPTS, **GENERATION) == EXPECTED
+
+
 def test_release_archive_converts(tmp_path, io):
     archive = tmp_path / "hubert100_lm.tgz"
     with tarfile.open(archive, "w:gz") as tar:
@@ -347,10 +364,10 @@ def test_conversion_errors(tmp_path):
     torch.save(container, tmp_path / "hubert.pt")
     with pytest.raises(ConversionError, match="'hubert' model, not a fairseq transformer_lm"):
         gslm_ulm_format.convert([tmp_path / "hubert.pt", DICT])
-    container["cfg"]["model"].update(_name="transformer_lm_big", decoder_learned_pos=True)
-    torch.save(container, tmp_path / "learned.pt")
-    with pytest.raises(ConversionError, match="decoder_learned_pos=True is not supported"):
-        gslm_ulm_format.convert([tmp_path / "learned.pt", DICT])
+    container["cfg"]["model"].update(_name="transformer_lm_big", layernorm_embedding=True)
+    torch.save(container, tmp_path / "layernorm_embedding.pt")
+    with pytest.raises(ConversionError, match="layernorm_embedding=True is not supported"):
+        gslm_ulm_format.convert([tmp_path / "layernorm_embedding.pt", DICT])
     short = tmp_path / "dict.txt"
     short.write_text("\n".join(DICT.read_text().splitlines()[:-2]) + "\n")
     with pytest.raises(ConversionError, match="defines 22 symbols .* embeds 24"):

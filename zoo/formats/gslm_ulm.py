@@ -23,12 +23,14 @@ from . import RenameTable, rename
 from .fairseq import checkpoint_config, load_checkpoint, read_dictionary
 
 #: Original key → speechzoo key. ``output_projection`` is the tied copy of the embedding (checked, then dropped);
-#: ``version`` and the old ``embed_positions._float_tensor`` hold no weights.
+#: ``version`` and the old ``embed_positions._float_tensor`` hold no weights; ``embed_positions.weight`` exists only
+#: with learned positions.
 RENAME: RenameTable = (
     (r"decoder\.embed_tokens\.weight", r"embed_tokens.weight"),
     (r"decoder\.layers\.(\d+)\.(self_attn\.(?:q|k|v|out)_proj|self_attn_layer_norm|fc1|fc2|final_layer_norm)\.(weight|bias)",
      r"layers.\1.\2.\3"),
     (r"decoder\.layer_norm\.(weight|bias)", r"layer_norm.\1"),
+    (r"decoder\.embed_positions\.weight", r"embed_positions.weight"),
     (r"decoder\.output_projection\.weight", None),
     (r"decoder\.version", None),
     (r"decoder\.embed_positions\._float_tensor", None),
@@ -40,7 +42,7 @@ DEFAULT_MAX_TARGET_POSITIONS = 1024
 #: Switches of transformer_lm that change the network, with the only value this model implements (fairseq's
 #: default, except for the tied embedding, which every GSLM unit LM uses).
 REQUIRED = {
-    "decoder_learned_pos": False, "no_token_positional_embeddings": False, "character_embeddings": False,
+    "no_token_positional_embeddings": False, "character_embeddings": False,
     "adaptive_input": False, "adaptive_softmax_cutoff": None, "layernorm_embedding": False,
     "share_decoder_input_output_embed": True, "decoder_layers_to_keep": None, "cross_self_attention": False,
     "scale_fc": False, "scale_attn": False, "scale_heads": False, "scale_resids": False, "base_layers": 0,
@@ -82,7 +84,8 @@ def config_from_args(model: dict[str, Any], task: dict[str, Any], symbols: tuple
         return GSLMUnitLMConfig(
             symbols=symbols, embed_dim=int(embed_dim), ffn_embed_dim=int(model["decoder_ffn_embed_dim"]),
             layers=int(model["decoder_layers"]), attention_heads=int(model["decoder_attention_heads"]),
-            max_target_positions=int(max_positions), activation_fn=str(model.get("activation_fn", "relu")),
+            max_target_positions=int(max_positions), learned_pos=bool(model.get("decoder_learned_pos", False)),
+            activation_fn=str(model.get("activation_fn", "relu")),
             scale_embedding=not model.get("no_scale_embedding", False), final_layer_norm=not no_final_norm,
             add_bos_token=bool(task.get("add_bos_token", False)))
     except KeyError as e:

@@ -5,7 +5,7 @@ interface use it (``facebookresearch/fairseq``: ``examples/textless_nlp/gslm/ulm
 A stack of pre-LN decoder layers (:mod:`zoo.nn.fairseq_transformer`; the released models are ``transformer_lm_big``:
 12 layers, width 1024, 16 heads, FFN 4096, ReLU)::
 
-    x = sqrt(d) · E[tokens] + P[positions]          # sinusoidal sin|cos rows, positions from padding_idx + 1 = 2
+    x = sqrt(d) · E[tokens] + P[positions]          # sinusoidal sin|cos rows (or learned), from padding_idx + 1 = 2
     x = layers(x)                                   # causal; pad keys masked
     logits = layer_norm(x) @ E^T                    # tied output projection, no bias
 
@@ -48,8 +48,8 @@ from ..nn.fairseq_transformer import (
     ACTIVATIONS,
     DecoderLayer,
     KVCache,
+    PositionalEmbedding,
     make_positions,
-    sinusoidal_table,
 )
 from ..nn.sequence_generator import Hypothesis, IncrementalDecoder
 from ..nn.sequence_generator import generate as sequence_generate
@@ -69,6 +69,7 @@ class GSLMUnitLMConfig:
     layers: int = 12
     attention_heads: int = 16
     max_target_positions: int = 3072  # generation stops at max_target_positions - 1 tokens
+    learned_pos: bool = False         # learned positions (decoder_learned_pos) instead of the sinusoidal table
     activation_fn: str = "relu"
     scale_embedding: bool = True      # x = sqrt(embed_dim) · E[tokens] (fairseq's no_scale_embedding=False)
     final_layer_norm: bool = True     # decoder.layer_norm after the last layer (no_decoder_final_norm=False)
@@ -98,10 +99,8 @@ class GSLMUnitLM(PretrainedModel):
             DecoderLayer(config.embed_dim, config.ffn_embed_dim, config.attention_heads, config.activation_fn)
             for _ in range(config.layers))
         self.layer_norm = nn.LayerNorm(config.embed_dim) if config.final_layer_norm else None
-        # fairseq's table: max_target_positions rows after padding_idx; longer inputs extend it on the fly
-        table = sinusoidal_table(config.max_target_positions + self.padding_idx + 1, config.embed_dim,
-                                 self.padding_idx)
-        self.register_buffer("positions_table", table, persistent=False)
+        self.embed_positions = PositionalEmbedding(config.max_target_positions, config.embed_dim, self.padding_idx,
+                                                   learned=config.learned_pos)
 
     @property
     def device(self) -> torch.device:
@@ -112,13 +111,6 @@ class GSLMUnitLM(PretrainedModel):
         return self.config.max_target_positions
 
     # -------------------------------------------------------------- forward
-    def _table(self, rows: int) -> torch.Tensor:
-        """The sinusoidal table with at least ``rows`` rows (fairseq extends it on the fly for long inputs)."""
-        table = self.positions_table
-        if rows > table.shape[0]:
-            table = sinusoidal_table(rows, self.config.embed_dim, self.padding_idx).to(table)
-        return table
-
     def _logits(self, x: torch.Tensor) -> torch.Tensor:
         if self.layer_norm is not None:
             x = self.layer_norm(x)
@@ -137,8 +129,8 @@ class GSLMUnitLM(PretrainedModel):
         Rows at ``<pad>`` positions are not meaningful."""
         self._check_tokens(src_tokens)
         tokens = src_tokens.to(self.device)
-        positions = make_positions(tokens, self.padding_idx)
-        x = self.embed_scale * self.embed_tokens(tokens) + self._table(int(positions.max()) + 1)[positions]
+        positions = self.embed_positions(make_positions(tokens, self.padding_idx))
+        x = self.embed_scale * self.embed_tokens(tokens) + positions
         mask, causal = None, True
         keep = tokens.ne(self.padding_idx)
         if not keep.all():  # pad keys are masked; a pad query also sees itself, so no row is empty
@@ -160,8 +152,9 @@ class GSLMUnitLM(PretrainedModel):
         """Logits ``(rows, n, V)`` of ``n`` new tokens per row (no pads) after the ``cache.length`` cached ones,
         which they are appended to: fairseq's incremental decoding, positions continuing from the cache."""
         tokens = tokens.to(self.device)
-        start, end = self.padding_idx + 1 + cache.length, self.padding_idx + 1 + cache.length + tokens.shape[1]
-        x = self.embed_scale * self.embed_tokens(tokens) + self._table(end)[start:end]
+        start = self.padding_idx + 1 + cache.length
+        positions = self.embed_positions(torch.arange(start, start + tokens.shape[1], device=tokens.device))
+        x = self.embed_scale * self.embed_tokens(tokens) + positions
         for i, layer in enumerate(self.layers):
             x = layer(x, is_causal=True, cache=cache, layer=i)
         cache.advance(tokens.shape[1])
