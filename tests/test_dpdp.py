@@ -11,7 +11,7 @@ import hubconf
 from zoo.errors import InputError
 from zoo.models import dpdp as dpdp_module
 from zoo.models.dpdp import DPDPQuantizer, dpdp
-from zoo.models.kmeans import Codebook
+from zoo.models.codebook import Codebook
 from zoo.nn.ragged import PAD_UNIT
 
 from harness import load_case
