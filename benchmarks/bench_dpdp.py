@@ -9,25 +9,21 @@ min / median wall times, the speed-up of the medians and how many frames' units 
 prints what each labelling costs in float64: at T in the thousands the original's float32 sums (≈ 1e7, spaced
 ≈ 1 apart) can pick a labelling that is not the exact optimum, which ours finds.
 
-    python benchmarks/bench_dpdp.py                  # T = 500, 2000, 8000 (the original takes minutes at 8000)
-    python benchmarks/bench_dpdp.py --sizes 500 2000 # a subset
-    python benchmarks/bench_dpdp.py --quick          # tiny sizes, to check that it runs
+    python -m benchmarks.bench_dpdp                  # T = 500, 2000, 8000 (the original takes minutes at 8000)
+    python -m benchmarks.bench_dpdp --sizes 500 2000 # a subset
+    python -m benchmarks.bench_dpdp --quick          # tiny sizes, to check that it runs
 """
 from __future__ import annotations
 
 import argparse
 import statistics
-import sys
-import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Optional
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from zoo.models.dpdp import DPDPQuantizer  # noqa: E402
+from benchmarks.timing import timed
+from zoo.models.dpdp import DPDPQuantizer
 
 THREADS = 2
 NUM_CODES, DIM, LMBDA = 500, 1024, 4500.0   # DP-SLM's k=500 codebook over WavLM-Large layer 11, its λ
@@ -96,15 +92,6 @@ def exact_cost(features: torch.Tensor, codebook: torch.Tensor, units: torch.Tens
     return float(distances[torch.arange(len(units)), units].sum()) + lmbda * segments
 
 
-def timed(quantize: Callable, features: torch.Tensor, repeats: int) -> tuple[list[float], torch.Tensor]:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        _, units = quantize(features)
-        times.append(time.perf_counter() - start)
-    return times, units
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes, to check that the script runs")
@@ -129,8 +116,11 @@ def main() -> None:
         ours(speech_like_features(codebook, 64, generator))
         for num_frames in sizes:
             features = speech_like_features(codebook, num_frames, generator)
-            original_times, original_units = timed(original, features, ORIGINAL_REPEATS.get(num_frames, 1))
-            our_times, our_units = timed(ours, features, OURS_REPEATS)
+            # no warm-up at this size: the original at T=8000 runs once, for minutes
+            original_runs = [timed(lambda: original(features)) for _ in range(ORIGINAL_REPEATS.get(num_frames, 1))]
+            our_runs = [timed(lambda: ours(features)) for _ in range(OURS_REPEATS)]
+            original_times, our_times = [t for t, _ in original_runs], [t for t, _ in our_runs]
+            original_units, our_units = original_runs[-1][1][1], our_runs[-1][1][1]  # (quantized, units)
             speedup = statistics.median(original_times) / statistics.median(our_times)
             differ = int((original_units != our_units).sum())
             print(f"| {num_frames} | {min(original_times):.4f} / {statistics.median(original_times):.4f} | "

@@ -6,17 +6,17 @@ cache): every step re-runs the forward over the whole growing sequence. ELLA-V u
 DP-SLM settings (100 distinct units, max_codec_tokens_per_phone=10, temperature 1, top_p 0.8); its random weights
 never finish, so every step runs. Times include the prompt's prefill.
 
-    python benchmarks/bench_generation.py            # 500 generated tokens, the acceptance check (>= 5x)
-    python benchmarks/bench_generation.py --quick    # 2 layers, 16 tokens: only to see that it runs
+    python -m benchmarks.bench_generation            # 500 generated tokens, the acceptance check (>= 5x)
+    python -m benchmarks.bench_generation --quick    # 2 layers, 16 tokens: only to see that it runs
 """
 from __future__ import annotations
 
 import argparse
-import time
 from collections.abc import Callable
 
 import torch
 
+from benchmarks.timing import timed
 from zoo.models.ellav import ELLAV, ELLAVConfig, ELLAVTokenizerConfig
 from zoo.models.ulm import UnitLanguageModel
 from zoo.nn.transformer import TransformerConfig
@@ -64,13 +64,6 @@ def ellav_run(n_layers: int) -> Run:
     return run
 
 
-def timed(run: Run, tokens: int, use_cache: bool) -> tuple[int, float]:
-    torch.manual_seed(0)
-    start = time.perf_counter()
-    steps = run(tokens, use_cache)
-    return steps, time.perf_counter() - start
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="2 layers and 16 generated tokens: a smoke run")
@@ -88,8 +81,10 @@ def main() -> None:
         for name, build in (("ULM k=500", ulm_run), ("ELLA-V k=500", ellav_run)):
             run = build(n_layers)
             run(WARMUP_TOKENS, True)  # allocator, kernels
-            steps, cached = timed(run, tokens, use_cache=True)
-            steps_too, uncached = timed(run, tokens, use_cache=False)
+            torch.manual_seed(0)
+            cached, steps = timed(lambda: run(tokens, True))
+            torch.manual_seed(0)
+            uncached, steps_too = timed(lambda: run(tokens, False))
             assert steps == steps_too, "both loops must run the same number of steps"
             speedup = uncached / cached
             acceptance = tokens >= 500 and n_layers == RELEASED_LAYERS

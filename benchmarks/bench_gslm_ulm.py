@@ -15,19 +15,19 @@ all three columns (:func:`zoo.nn.sequence_generator.generate`, fairseq's algorit
   ``bmm`` → float32 ``softmax`` → ``bmm`` on ``q · head_dim^-0.5``, time-major tensors as fairseq's.
 * **no cache**: every step re-runs the whole sequence (what the incremental state avoids).
 
-    python benchmarks/bench_gslm_ulm.py                       # 500 units, batch 1 and 10 (the no-cache runs are long)
-    python benchmarks/bench_gslm_ulm.py --tokens 100 --skip-rerun
-    python benchmarks/bench_gslm_ulm.py --quick               # 2 layers, 16 units: only to see that it runs
+    python -m benchmarks.bench_gslm_ulm                       # 500 units, batch 1 and 10 (the no-cache runs are long)
+    python -m benchmarks.bench_gslm_ulm --tokens 100 --skip-rerun
+    python -m benchmarks.bench_gslm_ulm --quick               # 2 layers, 16 units: only to see that it runs
 """
 from __future__ import annotations
 
 import argparse
-import time
 from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 
+from benchmarks.timing import timed
 from zoo.models.gslm_ulm import GSLMUnitLM, GSLMUnitLMConfig
 from zoo.nn.dictionary import FairseqDictionary
 from zoo.nn.sequence_generator import IncrementalDecoder, generate
@@ -110,12 +110,11 @@ def run(model: GSLMUnitLM, decoder: tuple, samples: int, units: int) -> tuple[fl
     new_decoder, prefill = decoder
     prompt = torch.randint(4, 4 + VOCAB_SIZE, (1, PROMPT_UNITS), generator=torch.Generator().manual_seed(0))
     max_len = PROMPT_UNITS + units
-    start = time.perf_counter()
     with torch.inference_mode():
-        hypos = generate(new_decoder, prompt, vocab_size=len(model.dictionary), max_len=max_len, min_len=max_len,
-                         beam_size=samples, sampling=True, temperature=TEMPERATURE, prefill=prefill,
-                         generator=torch.Generator().manual_seed(SEED))
-    elapsed = time.perf_counter() - start
+        elapsed, hypos = timed(lambda: generate(
+            new_decoder, prompt, vocab_size=len(model.dictionary), max_len=max_len, min_len=max_len,
+            beam_size=samples, sampling=True, temperature=TEMPERATURE, prefill=prefill,
+            generator=torch.Generator().manual_seed(SEED)))
     return elapsed, torch.stack([h["tokens"] for h in hypos[0]])
 
 

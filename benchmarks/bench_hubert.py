@@ -14,8 +14,8 @@ original fairseq reader against it agrees to 7e-7. Rows:
 
 Each row prints min / median of ``--runs`` runs after one warm-up and the largest difference of the outputs.
 
-    python benchmarks/bench_hubert.py            # full size, for an idle machine
-    python benchmarks/bench_hubert.py --quick    # a tiny config, to check that it runs
+    python -m benchmarks.bench_hubert            # full size, for an idle machine
+    python -m benchmarks.bench_hubert --quick    # a tiny config, to check that it runs
 """
 from __future__ import annotations
 
@@ -23,12 +23,12 @@ import argparse
 import copy
 import statistics
 import tempfile
-import time
 from collections.abc import Callable
 
 import torch
 import transformers
 
+from benchmarks.timing import timings
 from zoo.formats import hubert as hubert_format
 from zoo.models.hubert import HubertFeatureReader
 
@@ -57,16 +57,6 @@ def truncated(reference: transformers.HubertModel, blocks: int) -> transformers.
     cut.encoder.layers = cut.encoder.layers[:blocks]
     cut.config.num_hidden_layers = blocks
     return cut
-
-
-def timings(fn: Callable[[], torch.Tensor], runs: int) -> tuple[list[float], torch.Tensor]:
-    out = fn()  # warm-up
-    seconds = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        seconds.append(time.perf_counter() - start)
-    return seconds, out
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -103,8 +93,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"| {'case':<58} | {'transformers':>13} | {'speechzoo':>13} | {'speed-up':>8} | {'max |diff|':>10} |")
     print(f"|{'-' * 60}|{'-' * 15}|{'-' * 15}|{'-' * 10}|{'-' * 12}|")
     for name, reference_fn, ours_fn in rows:
-        ref_times, ref_out = timings(reference_fn, args.runs)
-        our_times, our_out = timings(ours_fn, args.runs)
+        ref_out, our_out = reference_fn(), ours_fn()  # also the warm-up
+        ref_times, our_times = timings(reference_fn, ours_fn, repeats=args.runs, warmup=False)
         diff = (ref_out - our_out).abs().max().item()
         speedup = statistics.median(ref_times) / statistics.median(our_times)
         print(f"| {name:<58} | {min(ref_times):5.3f} / {statistics.median(ref_times):5.3f} | "

@@ -9,24 +9,19 @@ is timed. Prints a markdown table of min / median wall times and the speed-up of
 both give the same unit for every frame (where float32 rounding could flip sklearn's choice, speechzoo's is the
 float64 argmin: such frames are counted, and checked against float64).
 
-    python benchmarks/bench_kmeans.py            # 180,000 x 768 frames, K = 500
-    python benchmarks/bench_kmeans.py --quick    # a small size, to check that it runs
+    python -m benchmarks.bench_kmeans            # 180,000 x 768 frames, K = 500
+    python -m benchmarks.bench_kmeans --quick    # a small size, to check that it runs
 """
 from __future__ import annotations
 
 import argparse
 import statistics
-import sys
-import time
-from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from zoo.models.codebook import Codebook  # noqa: E402
+from benchmarks.timing import timings
+from zoo.models.codebook import Codebook
 
 THREADS = 2
 FRAMES, DIM, K = 180_000, 768, 500          # 1 h at 50 Hz of HuBERT Base features, GSLM's km500
@@ -49,15 +44,6 @@ def fitted_sklearn(features: np.ndarray, k: int):
     return MiniBatchKMeans(n_clusters=k, n_init=1, max_iter=3, batch_size=4096, random_state=1369).fit(sample)
 
 
-def timed(fn: Callable[[], np.ndarray], repeats: int) -> tuple[list[float], np.ndarray]:
-    times, out = [], None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - start)
-    return times, out
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a small size, to check that the script runs")
@@ -73,11 +59,11 @@ def main() -> None:
     x = torch.from_numpy(features)
 
     with threadpool_limits(limits=THREADS):
-        estimator.predict(features[:1000])  # warm-up
-        sk_times, sk_units = timed(lambda: estimator.predict(features), args.repeats)
+        sk_units = estimator.predict(features)  # also the warm-up
+        (sk_times,) = timings(lambda: estimator.predict(features), repeats=args.repeats, warmup=False)
     with torch.inference_mode():
-        codebook(x[:1000])
-        zoo_times, zoo_units = timed(lambda: codebook(x).numpy(), args.repeats)
+        zoo_units = codebook(x).numpy()
+        (zoo_times,) = timings(lambda: codebook(x), repeats=args.repeats, warmup=False)
 
     differ = np.flatnonzero(sk_units != zoo_units)
     if len(differ):  # allowed only where float32 rounding decides: ours must be the float64 argmin there

@@ -1,6 +1,6 @@
 """SpeechDLM (dGSLM) speed on CPU: the forward pass and 20 s of dialogue generation, side by side with references.
 
-    python benchmarks/bench_speech_dlm.py [--steps 1000] [--rerun-steps 200] [--batch-sizes 1 8] [--threads 2]
+    python -m benchmarks.bench_speech_dlm [--steps 1000] [--rerun-steps 200] [--batch-sizes 1 8] [--threads 2]
 
 Base configuration (6 layers, the last 4 cross-channel, 512 wide, FFN 2048, 8 heads, 504 symbols, duration head,
 tied output), random weights (speed does not depend on their values), float32.
@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import torch
 import torch.nn.functional as F
 
+from benchmarks.timing import timed, timings
 from zoo.models.speech_dlm import (
     CrossChannelLayer,
     SpeechDLM,
@@ -70,16 +70,6 @@ def fairseq_forward(model: SpeechDLM, tokens: dict[str, torch.Tensor]) -> dict[s
     return {ch: model.output_projection[0](model.layer_norm(x).transpose(0, 1)) for ch, x in zip(channels, xs)}
 
 
-def timed(fn, repeats: int) -> tuple[float, float]:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times), statistics.median(times)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=1000, help="units generated per channel")
@@ -99,8 +89,8 @@ def main() -> None:
     with torch.inference_mode():
         ours, reference = model(tokens)[0], fairseq_forward(model, tokens)
         diff = max((ours[ch][ch]["pred_token"] - reference[ch]).abs().max().item() for ch in model.channels)
-        ours_t = timed(lambda: model(tokens), args.repeats)
-        ref_t = timed(lambda: fairseq_forward(model, tokens), args.repeats)
+        ours_t, ref_t = [(min(t), statistics.median(t)) for t in
+                         timings(lambda: model(tokens), lambda: fairseq_forward(model, tokens), repeats=args.repeats)]
     print("Forward, 2 channels x 500 tokens, B=1          min s   median s")
     print(f"  speechzoo                                      {ours_t[0]:6.3f}   {ours_t[1]:6.3f}")
     print(f"  fairseq's algorithm (same run, same weights)   {ref_t[0]:6.3f}   {ref_t[1]:6.3f}")
@@ -115,9 +105,7 @@ def main() -> None:
             options = _options(model, 1, {"sampling": True, "max_len_b": steps})
             torch.manual_seed(0)
             with torch.inference_mode():
-                start = time.perf_counter()
-                generate_batch(model, prompts, options, use_cache=cache)
-                seconds = time.perf_counter() - start
+                seconds, _ = timed(lambda: generate_batch(model, prompts, options, use_cache=cache))
             print(f"  B={batch:<2} {label:<14}                         {steps:5d}   {seconds:7.2f}   "
                   f"{batch * steps / seconds:9.1f}")
     del hub

@@ -5,21 +5,20 @@ The reference is the same architecture run the way the original runs it: weight 
 every forward (torch's weight-norm parametrization on every conv) and a batch of files done one file at a time.
 Ours has weight norm folded at conversion and encodes/decodes the 8 files as one padded batch with ``lengths``.
 
-    python benchmarks/bench_speechtokenizer.py            # full size, 2 threads (run on an idle machine)
-    python benchmarks/bench_speechtokenizer.py --quick    # a smoke run: 0.5 s of audio, 2 files, 1 repeat
+    python -m benchmarks.bench_speechtokenizer            # full size, 2 threads (run on an idle machine)
+    python -m benchmarks.bench_speechtokenizer --quick    # a smoke run: 0.5 s of audio, 2 files, 1 repeat
 """
 from __future__ import annotations
 
 import argparse
 import copy
 import statistics
-import time
-from collections.abc import Callable
 
 import torch
 from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
 
+from benchmarks.timing import timings
 from zoo.models.speechtokenizer import SpeechTokenizer, SpeechTokenizerConfig
 
 SAMPLE_RATE = 16000
@@ -42,17 +41,6 @@ def weight_normed(model: SpeechTokenizer) -> SpeechTokenizer:
         if isinstance(module, (nn.Conv1d, nn.ConvTranspose1d)):
             weight_norm(module, dim=0)
     return reference.eval()
-
-
-def seconds(fn: Callable[[], object], repeats: int) -> float:
-    """Median wall time of ``fn`` over ``repeats`` runs, after one warm-up run."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main() -> None:
@@ -87,20 +75,17 @@ def main() -> None:
             c, t = ours.encode(batch, lengths=lengths)
             ours.decode(c, lengths=t)
 
-        rows = [
-            (f"encode {duration:g} s", seconds(lambda: reference.encode(wav), repeats),
-             seconds(lambda: ours.encode(wav), repeats)),
-            (f"decode {duration:g} s", seconds(lambda: reference.decode(codes), repeats),
-             seconds(lambda: ours.decode(codes), repeats)),
-            (f"encode {n_files} files (one by one / batched)",
-             seconds(lambda: [reference.encode(f) for f in files], repeats),
-             seconds(lambda: ours.encode(batch, lengths=lengths), repeats)),
-            (f"decode {n_files} files (one by one / batched)",
-             seconds(lambda: [reference.decode(c) for c in file_codes], repeats),
-             seconds(lambda: ours.decode(batch_codes, lengths=frames), repeats)),
-            (f"encode + decode {n_files} files", seconds(reference_files_roundtrip, repeats),
-             seconds(ours_batch_roundtrip, repeats)),
+        steps = [
+            (f"encode {duration:g} s", lambda: reference.encode(wav), lambda: ours.encode(wav)),
+            (f"decode {duration:g} s", lambda: reference.decode(codes), lambda: ours.decode(codes)),
+            (f"encode {n_files} files (one by one / batched)", lambda: [reference.encode(f) for f in files],
+             lambda: ours.encode(batch, lengths=lengths)),
+            (f"decode {n_files} files (one by one / batched)", lambda: [reference.decode(c) for c in file_codes],
+             lambda: ours.decode(batch_codes, lengths=frames)),
+            (f"encode + decode {n_files} files", reference_files_roundtrip, ours_batch_roundtrip),
         ]
+        rows = [(name, *map(statistics.median, timings(ref_fn, our_fn, repeats=repeats)))
+                for name, ref_fn, our_fn in steps]
 
     audio_seconds = sum(lengths) / SAMPLE_RATE
     print(f"SpeechTokenizer, released config (random weights), CPU, {THREADS} threads, median of {repeats}; "

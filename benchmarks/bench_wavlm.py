@@ -9,8 +9,8 @@ memory of encoding a 10-minute file.
 (b) A fresh process builds WavLM Large (random weights) and encodes ``--minutes`` of audio to layer-11 features with
     ``extract_features`` (chunks of ``CHUNK_SECONDS``); its peak resident memory (``ru_maxrss``) must stay under 4 GB.
 
-    python benchmarks/bench_wavlm.py            # full size, for an idle machine
-    python benchmarks/bench_wavlm.py --quick    # a tiny config, to check that it runs
+    python -m benchmarks.bench_wavlm            # full size, for an idle machine
+    python -m benchmarks.bench_wavlm --quick    # a tiny config, to check that it runs
 """
 from __future__ import annotations
 
@@ -21,12 +21,12 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Callable
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
+from benchmarks.timing import timed, timings
 from zoo.formats import wavlm as wavlm_format
 from zoo.models.wavlm import (
     CHUNK_SECONDS,
@@ -68,16 +68,6 @@ def same_weights(config: WavLMConfig):
     return reference, ours
 
 
-def timings(fn: Callable[[], torch.Tensor], runs: int) -> tuple[list[float], torch.Tensor]:
-    out = fn()  # warm-up
-    seconds = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        seconds.append(time.perf_counter() - start)
-    return seconds, out
-
-
 def speed_table(quick: bool, runs: int) -> None:
     reference, ours = same_weights(QUICK if quick else LARGE)
     wav = AMPLITUDE * torch.randn(1, int(AUDIO_SECONDS * SAMPLE_RATE), generator=torch.Generator().manual_seed(1))
@@ -95,8 +85,8 @@ def speed_table(quick: bool, runs: int) -> None:
     print("|---|---|---|---|---|")
     with torch.inference_mode():
         for name, (ours_fn, reference_fn) in cases.items():
-            ours_s, ours_out = timings(ours_fn, runs)
-            ref_s, ref_out = timings(reference_fn, runs)
+            ours_out, ref_out = ours_fn(), reference_fn()  # also the warm-up
+            ours_s, ref_s = timings(ours_fn, reference_fn, repeats=runs, warmup=False)
             diff = (ours_out - ref_out).abs().max().item()
             print(f"| {name} | {min(ours_s):.3f} / {statistics.median(ours_s):.3f} | {min(ref_s):.3f} / "
                   f"{statistics.median(ref_s):.3f} | {statistics.median(ref_s) / statistics.median(ours_s):.2f}x | "
@@ -120,15 +110,14 @@ def memory_child(quick: bool, minutes: float) -> None:
     model = WavLM(QUICK if quick else LARGE).eval()
     wav = AMPLITUDE * torch.randn(1, int(minutes * 60 * SAMPLE_RATE), generator=torch.Generator().manual_seed(2))
     loaded = peak_rss_gb()
-    start = time.perf_counter()
-    features = extract_features(model, wav, SAMPLE_RATE, layer=LAYER, progress=True)
-    print(json.dumps({"loaded_gb": loaded, "peak_gb": peak_rss_gb(), "seconds": time.perf_counter() - start,
+    seconds, features = timed(lambda: extract_features(model, wav, SAMPLE_RATE, layer=LAYER, progress=True))
+    print(json.dumps({"loaded_gb": loaded, "peak_gb": peak_rss_gb(), "seconds": seconds,
                       "frames": features.shape[0]}))
 
 
 def memory_table(quick: bool, minutes: float) -> None:
-    cmd = [sys.executable, __file__, "--memory-child", "--minutes", str(minutes)] + (["--quick"] if quick else [])
-    result = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    cmd = [sys.executable, "-m", __spec__.name, "--memory-child", "--minutes", str(minutes)] + (["--quick"] * quick)
+    result = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=Path(__file__).resolve().parents[1])
     stats = json.loads(result.stdout.strip().splitlines()[-1])
     verdict = "OK" if stats["peak_gb"] < MEMORY_LIMIT_GB else f"OVER {MEMORY_LIMIT_GB:g} GB"
     size = "tiny config (--quick)" if quick else "WavLM Large"

@@ -5,26 +5,22 @@ The reference below follows nicolvisser/WavTokenizer's modules one to one: weigh
 an embedding-row scale and shift, and the head's complex product. Both models hold the same random weights of the
 real ``small_600_24k_4096`` architecture, and the table also reports how far their outputs are apart.
 
-    python benchmarks/bench_wavtokenizer.py            # 10 s of audio / codes, 2 threads (the reported numbers)
-    python benchmarks/bench_wavtokenizer.py --quick    # 2 s, a smoke test
+    python -m benchmarks.bench_wavtokenizer            # 10 s of audio / codes, 2 threads (the reported numbers)
+    python -m benchmarks.bench_wavtokenizer --quick    # 2 s, a smoke test
 """
 from __future__ import annotations
 
 import argparse
 import math
 import statistics
-import sys
-import time
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from zoo.models.wavtokenizer import SAMPLE_RATE, VARIANTS, WavTokenizer  # noqa: E402
+from benchmarks.timing import timings
+from zoo.models.wavtokenizer import SAMPLE_RATE, VARIANTS, WavTokenizer
 
 THREADS = 2
 VARIANT = "small_600_24k_4096"
@@ -209,20 +205,6 @@ class Reference(nn.Module):
         return self.head(self.backbone(features, bandwidth_id))
 
 
-# ------------------------------------------------------------------------------------------ timing
-def timings(fns, repeats: int) -> list[list[float]]:
-    """Seconds per call of each of ``fns``, interleaved so that background load hits them alike."""
-    for fn in fns:
-        fn()  # warm-up: allocator, kernels
-    out = [[] for _ in fns]
-    for _ in range(repeats):
-        for fn, seconds in zip(fns, out):
-            start = time.perf_counter()
-            fn()
-            seconds.append(time.perf_counter() - start)
-    return out
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="2 s instead of 10 s, 2 repeats: a smoke test")
@@ -256,7 +238,7 @@ def main() -> None:
     print("| task | speechzoo min / median (s) | reference min / median (s) | speed-up (median) |")
     print("|---|---|---|---|")
     for task, fns in runs.items():
-        a, b = timings(fns, repeats)
+        a, b = timings(*fns, repeats=repeats)
         print(f"| {task} | {min(a):.3f} / {statistics.median(a):.3f} | {min(b):.3f} / {statistics.median(b):.3f} "
               f"| {statistics.median(b) / statistics.median(a):.2f}× |")
     print(f"\noutputs: decode max |Δwav| = {wav_diff:.2e}; encode codes identical: {codes_agree}")

@@ -54,7 +54,10 @@ class Case:
     def assert_close(self, output: str, got: torch.Tensor, **overrides) -> None:
         """``got`` equals the original's ``io[output]`` within the case's tolerance for it (``overrides``, e.g.
         ``rtol=0``, only ever tighten it or set other ``torch.testing.assert_close`` options)."""
-        options = {**self.tolerance(output), **overrides}
+        tolerance = self.tolerance(output)
+        looser = [k for k in ("atol", "rtol") if overrides.get(k, tolerance[k]) > tolerance[k]]
+        assert not looser, f"{looser} would loosen {self.name}'s tolerance for {output} ({tolerance})"
+        options = {**tolerance, **overrides}
         torch.testing.assert_close(got, self.io[output], msg=lambda m: f"{self.name} {output}: {m}", **options)
 
     def keys(self, prefix: str) -> list[str]:

@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 import soundfile
 import torch
-from safetensors.torch import load_file
 
 from zoo import audio
 from zoo.errors import AudioError
 
-FIXTURES = Path(__file__).parent / "fixtures"
+from harness import load_case
+
 LIBRISPEECH = Path(__file__).parent / "data" / "librispeech-1272-128104-0000.flac"
-TORCHAUDIO_16K_TO_24K = FIXTURES / "wavtokenizer" / "hubconf_resample_16k_to_24k"
+TORCHAUDIO_16K_TO_24K = load_case("wavtokenizer/hubconf_resample_16k_to_24k")
 
 
 def sine(freq: float, sample_rate: int, seconds: float, phase: float = 0.0) -> torch.Tensor:
@@ -54,13 +54,13 @@ def test_resample_takes_torchaudios_old_method_names_with_its_numbers(legacy):
 
 
 def test_resample_matches_torchaudio_librispeech_16k_to_24k():
-    io = load_file(TORCHAUDIO_16K_TO_24K / "io.safetensors")
+    case = TORCHAUDIO_16K_TO_24K
     kernel, width = audio.sinc_resample_kernel(2, 3)  # 16000:24000 reduced by their gcd 8000
     assert width == 7
-    torch.testing.assert_close(kernel, io["kernel_functional"], atol=1e-7, rtol=0)
-    got = audio.resample(io["wav16k"], 16000, 24000)
-    torch.testing.assert_close(got, io["wav24k_functional"], atol=1e-6, rtol=0)
-    torch.testing.assert_close(got, io["wav24k_transform"], atol=1e-6, rtol=0)
+    case.assert_close("kernel_functional", kernel)
+    got = audio.resample(case.io["wav16k"], 16000, 24000)
+    case.assert_close("wav24k_functional", got)
+    case.assert_close("wav24k_transform", got)
 
 
 def test_resample_same_rate_is_identity():
@@ -128,16 +128,14 @@ def test_resample_rejects_integer_pcm():
 # ------------------------------------------------------------------------------------------ load / save
 def test_load_librispeech_flac_as_torchaudio_does():
     wav, sr = audio.load(LIBRISPEECH)
-    io = load_file(TORCHAUDIO_16K_TO_24K / "io.safetensors")
     assert sr == 16000 and wav.dtype == torch.float32
-    assert torch.equal(wav, io["wav16k"])  # torchaudio.load: int16 / 32768, shape (1, N)
+    assert torch.equal(wav, TORCHAUDIO_16K_TO_24K.io["wav16k"])  # torchaudio.load: int16 / 32768, shape (1, N)
 
 
 def test_load_with_resampling_equals_torchaudio():
     wav, sr = audio.load(str(LIBRISPEECH), sample_rate=24000)
-    io = load_file(TORCHAUDIO_16K_TO_24K / "io.safetensors")
     assert sr == 24000
-    torch.testing.assert_close(wav, io["wav24k_functional"], atol=1e-6, rtol=0)
+    TORCHAUDIO_16K_TO_24K.assert_close("wav24k_functional", wav)
 
 
 @pytest.mark.parametrize("suffix", [".wav", ".flac"])

@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import torch
@@ -12,8 +10,9 @@ from zoo.cli import main
 from zoo.models.codebook import Codebook
 from zoo.registry import all_weights
 
-ROOT = Path(__file__).resolve().parents[1]
-CODEBOOK_PT = next((Path(__file__).parent / "fixtures/wavlm/codebook_argmin/original").glob("codebook-*.pt"))
+from harness import FIXTURES, conversion_cli
+
+CODEBOOK_PT = next((FIXTURES / "wavlm/codebook_argmin/original").glob("codebook-*.pt"))
 
 
 def test_list_json_describes_every_registered_weight(capsys):
@@ -35,9 +34,8 @@ def test_list_table_has_a_row_per_weight(capsys):
 
 def test_python_m_conversion_writes_a_loadable_model(tmp_path):
     out = tmp_path / "cb"
-    r = subprocess.run([sys.executable, "-m", "conversion", "codebook", str(CODEBOOK_PT), "--out", str(out)],
-                       cwd=ROOT, capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
+    result = conversion_cli("codebook", CODEBOOK_PT, "--out", out)
+    assert result.returncode == 0, result.stderr
     assert torch.equal(Codebook.from_pretrained(out).codebook, torch.load(CODEBOOK_PT, weights_only=True)["codebook"])
 
 

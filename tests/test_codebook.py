@@ -1,39 +1,35 @@
 """k-means codebooks: the original container through conversion and ``hubconf.codebook``, batched units, errors."""
-from pathlib import Path
-
 import pytest
 import torch
-from safetensors.torch import load_file
 
 import hubconf
 from conversion import model_cards
-from conversion.__main__ import main as conversion_main
 from zoo.errors import ConversionError, InputError
 from zoo.formats import codebook as codebook_format
 from zoo.models.codebook import Codebook
 
-CASE = Path(__file__).parent / "fixtures" / "wavlm" / "codebook_argmin"
-ORIGINAL = CASE / "original" / "codebook-layer-3-k-20-0dd7c1fe.pt"
+from harness import load_case
+
+CASE = load_case("wavlm/codebook_argmin")
+ORIGINAL = CASE.original / "codebook-layer-3-k-20-0dd7c1fe.pt"
 
 
 @pytest.fixture(scope="module")
 def io():
-    return load_file(CASE / "io.safetensors")
+    return CASE.io
 
 
 @pytest.fixture(scope="module")
-def converted(tmp_path_factory):
-    """``python -m conversion codebook ORIGINAL --out DIR``, in process."""
-    out = tmp_path_factory.mktemp("codebook")
-    assert conversion_main(["codebook", str(ORIGINAL), "--out", str(out)]) == 0
-    return out
+def converted(convert):
+    """``python -m conversion codebook ORIGINAL --out DIR``."""
+    return convert("codebook", ORIGINAL)
 
 
 def test_converted_codebook_equals_the_original(converted, io):
     codebook = hubconf.codebook(layer=3, k=20, weights=converted)
     assert codebook.dtype == torch.float32 and torch.equal(codebook, io["codebook"])
     distances = torch.cdist(io["features"], codebook)
-    torch.testing.assert_close(distances, io["distances"], atol=1e-5, rtol=1e-5)
+    CASE.assert_close("distances", distances)
     assert torch.equal(distances.argmin(1), io["units"])
 
 

@@ -3,12 +3,10 @@ corrupt and truncated files, and the fallback that converts an original release.
 from __future__ import annotations
 
 import hashlib
-import importlib
 from pathlib import Path
 
 import pytest
 import torch
-from hub_server import FakeHub
 from safetensors.torch import load_file
 
 import zoo.download
@@ -16,14 +14,11 @@ from zoo.errors import WeightsError
 from zoo.models.codebook import Codebook
 from zoo.registry import SourceFile, Weights, find
 
-ROOT = Path(__file__).resolve().parents[1]
-FIXTURES = Path(__file__).parent / "fixtures"
+from harness import FIXTURES, ROOT
+from hub_server import FakeHub
+
 CODEBOOK_PT = next((FIXTURES / "wavlm/codebook_argmin/original").glob("codebook-*.pt"))
 WAVLM_PT = next((FIXTURES / "wavlm/tiny_large_like_speech/original").glob("*.pt"))
-
-
-def convert(kind: str, src: Path, out: Path) -> Path:
-    return importlib.import_module(f"zoo.formats.{kind}").convert([src]).save_pretrained(out)
 
 
 @pytest.fixture
@@ -37,8 +32,8 @@ def hub(monkeypatch, tmp_path):
 
 
 @pytest.fixture
-def codebook_dir(tmp_path) -> Path:
-    return convert("codebook", CODEBOOK_PT, tmp_path / "codebook")
+def codebook_dir(convert) -> Path:
+    return convert("codebook", CODEBOOK_PT)
 
 
 def expected_codebook() -> torch.Tensor:
@@ -63,9 +58,9 @@ def test_torch_hub_load_uses_registry_repo_then_offline_cache(hub, codebook_dir,
     assert len(hub.requests) == n_requests, "offline load must not touch the network"
 
 
-def test_wavlm_large_through_registry_and_offline(hub, tmp_path, monkeypatch):
+def test_wavlm_large_through_registry_and_offline(hub, convert, monkeypatch):
     entry = find("wavlm_large")
-    hub.add_repo(entry.repo_id, convert("wavlm", WAVLM_PT, tmp_path / "wavlm"))
+    hub.add_repo(entry.repo_id, convert("wavlm", WAVLM_PT))
     wav = torch.randn(1, 16000, generator=torch.Generator().manual_seed(0))
     model, extract_features = torch.hub.load(str(ROOT), "wavlm_large", source="local", progress=False)
     features = extract_features(model, wav, 16000, layer=2)

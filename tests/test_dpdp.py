@@ -1,5 +1,4 @@
 """DPDP: the original's fixtures, the original O(T²·K) recursion on generated inputs, batching, errors."""
-from pathlib import Path
 from unittest import mock
 
 import numpy as np
@@ -7,17 +6,15 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from safetensors.torch import load_file
 
 import hubconf
 from zoo.errors import InputError
-from zoo.formats import codebook as codebook_format
 from zoo.models import dpdp as dpdp_module
 from zoo.models.dpdp import DPDPQuantizer, dpdp
+from zoo.models.codebook import Codebook
 from zoo.nn.ragged import PAD_UNIT
 
-FIXTURES = Path(__file__).parent / "fixtures" / "dpdp"
-CASES = sorted(p for p in FIXTURES.iterdir() if p.is_dir())
+from harness import load_case
 
 
 # ------------------------------------------------------------------------------------------ the original
@@ -62,29 +59,28 @@ def fixture_runs(io):
             yield features, float(lmbda), (int(n) if n else None), key, "quantized__" + "__".join(parts)
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+@pytest.mark.cases("dpdp/*")
 def test_fixture_units_and_quantized(case):
-    io = load_file(case / "io.safetensors")
-    runs = list(fixture_runs(io))
+    runs = list(fixture_runs(case.io))
     assert runs
     for features, lmbda, num_neighbors, units_key, quantized_key in runs:
-        quantizer = hubconf.dpdp_quantizer_from_codebook(io["codebook"], lmbda, num_neighbors)
+        quantizer = hubconf.dpdp_quantizer_from_codebook(case.io["codebook"], lmbda, num_neighbors)
         with torch.no_grad():
-            quantized, units = quantizer(io[features])
-        assert torch.equal(units, io[units_key]), f"{units_key}: {(units != io[units_key]).sum()} frames differ"
-        torch.testing.assert_close(quantized, io[quantized_key], atol=1e-6, rtol=0)
+            quantized, units = quantizer(case.io[features])
+        assert torch.equal(units, case.io[units_key]), f"{units_key}: {(units != case.io[units_key]).sum()} differ"
+        torch.testing.assert_close(quantized, case.io[quantized_key], **case.tolerance("quantized"))
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
-def test_fixture_codebook_container_converts(case):
+@pytest.mark.cases("dpdp/*")
+def test_fixture_codebook_container_converts(case, convert):
     """The original quantizer's state_dict is the WavLM-codebooks container."""
-    converted = codebook_format.convert([case / "original" / "codebook.pt"])
-    assert torch.equal(converted.codebook, load_file(case / "io.safetensors")["codebook"])
+    converted = Codebook.from_pretrained(convert("codebook", case.original / "codebook.pt"))
+    assert torch.equal(converted.codebook, case.io["codebook"])
 
 
 def test_long_fixture_needs_more_than_float32_accumulation():
     """At λ=0 the units are the per-frame nearest codes, which the long fixture reproduces."""
-    io = load_file(FIXTURES / "long_T2000" / "io.safetensors")
+    io = load_case("dpdp/long_T2000").io
     nearest = torch.cdist(io["features"], io["codebook"]).argmin(1)
     assert torch.equal(nearest, io["units__lmbda0"])
 

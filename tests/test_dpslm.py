@@ -9,12 +9,9 @@ from pathlib import Path
 import pytest
 import soundfile
 import torch
-from hub_server import FakeHub
 
 from zoo import audio
 from zoo.cli import main
-from zoo.formats import wavlm as wavlm_format
-from zoo.formats import wavtokenizer as wavtokenizer_format
 from zoo.models.ellav import ELLAV, ELLAVConfig, ELLAVTokenizerConfig
 from zoo.models.codebook import Codebook
 from zoo.models.ulm import UnitLanguageModel
@@ -24,8 +21,9 @@ from zoo.nn.transformer import TransformerConfig
 from zoo.pipelines import DPSLM
 from zoo.registry import find
 
-ROOT = Path(__file__).resolve().parents[1]
-FIXTURES = Path(__file__).parent / "fixtures"
+from harness import FIXTURES, ROOT
+from hub_server import FakeHub
+
 SPEECH = Path(__file__).parent / "data/librispeech-1272-128104-0000.flac"
 K, LMBDA = 500, 4500
 FEATURE_DIM = 64      # the tiny WavLM fixture's
@@ -39,7 +37,7 @@ def tiny_transformer(vocab_size: int, output_bias: bool = False) -> TransformerC
 
 
 @pytest.fixture(scope="module")
-def tiny_models(tmp_path_factory) -> dict[str, Path]:
+def tiny_models(tmp_path_factory, convert) -> dict[str, Path]:
     """Tiny models with consistent sizes: WavLM and WavTokenizer from the original fixtures, a K=500 codebook of
     the WavLM's dimension, and random ULM / ELLA-V over K units and the WavTokenizer's codebook."""
     root = tmp_path_factory.mktemp("dpslm")
@@ -47,16 +45,14 @@ def tiny_models(tmp_path_factory) -> dict[str, Path]:
     tokenizer = ELLAVTokenizerConfig(phones=tuple(sorted(f"u{n}" for n in range(K))), phone_token_rate=50.0,
                                      num_codec_types=CODEBOOK_SIZE, codec_token_rate=40.0)
     ellav = ELLAV(ELLAVConfig(tiny_transformer(4 + K + CODEBOOK_SIZE, output_bias=True), tokenizer))
-    wavtokenizer_case = FIXTURES / "wavtokenizer/tiny_2stage_adanorm/original"
+    wavtokenizer = FIXTURES / "wavtokenizer/tiny_2stage_adanorm/original"
     return {
-        "wavlm": wavlm_format.convert(list((FIXTURES / "wavlm/tiny_large_like_speech/original").glob("*.pt")))
-        .save_pretrained(root / "wavlm"),
+        "wavlm": convert("wavlm", *(FIXTURES / "wavlm/tiny_large_like_speech/original").glob("*.pt")),
         "codebook": Codebook.from_tensor(torch.randn(K, FEATURE_DIM), layer=11).save_pretrained(root / "codebook"),
         "ulm": UnitLanguageModel(tiny_transformer(K + 1)).save_pretrained(root / "ulm"),
         "ellav": ellav.save_pretrained(root / "ellav"),
-        "wavtokenizer": wavtokenizer_format.convert([wavtokenizer_case / "model.ckpt"],
-                                                    config=wavtokenizer_case / "config.yaml")
-        .save_pretrained(root / "wavtokenizer"),
+        "wavtokenizer": convert("wavtokenizer", wavtokenizer / "model.ckpt", "--config",
+                                wavtokenizer / "config.yaml"),
     }
 
 

@@ -7,40 +7,34 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
 
 from zoo import audio
 from zoo.cli import main
-from zoo.formats import codebook as codebook_format
-from zoo.formats import wavlm as wavlm_format
 from zoo.pipelines import SpeechToUnits, Units
 
-FIXTURES = Path(__file__).parent / "fixtures/wavlm"
-CODEBOOK_CASE = FIXTURES / "codebook_argmin"
-WAVLM_CASE = FIXTURES / "tiny_large_like_speech"
+from harness import load_case
+
+CODEBOOK_CASE = load_case("wavlm/codebook_argmin")
+WAVLM_CASE = load_case("wavlm/tiny_large_like_speech")
 CODEBOOK_LAYER = 3  # the tiny codebook clusters layer-3 features
 K = 20
 
 
 @pytest.fixture(scope="module")
-def weights(tmp_path_factory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("weights")
-    return {
-        "wavlm": wavlm_format.convert(list((WAVLM_CASE / "original").glob("*.pt"))).save_pretrained(root / "wavlm"),
-        "codebook": codebook_format.convert(list((CODEBOOK_CASE / "original").glob("*.pt"))).save_pretrained(
-            root / "codebook"),
-    }
+def weights(convert) -> dict[str, Path]:
+    return {"wavlm": convert("wavlm", *WAVLM_CASE.original.glob("*.pt")),
+            "codebook": convert("codebook", *CODEBOOK_CASE.original.glob("*.pt"))}
 
 
 @pytest.fixture(scope="module")
 def speech() -> torch.Tensor:
     """The fixtures' input: 2 s of LibriSpeech at 16 kHz."""
-    return load_file(WAVLM_CASE / "io.safetensors")["wav"][0]
+    return WAVLM_CASE.io["wav"][0]
 
 
 def expected_units() -> Units:
     """Deduplicated nearest-centroid units of the original's layer-3 features."""
-    return Units.from_framewise(load_file(CODEBOOK_CASE / "io.safetensors")["units"])
+    return Units.from_framewise(CODEBOOK_CASE.io["units"])
 
 
 def test_units_are_the_originals_deduplicated(weights, speech):

@@ -14,34 +14,31 @@ import joblib
 import numpy as np
 import pytest
 import torch
-from hub_server import FakeHub
-from safetensors.torch import load_file
 
 import hubconf
 import zoo.download
 from conversion import model_cards
-from conversion.__main__ import main as conversion_main
 from zoo.errors import ConversionError, InputError
 from zoo.formats import kmeans as kmeans_format
 from zoo.models.codebook import DENSE_MODELS, GSLM_KMEANS, Codebook, nearest_code
 from zoo.registry import SourceFile, Weights, find
 
-ROOT = Path(__file__).resolve().parents[1]
-CASE = Path(__file__).parent / "fixtures" / "gslm" / "kmeans_k32_d16"
-KM_BIN = CASE / "original" / "km.bin"
+from harness import ROOT, conversion_cli, load_case
+from hub_server import FakeHub
+
+CASE = load_case("gslm/kmeans_k32_d16")
+KM_BIN = CASE.original / "km.bin"
 
 
 @pytest.fixture(scope="module")
 def io_tensors():
-    return load_file(CASE / "io.safetensors")
+    return CASE.io
 
 
 @pytest.fixture(scope="module")
-def converted(tmp_path_factory) -> Path:
-    """``python -m conversion kmeans km.bin --out DIR``, in process."""
-    out = tmp_path_factory.mktemp("kmeans")
-    assert conversion_main(["kmeans", str(KM_BIN), "--out", str(out)]) == 0
-    return out
+def converted(convert) -> Path:
+    """``python -m conversion kmeans km.bin --out DIR``."""
+    return convert("kmeans", KM_BIN)
 
 
 @pytest.fixture(scope="module")
@@ -171,11 +168,12 @@ def test_malicious_km_bin_runs_nothing(tmp_path, sklearn_km, name, where):
     assert not marker.exists(), "the payload ran"
 
 
-def test_malicious_km_bin_through_the_cli(tmp_path, capsys):
+def test_malicious_km_bin_through_the_cli(tmp_path):
     marker = tmp_path / "pwned"
     (tmp_path / "km.bin").write_bytes(pickle.dumps(_Payload(os.system, f"touch {marker}")))
-    assert conversion_main(["kmeans", str(tmp_path / "km.bin"), "--out", str(tmp_path / "out")]) == 2
-    err = capsys.readouterr().err
+    result = conversion_cli("kmeans", tmp_path / "km.bin", "--out", tmp_path / "out")
+    assert result.returncode == 2
+    err = result.stderr
     assert "posix.system" in err and "refused" in err and len(err.strip().splitlines()) == 1
     assert not marker.exists() and not (tmp_path / "out").exists()
 

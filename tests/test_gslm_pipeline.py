@@ -10,14 +10,11 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 from pathlib import Path
 
 import pytest
 import soundfile
 import torch
-from harness import load_case
-from hub_server import FakeHub
 
 import hubconf
 from zoo.cli import main as cli_main
@@ -27,8 +24,9 @@ from zoo.models.gslm_ulm import GSLMUnitLM, GSLMUnitLMConfig
 from zoo.pipelines.gslm import GSLM
 from zoo.registry import find
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-import bench_u2s as reference  # the original Tacotron2's module tree, to write a checkpoint in its format
+from benchmarks.references import gslm_u2s as reference  # the original Tacotron2, to write its checkpoint format
+from harness import load_case
+from hub_server import FakeHub
 
 SPEECH = Path(__file__).parent / "data" / "librispeech-1272-128104-0000.flac"
 HUBERT_CASE = load_case("gslm/hubert_tiny_layer2")

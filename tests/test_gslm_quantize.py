@@ -10,22 +10,19 @@ import torch
 from harness import load_case
 from hub_server import FakeHub
 
-from conversion.__main__ import main as conversion_main
 from zoo.cli import main
 from zoo.models.codebook import Codebook
 from zoo.registry import find
 
-CASE = Path(__file__).parent / "fixtures" / "gslm" / "kmeans_k32_d16"
-KM_BIN = CASE / "original" / "km.bin"
-ORIGINAL_FLAGS = ["--feature_type", "hubert", "--features_path", str(CASE / "features.npy"),
-                  "--manifest_path", str(CASE / "manifest.tsv"), "--extension", ".flac"]
+CASE = load_case("gslm/kmeans_k32_d16")
+KM_BIN = CASE.original / "km.bin"
+ORIGINAL_FLAGS = ["--feature_type", "hubert", "--features_path", str(CASE.path / "features.npy"),
+                  "--manifest_path", str(CASE.path / "manifest.tsv"), "--extension", ".flac"]
 
 
 @pytest.fixture(scope="module")
-def kmeans_dir(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("km")
-    assert conversion_main(["kmeans", str(KM_BIN), "--out", str(out)]) == 0
-    return out
+def kmeans_dir(convert) -> Path:
+    return convert("kmeans", KM_BIN)
 
 
 @pytest.mark.cases("gslm/kmeans*")
@@ -96,7 +93,7 @@ def test_registered_name_from_the_hub(kmeans_dir, tmp_path, monkeypatch):
         out = tmp_path / "q.txt"
         assert main(["quantize", *ORIGINAL_FLAGS, "--kmeans_model_path", entry.name,
                      "--out_quantized_file_path", str(out)]) == 0
-    assert out.read_bytes() == (CASE / "expected_quantized.txt").read_bytes()
+    assert out.read_bytes() == (CASE.path / "expected_quantized.txt").read_bytes()
 
 
 # ------------------------------------------------------------------------------------------ bad input
@@ -113,7 +110,7 @@ def test_bad_inputs_are_one_line_errors(kmeans_dir, three_utterances, capsys):
             "--out_quantized_file_path", str(folder / "out.txt")]
     km = ["--kmeans_model_path", str(kmeans_dir)]
 
-    assert "the manifest lists 3" in _error(capsys, [*base, *km, "--features_path", str(CASE / "features.npy")])
+    assert "the manifest lists 3" in _error(capsys, [*base, *km, "--features_path", str(CASE.path / "features.npy")])
     np.save(folder / "flat.npy", np.zeros((40, 16), np.float32))
     assert "want float (utterances, frames, dim)" in _error(capsys, [*base, *km, "--features_path",
                                                                      str(folder / "flat.npy")])

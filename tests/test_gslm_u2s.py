@@ -20,11 +20,9 @@ from pathlib import Path
 import easydict
 import pytest
 import torch
-from harness import Case, load_case
 
 import hubconf
 import zoo.download
-from conversion.__main__ import main as conversion_main
 from zoo.errors import ConversionError, InputError, WeightsError
 from zoo.formats import tacotron2 as tacotron2_format
 from zoo.formats import waveglow as waveglow_format
@@ -33,8 +31,8 @@ from zoo.models.tacotron2 import Tacotron2, Tacotron2Config
 from zoo.models.waveglow import WaveGlowDenoiser
 from zoo.registry import SourceFile, Weights, find
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-import bench_u2s as reference
+from benchmarks.references import gslm_u2s as reference
+from harness import Case, conversion_cli, load_case
 
 CASE = "gslm_u2s/tiny_sos_eos_collapse_gate_stop"
 ORIGINAL = load_case(CASE).original
@@ -327,7 +325,7 @@ def test_waveglow_inverts_the_original_forward_with_several_early_outputs(tmp_pa
 ], ids=["obs_lat", "no_sos_eos_2_frames_per_step"])
 @torch.no_grad()
 def test_tacotron2_variants_match_the_original_algorithm(tmp_path, variant):
-    """What the fixture does not show, against the plain re-implementation of the original in bench_u2s."""
+    """What the fixture does not show, against the plain re-implementation of the original (benchmarks/references)."""
     hparams = argparse.Namespace(**{**reference.QUICK_TACOTRON2, "n_symbols": 12, **variant, "max_decoder_steps": 9})
     torch.manual_seed(0)
     original = reference.randomise(reference.Tacotron2(hparams), seed=3, scale=0.3)
@@ -379,7 +377,7 @@ def test_a_malicious_pickle_runs_nothing(tmp_path, exploit):
     for src in (path, tmp_path / "plain.pkl"):
         with pytest.raises(ConversionError):
             waveglow_format.convert([src])
-        assert conversion_main(["waveglow", str(src), "--out", str(tmp_path / "out")]) == 2
+        assert conversion_cli("waveglow", src, "--out", tmp_path / "out").returncode == 2
     assert not marker.exists(), "unpickling ran the payload"
     assert not (tmp_path / "out").exists()
 

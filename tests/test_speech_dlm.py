@@ -14,7 +14,6 @@ from safetensors.torch import load_file
 from scipy.stats import chi2
 
 import hubconf
-from conversion.__main__ import main as conversion_main
 from zoo.cli import main as cli_main
 from zoo.errors import InputError
 from zoo.formats.fairseq import read_dictionary
@@ -25,22 +24,20 @@ from zoo.models.speech_dlm import (
     unit_symbols,
 )
 
-FIXTURES = Path(__file__).parent / "fixtures/speech_dlm"
-CASES = sorted(p.name for p in FIXTURES.iterdir() if (p / "case.json").is_file())
-SHARED = FIXTURES / "tiny_edge_dur_delayed"
-ULM_CHECKPOINT = Path(__file__).parent / "fixtures/ulm/k20_gqa_ragged_batch3/original/checkpoint.pt"
+from harness import Case, conversion_cli, load_case
+
+SHARED = load_case("speech_dlm/tiny_edge_dur_delayed")
+ULM_CHECKPOINT = load_case("ulm/k20_gqa_ragged_batch3").original / "checkpoint.pt"
 
 
-def _convert(case: Path, out: Path) -> Path:
-    original = case / "original"
-    assert conversion_main(["speech_dlm", str(next(original.glob("*.pt"))),
-                            *map(str, sorted(original.glob("dict.*.txt"))), "--out", str(out)]) == 0
-    return out
+def sources(case: Case) -> list[Path]:
+    """The original checkpoint and its dict.<channel>.txt files, as ``python -m conversion speech_dlm`` takes them."""
+    return [next(case.original.glob("*.pt")), *sorted(case.original.glob("dict.*.txt"))]
 
 
 @pytest.fixture(scope="module")
-def shared(tmp_path_factory):
-    hub = hubconf.speech_dlm(weights=_convert(SHARED, tmp_path_factory.mktemp("speech_dlm")))
+def shared(convert):
+    hub = hubconf.speech_dlm(weights=convert("speech_dlm", *sources(SHARED)))
     return hub.eval()
 
 
@@ -51,13 +48,11 @@ def _argmax_draw(probs, num_samples, replacement=False, *, generator=None, out=N
 
 # ------------------------------------------------------------------------------------------ fixtures
 @pytest.mark.slow
-@pytest.mark.parametrize("name", CASES)
-def test_fixture(name, tmp_path, monkeypatch):
-    case = FIXTURES / name
-    meta = json.loads((case / "case.json").read_text())
-    io = load_file(str(case / "io.safetensors"))
-    tol = {"atol": meta["tolerance"]["atol"], "rtol": meta["tolerance"]["rtol"]}
-    hub = hubconf.speech_dlm(weights=_convert(case, tmp_path))
+@pytest.mark.cases("speech_dlm/*")
+def test_fixture(case, convert, monkeypatch):
+    io, meta = case.io, case.meta
+    tol = case.tolerance("fwd")  # one tolerance for every output
+    hub = hubconf.speech_dlm(weights=convert("speech_dlm", *sources(case)))
     hub.eval()
     model = hub.models[0]
     tokens = {ch: io[f"fwd.src_tokens.{ch}"] for ch in hub.channels}
@@ -105,27 +100,25 @@ def test_fixture(name, tmp_path, monkeypatch):
     assert best == g["decoded_best"]
 
 
-def test_converted_directory_holds_safetensors_and_the_dictionary(tmp_path):
-    out = _convert(SHARED, tmp_path)
+def test_converted_directory_holds_safetensors_and_the_dictionary(convert):
+    out = convert("speech_dlm", *sources(SHARED))
     assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.safetensors"]
     config = json.loads((out / "config.json").read_text())
     assert config["model_type"] == "speech_dlm" and config["channels"] == ["unitA", "unitB"]
-    assert tuple(config["symbols"]) == read_dictionary(SHARED / "original/dict.unitA.txt")
+    assert tuple(config["symbols"]) == read_dictionary(SHARED.original / "dict.unitA.txt")
     weights = load_file(str(out / "model.safetensors"))
     assert not any("_float_tensor" in k or k.endswith("version") for k in weights)
     assert torch.equal(weights["output_projection.0.weight"], weights["embed_tokens.weight"])  # tied, stored twice
     assert all(v.dtype == torch.float32 for v in weights.values())
 
 
-def test_fp16_checkpoint_without_optimizer_state(tmp_path):
-    original = SHARED / "original"
+def test_fp16_checkpoint_without_optimizer_state(tmp_path, convert):
+    original = SHARED.original
     state = torch.load(next(original.glob("*.pt")), weights_only=True)
     state.pop("last_optimizer_state")
     state["model"] = {k: v.half() if v.is_floating_point() else v for k, v in state["model"].items()}
     torch.save(state, tmp_path / "fp16.pt")
-    out = tmp_path / "out"
-    assert conversion_main(["speech_dlm", str(tmp_path / "fp16.pt"), *map(str, sorted(original.glob("dict.*"))),
-                            "--out", str(out)]) == 0
+    out = convert("speech_dlm", tmp_path / "fp16.pt", *sorted(original.glob("dict.*")))
     got = load_file(str(out / "model.safetensors"))["layers.0.fc1.weight"]
     assert torch.equal(got, state["model"]["decoder.layers.0.fc1.weight"].float())
 
@@ -310,17 +303,16 @@ def test_bad_options(shared):
         shared.sample(prompt, max_len_b=5, min_len=9)
 
 
-def test_checkpoint_of_another_model_is_refused(tmp_path, capsys):
-    dicts = [str(p) for p in sorted((SHARED / "original").glob("dict.*"))]
-    assert conversion_main(["speech_dlm", str(ULM_CHECKPOINT), *dicts, "--out", str(tmp_path)]) == 2
-    assert "not a fairseq checkpoint" in capsys.readouterr().err
-    assert conversion_main(["speech_dlm", str(next((SHARED / "original").glob("*.pt"))), "--out",
-                            str(tmp_path)]) == 2
-    assert "dict.<channel>.txt" in capsys.readouterr().err
+def test_checkpoint_of_another_model_is_refused(tmp_path):
+    dicts = sorted(SHARED.original.glob("dict.*"))
+    refused = conversion_cli("speech_dlm", ULM_CHECKPOINT, *dicts, "--out", tmp_path)
+    assert refused.returncode == 2 and "not a fairseq checkpoint" in refused.stderr
+    refused = conversion_cli("speech_dlm", next(SHARED.original.glob("*.pt")), "--out", tmp_path)
+    assert refused.returncode == 2 and "dict.<channel>.txt" in refused.stderr
 
 
-def test_dialogue_sample_cli_reads_and_writes_fairseqs_code_files(shared, tmp_path, capsys):
-    converted = _convert(SHARED, tmp_path / "model")
+def test_dialogue_sample_cli_reads_and_writes_fairseqs_code_files(shared, tmp_path, capsys, convert):
+    converted = convert("speech_dlm", *sources(SHARED))
     codes = tmp_path / "codes.txt"
     codes.write_text(str({"audio": "dialog_1", "unitA": "3 3 12 0 0 8", "unitB": "6 6 6 4 10 10"}) + "\n"
                      + str({"audio": "dialog_2", "unitA": "1 7 7 7 2 2", "unitB": "5 5 11 11 11 9"}) + "\n")
@@ -329,8 +321,7 @@ def test_dialogue_sample_cli_reads_and_writes_fairseqs_code_files(shared, tmp_pa
                      "--beam-search", "--beam-size", "1", "--max-len-b", "20"]) == 0
     lines = [ast.literal_eval(line) for line in out.read_text().splitlines()]
     assert [line["audio"] for line in lines] == ["dialog_1-generated", "dialog_2-generated"]
-    meta = json.loads((SHARED / "case.json").read_text())
-    assert [{ch: line[ch] for ch in ("unitA", "unitB")} for line in lines] == meta["generation"]["decoded_best"]
+    assert [{ch: line[ch] for ch in ("unitA", "unitB")} for line in lines] == SHARED.meta["generation"]["decoded_best"]
 
     codes.write_text("{'audio': 'x', 'unitA': '3 3'}\n")
     assert cli_main(["dialogue-sample", "--in-file", str(codes), "--out-file", str(out), "--weights",

@@ -9,7 +9,6 @@ import joblib
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import load_file
 
 import hubconf
 from zoo.cli import build_parser, main
@@ -17,8 +16,11 @@ from zoo.errors import InputError
 from zoo.formats import kmeans as kmeans_format
 from zoo.train.kmeans import KMeansParams, fit_sklearn, fit_torch
 
-CASE = Path(__file__).parent / "fixtures" / "train_kmeans" / "k12_d16_defaults_small_batch"
-META = json.loads((CASE / "case.json").read_text())
+from harness import load_case
+
+REFERENCE = load_case("train_kmeans/k12_d16_defaults_small_batch")
+CASE = REFERENCE.path
+META = REFERENCE.meta
 PARAMS = META["kmeans_params"]
 CASE_FLAGS = ["--num-clusters", PARAMS["num_clusters"], "--batch-size", PARAMS["batch_size"], "--max-iter",
               PARAMS["max_iter"], "--n-init", PARAMS["n_init"], "--max-no-improvement", PARAMS["max_no_improvement"]]
@@ -29,7 +31,7 @@ ORIGINAL_FLAGS = ["--num_clusters", PARAMS["num_clusters"], "--batch_size", PARA
 
 @pytest.fixture(scope="module")
 def io_tensors():
-    return load_file(CASE / "io.safetensors")
+    return REFERENCE.io
 
 
 def _train(*flags) -> None:
@@ -48,8 +50,7 @@ def trained(tmp_path_factory) -> Path:
 def test_cli_reproduces_cluster_kmeans(trained, io_tensors):
     """The same centres and inertia as the original (scikit-learn is the engine), and the same units."""
     km = hubconf.gslm_kmeans(weights=trained)
-    tol = META["tolerance"]["centers"]
-    torch.testing.assert_close(km.codebook, io_tensors["cluster_centers"], atol=tol["atol"], rtol=tol["rtol"])
+    torch.testing.assert_close(km.codebook, io_tensors["cluster_centers"], **REFERENCE.tolerance("centers"))
     record = json.loads((trained / "log.jsonl").read_text().splitlines()[-1])
     assert record["inertia"] == pytest.approx(META["expected"]["inertia"], rel=META["tolerance"]["inertia_rtol"])
     assert record["mean_inertia"] == pytest.approx(META["expected"]["mean_inertia"], rel=1e-5)

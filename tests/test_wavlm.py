@@ -2,9 +2,6 @@
 ragged batches, chunking, checkpoint layouts, and the errors for bad input and bad checkpoints."""
 import itertools
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -26,59 +23,47 @@ from zoo.nn import wav2vec2 as backbone_module
 from zoo.nn.wav2vec2 import RelativePositionBias
 from zoo.registry import find
 
-ROOT = Path(__file__).resolve().parents[1]
-FIXTURES = Path(__file__).parent / "fixtures" / "wavlm"
-CASES = sorted(p.parents[1] for p in FIXTURES.glob("*/original/wavlm-*.pt"))
+from harness import FIXTURES, ROOT, Case, case_names, conversion_cli, load_case
+
+CASES = [name for name in case_names("wavlm/*") if any((FIXTURES / name / "original").glob("wavlm-*.pt"))]
+CODEBOOK_PT = next(FIXTURES.glob("wavlm/*/original/codebook-*.pt"))
 HF_ATOL = 1e-4
 #: Batched and unbatched runs use different conv / matmul shapes, so they agree to float32 rounding only.
 BATCH_ATOL = 1e-5
 
 
-def run_conversion(*sources, out):
-    return subprocess.run([sys.executable, "-m", "conversion", "wavlm", *map(str, sources), "--out", str(out)],
-                          capture_output=True, text=True, cwd=ROOT, check=False)
-
-
-def convert(*sources, out):
-    result = run_conversion(*sources, out=out)
-    assert result.returncode == 0, result.stderr
-    return out
-
-
-def checkpoint_of(case):
-    return next((case / "original").glob("wavlm-*.pt"))
+def checkpoint_of(case: Case):
+    return next(case.original.glob("wavlm-*.pt"))
 
 
 # ------------------------------------------------------------------------------------------ the original's fixtures
-@pytest.fixture(scope="module", params=CASES, ids=[c.name for c in CASES])
-def case(request, tmp_path_factory):
-    directory = convert(checkpoint_of(request.param), out=tmp_path_factory.mktemp(request.param.name))
-    model, extract = hubconf.wavlm_large(weights=directory)
-    meta = json.loads((request.param / "case.json").read_text())
-    return model, extract, load_file(request.param / "io.safetensors"), meta["tolerance"]
+@pytest.fixture(scope="module", params=CASES)
+def loaded(request, convert):
+    """(model, extract_features) that ``python -m conversion wavlm CKPT`` + ``hubconf.wavlm_large`` give, the case."""
+    case = load_case(request.param)
+    model, extract = hubconf.wavlm_large(weights=convert("wavlm", checkpoint_of(case)))
+    return model, extract, case
 
 
-def test_fixture_features_at_every_layer(case):
-    model, extract, io, tol = case
-    keys = [k for k in io if k.startswith("features_")]
-    assert keys
-    for key in keys:
+def test_fixture_features_at_every_layer(loaded):
+    model, extract, case = loaded
+    io = case.io
+    for key in case.keys("features_"):
         tag = key.removeprefix("features_")
         wav = io["wav_min"] if tag.endswith("_min") else io["wav"]
         tag = tag.removesuffix("_min")
         layer = None if tag == "final" else int(tag.removeprefix("layer_"))
-        torch.testing.assert_close(extract(model, wav, 16000, layer=layer), io[key], atol=tol["atol"],
-                                   rtol=tol["rtol"], msg=key)
+        case.assert_close(key, extract(model, wav, 16000, layer=layer))
     if "conv_features" in io:  # the encoder input before the positional conv (the original's ret_conv=True)
         with torch.inference_mode():
             got, _ = model.conv_features(F.pad(io["wav"], (EDGE_PADDING, EDGE_PADDING)))
-        torch.testing.assert_close(got, io["conv_features"], atol=tol["atol"], rtol=tol["rtol"])
+        case.assert_close("conv_features", got)
 
 
-def test_output_layer_quirks(case):
+def test_output_layer_quirks(loaded):
     """0, negatives and layers past N give block N's output without the final LayerNorm; None adds it (pre-LN)."""
-    model, extract, io, _ = case
-    wav = io["wav"][:1]
+    model, extract, case = loaded
+    wav = case.io["wav"][:1]
     n = model.config.num_layers
     last = extract(model, wav, 16000, layer=n)
     for layer in (0, -1, n + 3):
@@ -90,17 +75,17 @@ def test_output_layer_quirks(case):
         assert torch.equal(final, last)
 
 
-def test_frames_are_samples_over_hop(case):
-    model, extract, _, _ = case
+def test_frames_are_samples_over_hop(loaded):
+    model, extract, _ = loaded
     torch.manual_seed(0)
     for samples in (320, 400, 639, 640, 16_001):
         assert extract(model, torch.randn(1, samples), 16000, layer=1).shape[0] == samples // HOP_LENGTH
 
 
 @pytest.mark.slow
-def test_legacy_weight_norm_names(tmp_path):
+def test_legacy_weight_norm_names(tmp_path, convert):
     """Microsoft's checkpoints name the positional conv's weight norm weight_g / weight_v."""
-    case = FIXTURES / "tiny_large_like_speech"
+    case = load_case("wavlm/tiny_large_like_speech")
     checkpoint = torch.load(checkpoint_of(case), weights_only=True)
     legacy = {"parametrizations.weight.original0": "weight_g", "parametrizations.weight.original1": "weight_v"}
     state = {}
@@ -110,10 +95,8 @@ def test_legacy_weight_norm_names(tmp_path):
         state[key] = value
     assert "encoder.pos_conv.0.weight_g" in state
     torch.save({"cfg": checkpoint["cfg"], "model": state}, tmp_path / "legacy.pt")
-    model, extract = hubconf.wavlm_large(weights=convert(tmp_path / "legacy.pt", out=tmp_path / "out"))
-    io = load_file(case / "io.safetensors")
-    torch.testing.assert_close(extract(model, io["wav"], 16000, layer=3), io["features_layer_3"], atol=1e-4,
-                               rtol=1e-4)
+    model, extract = hubconf.wavlm_large(weights=convert("wavlm", tmp_path / "legacy.pt"))
+    case.assert_close("features_layer_3", extract(model, case.io["wav"], 16000, layer=3))
 
 
 # ------------------------------------------------------------------------------------------ transformers parity
@@ -157,35 +140,34 @@ def assert_matches_transformers(ours, reference, wav):
 
 
 @pytest.mark.slow
-def test_transformers_directory(hf_model, tmp_path):
+def test_transformers_directory(hf_model, convert):
     reference, directory = hf_model
-    ours = WavLM.from_pretrained(convert(directory, out=tmp_path / "out"))
+    ours = WavLM.from_pretrained(convert("wavlm", directory))
     assert_matches_transformers(ours, reference, torch.randn(2, 12_000))
 
 
 @pytest.mark.slow
-def test_transformers_files_and_legacy_bin(hf_model, tmp_path):
+def test_transformers_files_and_legacy_bin(hf_model, tmp_path, convert):
     """config.json + model.safetensors given as files, and an old-style pytorch_model.bin whose weight norm is
     named weight_g / weight_v."""
     reference, directory = hf_model
     wav = torch.randn(1, 8_000)
-    ours = WavLM.from_pretrained(convert(directory / "config.json", directory / "model.safetensors",
-                                         out=tmp_path / "files"))
+    ours = WavLM.from_pretrained(convert("wavlm", directory / "config.json", directory / "model.safetensors"))
     assert_matches_transformers(ours, reference, wav)
     state = {k.replace("parametrizations.weight.original0", "weight_g")
               .replace("parametrizations.weight.original1", "weight_v"): v
              for k, v in load_file(directory / "model.safetensors").items()}
     torch.save(state, tmp_path / "pytorch_model.bin")
-    ours = WavLM.from_pretrained(convert(tmp_path / "pytorch_model.bin", "--config", directory / "config.json",
-                                         out=tmp_path / "bin"))
+    ours = WavLM.from_pretrained(convert("wavlm", tmp_path / "pytorch_model.bin",
+                                         "--config", directory / "config.json"))
     assert_matches_transformers(ours, reference, wav)
 
 
 # ------------------------------------------------------------------------------------------ batching
 @pytest.fixture(scope="module")
-def models(case, hf_model):
+def models(loaded, hf_model, convert):
     """The fixture's model (layer_norm, pre-LN) and one converted from transformers (either variant)."""
-    return case[0], wavlm_format.convert([hf_model[1]])
+    return loaded[0], WavLM.from_pretrained(convert("wavlm", hf_model[1]))
 
 
 def assert_batched_equals_unbatched(model, batch, lengths, sr, **kwargs):
@@ -321,8 +303,8 @@ def test_relative_position_buckets_of_wavlm_large():
 
 # ------------------------------------------------------------------------------------------ bad input
 @pytest.fixture(scope="module")
-def tiny(case):
-    return case[0]
+def tiny(loaded):
+    return loaded[0]
 
 
 BAD_AUDIO = {
@@ -376,7 +358,7 @@ def test_model_refuses_audio_without_a_frame(tiny):
 # ------------------------------------------------------------------------------------------ bad checkpoints
 @pytest.fixture(scope="module")
 def original():
-    return torch.load(checkpoint_of(FIXTURES / "tiny_large_like_speech"), weights_only=True)
+    return torch.load(checkpoint_of(load_case("wavlm/tiny_large_like_speech")), weights_only=True)
 
 
 def save(tmp_path, container, name="ckpt.pt"):
@@ -385,7 +367,7 @@ def save(tmp_path, container, name="ckpt.pt"):
 
 
 def test_not_a_wavlm_container(tmp_path):
-    codebook = next(FIXTURES.glob("*/original/codebook-*.pt"))
+    codebook = CODEBOOK_PT
     with pytest.raises(ConversionError, match=r"lacks \['cfg', 'model'\]"):
         wavlm_format.convert([codebook])
     with pytest.raises(ConversionError, match="not exactly"):
@@ -456,7 +438,7 @@ def test_bad_transformers_layouts_are_refused(hf_model, tmp_path):
 
 @pytest.mark.slow
 def test_conversion_cli_reports_errors(tmp_path):
-    result = run_conversion(next(FIXTURES.glob("*/original/codebook-*.pt")), out=tmp_path)
+    result = conversion_cli("wavlm", CODEBOOK_PT, "--out", tmp_path)
     assert result.returncode == 2
     assert "is not an original WavLM checkpoint" in result.stderr
     assert not (tmp_path / "model.safetensors").exists()

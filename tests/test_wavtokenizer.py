@@ -5,7 +5,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
 
 import hubconf
 from zoo import audio
@@ -23,29 +22,22 @@ from zoo.models.wavtokenizer import (
 )
 from zoo.registry import find
 
-FIXTURES = Path(__file__).parent / "fixtures" / "wavtokenizer"
-CASE = FIXTURES / "tiny_2stage_adanorm"
-ORIGINAL = CASE / "original"
-RESAMPLE_CASE = FIXTURES / "hubconf_resample_16k_to_24k"
+from harness import load_case
+
+CASE = load_case("wavtokenizer/tiny_2stage_adanorm")
+ORIGINAL = CASE.original
+RESAMPLE_CASE = load_case("wavtokenizer/hubconf_resample_16k_to_24k")
 DATA = Path(__file__).parent / "data" / "wavtokenizer"
 
 
 @pytest.fixture(scope="module")
 def io():
-    return load_file(str(CASE / "io.safetensors"))
+    return CASE.io
 
 
 @pytest.fixture(scope="module")
-def tol():
-    meta = json.loads((CASE / "case.json").read_text())["tolerance"]
-    return {k: (v["atol"], v["rtol"]) for k, v in meta.items() if isinstance(v, dict) and "atol" in v}
-
-
-@pytest.fixture(scope="module")
-def converted(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("wavtokenizer")
-    fmt.convert([ORIGINAL / "model.ckpt"], config=ORIGINAL / "config.yaml").save_pretrained(directory)
-    return directory
+def converted(convert):
+    return convert("wavtokenizer", ORIGINAL / "model.ckpt", "--config", ORIGINAL / "config.yaml")
 
 
 @pytest.fixture(scope="module")
@@ -54,38 +46,33 @@ def model(converted):
     return model
 
 
-def assert_close(got, want, atol_rtol):
-    atol, rtol = atol_rtol
-    torch.testing.assert_close(got, want, atol=atol, rtol=rtol)
-
-
 # ------------------------------------------------------------------------------------------ fixture numbers
-def test_hub_encode_decode_reproduce_original(converted, io, tol):
+def test_hub_encode_decode_reproduce_original(converted, io):
     model, encode_fn, decode_fn = hubconf.wavtokenizer(weights=converted)
     assert not model.training
     codes = encode_fn(model, io["wav"], 24000)
     assert codes.dtype == torch.int64 and torch.equal(codes, io["enc_codes"])
     wav, sr = decode_fn(model, io["codes"])
     assert sr == 24000
-    assert_close(wav, io["code_wav"], tol["code_wav"])
+    CASE.assert_close("code_wav", wav)
 
 
 @pytest.mark.parametrize("bandwidth_id", [0, torch.tensor([0]), torch.tensor(0)])
 @torch.no_grad()  # the public methods run in inference mode; their outputs then feed submodules directly
-def test_model_methods_reproduce_original(model, io, tol, bandwidth_id):
-    assert_close(model.encoder(io["wav"][:, None]), io["encoder_out"], tol["encoder_out"])
+def test_model_methods_reproduce_original(model, io, bandwidth_id):
+    CASE.assert_close("encoder_out", model.encoder(io["wav"][:, None]))
     features, codes = model.encode(io["wav"], bandwidth_id=bandwidth_id)
     assert torch.equal(codes, io["enc_codes"])
     assert torch.equal(features, io["enc_features"])
-    assert_close(model.decode(features, bandwidth_id=bandwidth_id), io["resynth_wav"], tol["resynth_wav"])
+    CASE.assert_close("resynth_wav", model.decode(features, bandwidth_id=bandwidth_id))
     code_features = model.codes_to_features(io["codes"])
     assert torch.equal(code_features, io["code_features"])
-    assert_close(model.backbone(code_features, 0), io["code_backbone_out"], tol["code_backbone_out"])
-    assert_close(model.decode(code_features, bandwidth_id=bandwidth_id), io["code_wav"], tol["code_wav"])
+    CASE.assert_close("code_backbone_out", model.backbone(code_features, 0))
+    CASE.assert_close("code_wav", model.decode(code_features, bandwidth_id=bandwidth_id))
 
 
-def test_forward_is_copy_synthesis(model, io, tol):
-    assert_close(model(io["wav"], bandwidth_id=0), io["resynth_wav"], tol["resynth_wav"])
+def test_forward_is_copy_synthesis(model, io):
+    CASE.assert_close("resynth_wav", model(io["wav"], bandwidth_id=0))
 
 
 def test_two_dimensional_codes_are_one_item(model, io):
@@ -108,10 +95,8 @@ def test_bandwidth_id_selects_the_adanorm_row(model, io, converted):
 
 def test_resampling_encode_matches_torchaudio_path(model):
     """encode(model, wav16k, 16000) resamples exactly like torchaudio.functional.resample, then encodes."""
-    io = load_file(str(RESAMPLE_CASE / "io.safetensors"))
-    wav16k = io["wav16k"][:, 20000:26000]  # a slice keeps the encoder cheap; the kernel is the same
-    resampled = audio.resample(io["wav16k"], 16000, 24000)
-    torch.testing.assert_close(resampled, io["wav24k_functional"], atol=1e-6, rtol=0)
+    wav16k = RESAMPLE_CASE.io["wav16k"][:, 20000:26000]  # a slice keeps the encoder cheap; the kernel is the same
+    RESAMPLE_CASE.assert_close("wav24k_functional", audio.resample(RESAMPLE_CASE.io["wav16k"], 16000, 24000))
     codes = encode(model, wav16k, 16000)
     assert codes.shape == (1, 1, -(-9000 // model.config.hop_length))
     _, want = model.encode(audio.resample(wav16k, 16000, 24000))
@@ -130,13 +115,14 @@ def test_batched_encode_equals_one_by_one(model, io):
         assert torch.equal(features[b:b + 1], one_features)
 
 
-def test_batched_decode_equals_one_by_one(model, io, tol):
+def test_batched_decode_equals_one_by_one(model, io):
     codes = torch.cat([io["codes"], io["codes"].flip(-1)], dim=1)  # (1, 2, 40)
     wav, _ = decode(model, codes)
     assert wav.shape == (2, 40 * 20)
-    assert_close(wav[:1], io["code_wav"], tol["code_wav"])
+    CASE.assert_close("code_wav", wav[:1])
     for b in range(2):  # batched matrix products round differently: equal within the float32 tolerance
-        assert_close(wav[b:b + 1], decode(model, codes[:, b:b + 1])[0], tol["code_wav"])
+        alone = decode(model, codes[:, b:b + 1])[0]
+        torch.testing.assert_close(wav[b:b + 1], alone, **CASE.tolerance("code_wav"))
 
 
 def test_a_one_dimensional_waveform_is_one_item(model, io):
@@ -254,8 +240,9 @@ def test_bad_configs(make, message):
 
 # ------------------------------------------------------------------------------------------ conversion
 @pytest.mark.parametrize("config", ["config.yaml", "args.json"])
-def test_yaml_and_args_json_give_the_same_model(converted, config):
-    model = fmt.convert([ORIGINAL / "model.ckpt"], config=ORIGINAL / config)
+def test_yaml_and_args_json_give_the_same_model(converted, convert, config):
+    model = WavTokenizer.from_pretrained(convert("wavtokenizer", ORIGINAL / "model.ckpt", "--config",
+                                                 ORIGINAL / config))
     reference = WavTokenizer.from_directory(converted)
     assert model.config == reference.config
     assert model.config.downsamples == (5, 4) and model.config.backbone.adanorm_num_embeddings == 4
