@@ -61,7 +61,9 @@ def test_the_cases_marker_parametrises_over_matching_cases(case):
 
 # ------------------------------------------------------------------------------------------ one way to do each thing
 def sources(folder: str) -> list[Path]:
-    return sorted((ROOT / folder).rglob("*.py"))
+    """The Python files of ``folder``, without the scripts that made fixtures with the original code (data, run
+    beside the originals, never collected)."""
+    return sorted(p for p in (ROOT / folder).rglob("*.py") if "fixtures" not in p.relative_to(ROOT).parts)
 
 
 def calls_and_imports(path: Path) -> tuple[set[str], set[str]]:

@@ -1,6 +1,11 @@
-"""``speechzoo dialogue-sample --in-file CODES --out-file OUT``: continue two-channel unit dialogues with dGSLM's
-SpeechDLM, reading and writing the files of fairseq's ``examples/textless_nlp/dgslm/sample_speech_dlm.py`` (same
-flags and defaults: sampling with 5 samples per prompt, the best one kept, ``max_len_b`` 500, seed 123).
+"""dGSLM's commands.
+
+* ``speechzoo dialogue A_B.wav -o OUT.wav --seconds 20`` (or ``speechzoo dialogue A.wav B.wav -o OUT.wav``):
+  a two-speaker conversation continued end to end (:mod:`zoo.pipelines.dgslm`), written as a stereo 16 kHz file of
+  the resynthesised prompt followed by the continuation.
+* ``speechzoo dialogue-sample --in-file CODES --out-file OUT``: continue two-channel unit dialogues with dGSLM's
+  SpeechDLM, reading and writing the files of fairseq's ``examples/textless_nlp/dgslm/sample_speech_dlm.py`` (same
+  flags and defaults: sampling with 5 samples per prompt, the best one kept, ``max_len_b`` 500, seed 123).
 
 Each input line is ``{'audio': NAME, 'unitA': '7 376 ...', 'unitB': '...'}``; each output line is
 ``{'audio': NAME + '-generated', 'unitA': ..., 'unitB': ...}`` holding prompt + continuation. Units outside the
@@ -13,7 +18,9 @@ from pathlib import Path
 
 import torch
 
+from .. import audio
 from ..download import load
+from ..errors import InputError
 from ..models.speech_dlm import (
     SpeechDLM,
     SpeechDLMHubInterface,
@@ -21,10 +28,68 @@ from ..models.speech_dlm import (
     read_code_file,
     write_code_file,
 )
+from ..pipelines.dgslm import COMPONENTS, SAMPLES_PER_PROMPT, DialogueGSLM
 from .inputs import positive_int
+from .options import add_device, add_out, add_weights, weights_by_name
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    add_dialogue(subparsers)
+    add_dialogue_sample(subparsers)
+
+
+def add_dialogue(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("dialogue", help="continue a two-speaker conversation (dGSLM, end to end)",
+                              description="Continue a two-speaker conversation with dGSLM: a stereo file (one "
+                                          "speaker per channel) or two mono files, A then B.")
+    p.add_argument("inputs", nargs="+", type=Path, metavar="AUDIO",
+                   help="a stereo file (channel 1 = speaker A), or two mono files of the same length")
+    add_out(p, "the stereo wav to write (prompt resynthesised + continuation)", metavar="OUT.wav")
+    p.add_argument("--seconds", type=float, default=10.0, help="seconds of new dialogue (default: 10)")
+    p.add_argument("--beam", type=positive_int, default=SAMPLES_PER_PROMPT,
+                   help="samples drawn, the best-scoring kept (default: 5, as sample_speech_dlm.py)")
+    p.add_argument("--temperature", type=float, default=1.0, help="temperature of the unit distributions")
+    p.add_argument("--dur-temperature", type=float, default=1.0, help="durations are divided by this")
+    p.add_argument("--sampling-topk", type=int, default=-1, help="sample among the k most likely units")
+    p.add_argument("--seed", type=int, default=123, help="seed of the sampling (default: 123)")
+    add_weights(p, components=COMPONENTS)
+    add_device(p)
+    p.set_defaults(func=run_dialogue)
+
+
+def run_dialogue(args: argparse.Namespace) -> int:
+    if not args.seconds > 0:
+        raise InputError(f"--seconds must be positive, got {args.seconds}")
+    wav = _conversation(args.inputs)
+    model = DialogueGSLM.from_pretrained(map_location=args.device,
+                                         weights=weights_by_name(args.weights, COMPONENTS))
+    stereo = model.continue_dialogue(wav.to(args.device), args.seconds, seed=args.seed, beam=args.beam,
+                                     temperature=args.temperature, duration_temperature=args.dur_temperature,
+                                     sampling_topk=args.sampling_topk, progress=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    audio.save(args.out, stereo, model.sample_rate)
+    print(f"wrote {args.out} ({stereo.shape[-1] / model.sample_rate:.1f} s, 2 channels)")
+    return 0
+
+
+def _conversation(paths: list[Path]) -> torch.Tensor:
+    """``(2, samples)`` at 16 kHz from one stereo file or two mono files."""
+    if len(paths) > 2:
+        raise InputError(f"got {len(paths)} files; pass one stereo file or two mono files (speaker A, speaker B)")
+    channels = [audio.load(p, sample_rate=16000, mono=False)[0] for p in paths]
+    if len(paths) == 1:
+        if channels[0].shape[0] != 2:
+            raise InputError(f"{paths[0]} has {channels[0].shape[0]} channel(s); dGSLM needs one speaker per "
+                             "channel: pass a stereo file, or two mono files: speechzoo dialogue A.wav B.wav -o OUT.wav")
+        return channels[0]
+    for path, wav in zip(paths, channels):
+        if wav.shape[0] != 1:
+            raise InputError(f"{path} has {wav.shape[0]} channels; with two files, each is one speaker (mono)")
+    frames = min(wav.shape[-1] for wav in channels)
+    return torch.cat([wav[:, :frames] for wav in channels])
+
+
+def add_dialogue_sample(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("dialogue-sample", help="continue two-channel unit dialogues (dGSLM SpeechDLM)",
                               description=__doc__.splitlines()[0])
     p.add_argument("--in-file", required=True, type=Path, help="code file: one {'audio', 'unitA', 'unitB'} per line")
