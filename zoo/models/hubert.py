@@ -182,10 +182,10 @@ _FAIR = "https://dl.fbaipublicfiles.com/"
 
 
 def _release(name: str, entry_point: str, url: str, sha256: str | None, *, converter: str, license: str,
-             paper: str, description: str) -> Weights:
+             paper: str, description: str, frame_rate: float = SAMPLE_RATE / 320) -> Weights:
     return Weights(name=name, entry_point=entry_point, kwargs={"checkpoint": name}, converter=converter,
                    source_files=(SourceFile(url, sha256),), license=license, paper=paper, description=description,
-                   sample_rate=SAMPLE_RATE, frame_rate=SAMPLE_RATE / 320)
+                   sample_rate=SAMPLE_RATE, frame_rate=frame_rate)
 
 
 #: The released checkpoints, selected by textlesslib's dense-model name. The layer GSLM and its successors read is
@@ -203,10 +203,23 @@ WEIGHTS = (
              description="dGSLM's HuBERT Base trained on Fisher (8 kHz telephone speech upsampled to 16 kHz); "
                          "the dGSLM k-means 500 units cluster layer 12"),
     _release("mhubert-base-vp_en_es_fr", "hubert_feature_reader",
-             f"{_FAIR}hubert/mhubert_base_vp_en_es_fr_it3.pt", None,
+             f"{_FAIR}hubert/mhubert_base_vp_en_es_fr_it3.pt",
+             "23527cd6311a6617bfa199f574e2eed478cd6a58a634f4007165c10ec0019832",
              converter="hubert", license="CC-BY-NC-4.0", paper="https://arxiv.org/abs/2112.08352",
              description="multilingual HuBERT Base (VoxPopuli En/Es/Fr, 3rd iteration); the k-means 1000 units of "
                          "the speech-to-speech unit HiFi-GAN vocoders cluster layer 11"),
+    _release("mhubert-base-vp_mls_cv_8lang", "hubert_feature_reader",
+             f"{_FAIR}hubert/mhubert_base_vp_mls_cv_8lang_it3.pt",
+             "fa82eaccb557465f4732662e3a744c30c953059147ac6a4c92f1f3e0daeda61e",
+             converter="hubert", license="CC-BY-NC-4.0", paper="https://arxiv.org/abs/2308.05725",
+             description="multilingual HuBERT Base (VoxPopuli, MLS, CommonVoice: 8 languages, 3rd iteration); the "
+                         "Expresso k-means 2000 units cluster layer 12"),
+    _release("mhubert-base-25hz", "hubert_feature_reader",
+             f"{_FAIR}textless_nlp/twist/speech_tokenizer/mhubert_base_25hz_cp_mls_cv_sp_fisher.pt",
+             "edf0f5be2581a568a236aeb2781a5607c5af25806e12f40f7f2391e861fe3cf0",
+             converter="hubert", license="CC-BY-NC-4.0", paper="https://arxiv.org/abs/2305.13009",
+             description="TWIST's multilingual HuBERT Base at 25 Hz (MLS, CommonVoice, Spotify, Fisher); the TWIST "
+                         "k-means 500 units cluster layer 11", frame_rate=25.0),
     _release("w2v2-large-vox-new", "w2v2_feature_reader",
              f"{_FAIR}fairseq/wav2vec/wav2vec_vox_new.pt", None,
              converter="wav2vec2", license="MIT", paper="https://arxiv.org/abs/2006.11477",
