@@ -2,18 +2,21 @@
 from __future__ import annotations
 
 import json
+import random
 import sys
 from pathlib import Path
 
 import joblib
 import numpy as np
 import pytest
+import soundfile
 import torch
 
 import hubconf
 from zoo.cli import build_parser, main
 from zoo.errors import InputError
 from zoo.formats import kmeans as kmeans_format
+from zoo.models.logmel import LogMelFeatureReader
 from zoo.train.kmeans import KMeansParams, fit_sklearn, fit_torch
 
 from harness import load_case
@@ -147,3 +150,40 @@ def test_missing_sklearn_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "sklearn.cluster", None)
     with pytest.raises(InputError, match=r"speechzoo\[kmeans\].*--backend torch"):
         fit_sklearn(_blobs(0), KMeansParams(num_clusters=3))
+
+
+# ------------------------------------------------------------------------------------------ from a manifest
+SPEECH = Path(__file__).parent / "data" / "librispeech-1272-128104-0000.flac"
+
+
+def test_manifest_features_are_the_readers_features_of_a_seeded_sample(tmp_path):
+    """cluster_kmeans.py without --in_features_path: a --sample_pct subset of the manifest read by the reader,
+    concatenated — the same fit as on a dump of those features."""
+    speech = soundfile.read(SPEECH, dtype="float32")[0]
+    (tmp_path / "spk").mkdir()
+    names = []
+    for i in range(4):
+        name = f"spk/{i:04d}.wav"
+        soundfile.write(tmp_path / name, speech[i * 16_000: (i + 1) * 16_000], 16_000)
+        names.append(name)
+    (tmp_path / "train.tsv").write_text(f"{tmp_path}\n" + "".join(f"{n}\t16000\n" for n in names))
+    flags = ["--num-clusters", 5, "--n-init", 2, "--max-iter", 5, "--batch-size", 100, "--seed", 3]
+    _train("--manifest_path", tmp_path / "train.tsv", "--feature_type", "logmel", "--sample_pct", 0.5, *flags,
+           "--out", tmp_path / "from_manifest")
+
+    chosen = random.Random(3).sample(names, 2)
+    reader = LogMelFeatureReader()
+    dump = np.concatenate([reader.get_feats(str(tmp_path / n)).numpy() for n in chosen])
+    np.save(tmp_path / "dump.npy", dump)
+    _train("--features", tmp_path / "dump.npy", *flags, "--out", tmp_path / "from_dump")
+    from_manifest = hubconf.gslm_kmeans(weights=tmp_path / "from_manifest").codebook
+    assert torch.equal(from_manifest, hubconf.gslm_kmeans(weights=tmp_path / "from_dump").codebook)
+
+
+def test_manifest_needs_a_feature_type_and_a_sample(tmp_path, capsys):
+    (tmp_path / "m.tsv").write_text(f"{tmp_path}\na.wav\t16000\n")
+    assert main(["train", "kmeans", "--manifest_path", str(tmp_path / "m.tsv"), "--out", str(tmp_path / "o")]) == 2
+    assert "needs --feature_type" in capsys.readouterr().err
+    assert main(["train", "kmeans", "--manifest_path", str(tmp_path / "m.tsv"), "--feature_type", "logmel",
+                 "--out", str(tmp_path / "o")]) == 2
+    assert "selects no file" in capsys.readouterr().err

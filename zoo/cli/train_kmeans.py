@@ -5,6 +5,12 @@ The original's flags work as they are (``--num_clusters``, ``--max_iter``, ``--i
 MiniBatchKMeans, k-means++, max_iter 150, batch 10000, n_init 20, max_no_improvement 100, reassignment_ratio
 0.5, tol 0, seed 1369.
 
+Features come from a dump (``--features F.npy``, the original's ``--in_features_path``) or, as the original
+does without one, from the audio of a ``--sample_pct`` (default 10 %) random subset of a manifest read by a GSLM
+reader (``--manifest_path M.tsv --feature_type hubert --acoustic_model_path hubert-base-ls960 --layer 6``; the
+original's ``--checkpoint_path`` spelling works too), concatenated frame by frame. The subset is drawn with
+Python's ``random.sample`` seeded by ``--seed`` (the original draws from an unseeded generator).
+
 ``--out DIR`` writes the k-means as config.json + model.safetensors (``gslm_kmeans(weights=DIR)``, ``speechzoo
 quantize --kmeans_model_path DIR``); ``--km-bin`` adds the original's ``km.bin`` (joblib) to DIR.
 ``--out_kmeans_model_path PATH/km.bin`` (the original's flag) writes that km.bin and the directory in PATH.
@@ -15,14 +21,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import random
 import time
 from pathlib import Path
 
 import numpy as np
+import torch
+from tqdm.auto import tqdm
 
 from ..errors import InputError
 from ..train.kmeans import KMeansParams, fit_sklearn, fit_torch, save_km_bin
-from .inputs import positive_int
+from .inputs import positive_int, read_manifest
+from .quantize import FEATURE_TYPES, load_reader
 
 _DEFAULTS = KMeansParams()
 
@@ -30,8 +41,19 @@ _DEFAULTS = KMeansParams()
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("kmeans", help="GSLM's k-means (cluster_kmeans.py) on dense features",
                               description=__doc__.splitlines()[0])
-    p.add_argument("--features", "--in_features_path", "--in-features-path", dest="features", type=Path,
-                   required=True, help="np.save of the training frames (frames, dim) or (utterances, frames, dim)")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--features", "--in_features_path", "--in-features-path", dest="features", type=Path,
+                        help="np.save of the training frames (frames, dim) or (utterances, frames, dim)")
+    source.add_argument("--manifest_path", "--manifest-path", type=Path,
+                        help="read features from this manifest's audio instead (root folder, then "
+                             "'relative_path<TAB>num_samples' lines)")
+    p.add_argument("--feature_type", "--feature-type", choices=FEATURE_TYPES, help="reader of --manifest_path")
+    p.add_argument("--acoustic_model_path", "--acoustic-model-path", "--checkpoint_path", "--checkpoint-path",
+                   dest="acoustic_model_path",
+                   help="dense model of the reader: a converted directory, a Hub repo id or a registered name")
+    p.add_argument("--layer", type=int, default=-1, help="the dense model's layer, in its reader's own indexing")
+    p.add_argument("--sample_pct", "--sample-pct", type=float, default=0.1,
+                   help="fraction of the manifest's files read (default 0.1, as the original)")
     out = p.add_mutually_exclusive_group(required=True)
     out.add_argument("-o", "--out", type=Path, help="directory to write config.json + model.safetensors")
     out.add_argument("--out_kmeans_model_path", "--out-kmeans-model-path", type=Path,
@@ -63,7 +85,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     params = KMeansParams(**{name: getattr(args, name) for name in KMeansParams.__dataclass_fields__})
     out_dir, km_bin = _outputs(args)
-    features = _load(args.features, memory_map=args.backend == "torch")
+    if args.features is not None:
+        features = _load(args.features, memory_map=args.backend == "torch")
+    else:
+        features = manifest_features(args)
     start = time.perf_counter()
     if args.backend == "sklearn":
         if args.device != "cpu":
@@ -86,6 +111,26 @@ def run(args: argparse.Namespace) -> int:
           f"{result.inertia:.6g} ({record['mean_inertia']:.2f} per frame), {result.n_steps} steps, {seconds:.1f} s; "
           f"wrote {out_dir}" + (f" and {km_bin}" if km_bin else ""))
     return 0
+
+
+def manifest_features(args: argparse.Namespace) -> np.ndarray:
+    """cluster_kmeans.py's ``get_features``: the reader's features of a ``--sample_pct`` subset of the manifest,
+    concatenated into one float32 ``(frames, dim)`` array."""
+    if args.feature_type is None:
+        raise InputError("--manifest_path needs --feature_type (logmel, hubert, w2v2 or cpc) to read the audio")
+    if not 0 < args.sample_pct <= 1:
+        raise InputError(f"--sample_pct must be in (0, 1], got {args.sample_pct}")
+    root, files = read_manifest(args.manifest_path)
+    if args.sample_pct < 1.0:
+        files = random.Random(args.seed).sample(files, int(args.sample_pct * len(files)))
+    if not files:
+        raise InputError(f"--sample_pct {args.sample_pct} of the {args.manifest_path} manifest selects no file; "
+                         "raise it (1.0 reads every file)")
+    reader = load_reader(args.feature_type, args.acoustic_model_path, args.layer, map_location=args.device)
+    with torch.inference_mode():
+        chunks = [reader.get_feats(os.path.join(root, name)).float().cpu().numpy()
+                  for name in tqdm(files, desc="reading features", unit="file")]
+    return np.concatenate(chunks)
 
 
 def _outputs(args: argparse.Namespace) -> tuple[Path, Path | None]:
