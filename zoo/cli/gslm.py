@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 from .. import audio
 from ..download import load
 from ..errors import InputError, SpeechZooError
-from ..models.gslm_ulm import DENSE_MODELS, VOCAB_SIZES, GSLMUnitLM
+from ..models.gslm_ulm import ULM_ARCHIVES, VOCAB_SIZES, GSLMUnitLM
 from ..models.tacotron2 import DEFAULT_MAX_DECODER_STEPS
 from ..pipelines.gslm import (
     ASR_SAMPLE_RATE,
@@ -48,7 +48,7 @@ from .options import add_batch_size, add_device, add_out, add_weights, weights_b
 
 def add_model_arguments(p: argparse.ArgumentParser) -> None:
     """The release selection every GSLM subcommand shares."""
-    p.add_argument("--dense", default="hubert", choices=sorted(DENSE_MODELS),
+    p.add_argument("--dense", default="hubert", choices=sorted(ULM_ARCHIVES),
                    help="dense features the units quantize (selects the released models)")
     p.add_argument("--vocab-size", type=int, default=100, choices=VOCAB_SIZES, help="k-means K of the units")
     add_device(p)

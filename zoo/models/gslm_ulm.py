@@ -336,8 +336,9 @@ class _RerunDecoder:
 # ------------------------------------------------------------------------------------------ releases
 _RELEASE = "https://dl.fbaipublicfiles.com/textless_nlp/gslm"
 _PAPER = "https://arxiv.org/abs/2102.01192"
-#: dense model → the archive's name in GSLM's URLs and what the units quantize.
-DENSE_MODELS = {
+#: GSLM feature type (the keys of codebook.GSLM_FEATURE_TYPES) → the LM archive's name in GSLM's URLs and what the
+#: units quantize.
+ULM_ARCHIVES = {
     "logmel": ("logmel{k}_lm.tgz", "80-bin log-mel filterbank features"),
     "cpc": ("cpc{k}_lm.tgz", "modified CPC (cpc_big_ll6kh_top_ctc) features"),
     "hubert": ("hubert{k}_lm.tgz", "HuBERT Base (LibriSpeech 960 h) layer-6 features"),
@@ -358,5 +359,5 @@ WEIGHTS = tuple(
         description=f"GSLM unit language model (fairseq transformer_lm_big) over K = {k} k-means units of "
                     f"{described}",
     )
-    for dense, (file, described) in DENSE_MODELS.items() for k in VOCAB_SIZES
+    for dense, (file, described) in ULM_ARCHIVES.items() for k in VOCAB_SIZES
 )

@@ -60,7 +60,7 @@ from ..modeling import PretrainedModel
 from ..nn.conv import Conv1d
 from ..nn.ragged import valid_mask, zero_beyond
 from ..registry import SourceFile, Weights
-from .gslm_ulm import DENSE_MODELS
+from .gslm_ulm import ULM_ARCHIVES
 
 PAD_TOKEN = "_"
 SOS_TOKEN = "<s>"
@@ -496,7 +496,7 @@ WEIGHTS = tuple(
                           SourceFile(f"{_RELEASE}{dense}/tts_km{k}/code_dict", dict_sha)),
             license="MIT", paper="https://arxiv.org/abs/2102.01192",
             description=f"GSLM unit-to-speech Tacotron2 (LJSpeech voice) for K = {k} k-means units of "
-                        f"{DENSE_MODELS[dense][1]}",
+                        f"{ULM_ARCHIVES[dense][1]}",
             sample_rate=22050, frame_rate=22050 / 256)
     for (dense, k), (model_md5, model_sha, dict_sha) in _CHECKSUMS.items())
 
