@@ -266,7 +266,7 @@ def test_float64_and_integer_features():
 
 
 def test_long_inputs_are_scored_in_chunks(monkeypatch):
-    monkeypatch.setattr("zoo.models.codebook._CHUNK_ROWS", 7)
+    monkeypatch.setattr("zoo.models.codebook._CPU_CHUNK_ROWS", 7)
     g = torch.Generator().manual_seed(2)
     codebook, features = torch.randn(20, 4, generator=g), torch.randn(100, 4, generator=g)
     assert torch.equal(nearest_code(features, codebook), _float64_argmin(features, codebook))

@@ -37,8 +37,10 @@ from ..registry import SourceFile, Weights
 #: precision (``torch.set_float32_matmul_precision``: TF32 keeps 10 mantissa bits, bfloat16 7).
 _ROUNDOFF = {torch.float32: 2.0 ** -24, torch.float64: 2.0 ** -53}
 _MATMUL_ROUNDOFF = {"highest": 2.0 ** -24, "high": 2.0 ** -11, "medium": 2.0 ** -8}
-#: Rows scored per matrix product: bounds the (rows, K) score matrix to ~32 MB at K = 500.
-_CHUNK_ROWS = 16384
+#: Rows scored per matrix product. On a CPU, 512 rows keep the (rows, K) scores in the L2 cache while they are
+#: reduced (sklearn's predict scores 256 rows at a time for the same reason); on a GPU, big chunks fill the device.
+_CPU_CHUNK_ROWS = 512
+_DEVICE_CHUNK_ROWS = 16384
 
 
 @dataclass(frozen=True)
@@ -110,9 +112,11 @@ def nearest_code(features: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor
         return torch.zeros(0, dtype=torch.long, device=features.device)
     if not features.is_floating_point():
         features = features.double()
-    if not torch.isfinite(features).all():
+    norms = torch.linalg.vector_norm(features.float(), dim=1)
+    # NaN or infinity anywhere makes a norm non-finite (so do finite values too large for float32: then look closer)
+    if not torch.isfinite(norms).all() and not torch.isfinite(features).all():
         raise InputError("features contain NaN or infinity: no nearest code exists (sklearn refuses them too)")
-    if features.dtype == torch.float64:
+    if features.dtype == torch.float64 or codebook.shape[0] == 1:
         return _scores64(features, codebook).argmin(1)
     c32 = codebook.float()
     sq_norms = codebook.to(_float64_device(codebook.device), torch.float64).pow(2).sum(1)
@@ -125,16 +129,24 @@ def nearest_code(features: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor
     gamma64 = d * u64 / (1 - d * u64)
     slope = 2 * (gamma + 3 * u + gamma64 + 3 * u64) * c_max * 1.01   # per unit of ||x||
     offset = 2 * (u + u64) * c_max ** 2 * 1.01
+    margins = 2 * (offset + slope * norms)   # 2·err per row
+    rows = _CPU_CHUNK_ROWS if features.device.type == "cpu" else _DEVICE_CHUNK_ROWS
+    scores = torch.empty(min(rows, features.shape[0]), codebook.shape[0], device=features.device)
+    c32_t, sq32 = c32.T, sq_norms.to(features.device, torch.float32)
     units = torch.empty(features.shape[0], dtype=torch.long, device=features.device)
-    for start in range(0, features.shape[0], _CHUNK_ROWS):
-        x = features[start: start + _CHUNK_ROWS].float()
-        scores = torch.addmm(sq_norms.to(x), x, c32.T, alpha=-2)           # (n, K)
-        best, index = scores.min(1)
-        margin = 2 * (offset + slope * torch.linalg.vector_norm(x, dim=1))  # 2·err per row
-        ambiguous = ((scores <= (best + margin)[:, None]).sum(1) > 1).nonzero().squeeze(1)
-        if ambiguous.numel():
-            index[ambiguous] = _scores64(features[start + ambiguous], codebook, sq_norms).argmin(1)
-        units[start: start + x.shape[0]] = index
+    ambiguous = []
+    for start in range(0, features.shape[0], rows):
+        x = features[start: start + rows].float()
+        chunk = torch.addmm(sq32, x, c32_t, alpha=-2, out=scores[: x.shape[0]])           # (n, K)
+        # the two lowest scores: where the second is within 2·err of the first (exact ties included), the
+        # float32 choice is not certain; elsewhere the lowest is the answer
+        lowest, index = chunk.topk(2, dim=1, largest=False)
+        units[start: start + x.shape[0]] = index[:, 0]
+        near = lowest[:, 1] <= lowest[:, 0] + margins[start: start + x.shape[0]]
+        ambiguous.append(near.nonzero().squeeze(1) + start)
+    ambiguous = torch.cat(ambiguous)
+    if ambiguous.numel():  # near-ties, where float32 rounding could pick the wrong code: decided in float64
+        units[ambiguous] = _scores64(features[ambiguous], codebook, sq_norms).argmin(1)
     return units
 
 
