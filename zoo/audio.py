@@ -132,6 +132,30 @@ def resample(waveform: torch.Tensor, orig_freq: int, new_freq: int,
     return resampled[:, :target_length].reshape(*batch_shape, -1)
 
 
+def trim_silence(waveform: np.ndarray, top_db: float = 60.0, frame_length: int = 2048,
+                 hop_length: int = 512) -> np.ndarray:
+    """Leading and trailing silence removed as ``librosa.effects.trim(waveform, top_db=...)`` removes it.
+
+    Frame RMS (``frame_length`` samples every ``hop_length``, centred, zero-padded as librosa >= 0.10 pads), in dB below the loudest frame;
+    the kept span runs from the first to the last frame louder than ``-top_db`` (in samples: ``first * hop`` to
+    ``min(len, (last + 1) * hop)``). All-silent input becomes empty. ``waveform``: ``(samples,)``.
+
+    >>> x = np.concatenate([np.zeros(4096), np.ones(2048), np.zeros(4096)])
+    >>> len(trim_silence(x, top_db=20))     # frames 7..13 overlap the tone: samples 3584..7168
+    3584
+    """
+    y = np.asarray(waveform)
+    padded = np.pad(y, frame_length // 2)
+    frames = np.lib.stride_tricks.sliding_window_view(padded, frame_length)[::hop_length]
+    power = np.mean(np.abs(frames) ** 2, axis=-1)
+    amin = 1e-10
+    db = 10.0 * np.log10(np.maximum(amin, power)) - 10.0 * np.log10(np.maximum(amin, power.max(initial=0.0)))
+    loud = np.flatnonzero(db > -top_db)
+    if loud.size == 0:
+        return y[:0]
+    return y[int(loud[0]) * hop_length: min(y.shape[-1], (int(loud[-1]) + 1) * hop_length)]
+
+
 # ------------------------------------------------------------------------------------------ validation
 def to_mono(waveform: torch.Tensor) -> torch.Tensor:
     """Average the channels of ``(..., channels, samples)`` into ``(..., 1, samples)``; 1-D input is returned."""

@@ -9,7 +9,7 @@ import sys
 from ..errors import SpeechZooError
 
 #: Modules of zoo.cli that add subcommands, in the order ``speechzoo --help`` lists them.
-COMMANDS = ("listing", "convert", "encode", "quantize", "dpslm", "codec", "vocode", "gslm", "train", "dialogue")
+COMMANDS = ("listing", "convert", "encode", "quantize", "dpslm", "codec", "vocode", "gslm", "train", "prepare", "dialogue")
 
 
 def build_parser() -> argparse.ArgumentParser:

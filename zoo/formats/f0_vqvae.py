@@ -50,6 +50,32 @@ def quantizer_rules(src: str, dst: str, *, decoder: str | None) -> RenameTable:
 RENAMES = quantizer_rules("", "quantizer.", decoder="decoder.")
 
 
+def original_quantizer_keys(config: F0VQVAEConfig) -> list[str]:
+    """The state-dict keys of speech-resynthesis' ``Quantizer`` for ``config``, in its registration order (encoder,
+    the codebook buffer ``vq.level_blocks.<l>.k``, decoder), which is also the order of its parameters and so of
+    its optimiser state's indices."""
+    def pair(prefix: str) -> list[str]:
+        return [f"{prefix}.weight", f"{prefix}.bias"]
+
+    def resnet(prefix: str, depth: int) -> list[str]:
+        return [k for d in range(depth) for i in (1, 3) for k in pair(f"{prefix}.model.{d}.model.{i}")]
+
+    enc, dec, vq = config.f0_encoder_params, config.f0_decoder_params, config.f0_vq_params
+    keys = []
+    for level in range(enc.levels):
+        at = f"encoder.level_blocks.{level}.model"
+        for i in range(enc.downs_t[level]):
+            keys += pair(f"{at}.{i}.0") + resnet(f"{at}.{i}.1", enc.depth)
+        keys += pair(f"{at}.{enc.downs_t[level]}")
+    keys += [f"vq.level_blocks.{level}.k" for level in range(vq.levels)]
+    for level in range(dec.levels):
+        at = f"decoder.level_blocks.{level}.model"
+        keys += pair(f"{at}.0")
+        for i in range(1, dec.downs_t[level] + 1):
+            keys += resnet(f"{at}.{i}.0", dec.depth) + pair(f"{at}.{i}.1")
+    return keys + pair("decoder.out")
+
+
 def f0_vqvae_config(raw: dict[str, Any], *, where: str) -> F0VQVAEConfig:
     """:class:`F0VQVAEConfig` from the original JSON groups (training fields are ignored). A missing decoder group
     (vocoder configs trained jointly only carry the encoder) mirrors the encoder's."""

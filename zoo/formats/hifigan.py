@@ -48,6 +48,13 @@ RENAMES: RenameTable = [
     *quantizer_rules("", "f0_quantizer.", decoder=None),            # jointly trained F0 VQ (lambda_commit)
 ]
 
+#: Original generator keys -> the modules of :class:`zoo.train.resynthesis.TrainingVocoder` (weight norm kept as
+#: a parametrization, the frozen F0 VQ-VAE's unused decoder kept so that a checkpoint written back loads in the
+#: original): the weight-norm pairs are renamed through their folded ``weight`` (see :func:`training_names`).
+TRAINING_RENAMES: RenameTable = [*quantizer_rules("quantizer.", "f0_quantizer.", decoder="f0_decoder."), *RENAMES]
+#: The original's weight-norm tensors -> torch's ``parametrizations`` names.
+_WEIGHT_NORM_NAMES = {"weight_g": "parametrizations.weight.original0", "weight_v": "parametrizations.weight.original1"}
+
 #: Generator fields every config has (the rest have the originals' defaults).
 _REQUIRED = ("upsample_rates", "upsample_kernel_sizes", "upsample_initial_channel", "resblock_kernel_sizes",
              "resblock_dilation_sizes", "embedding_dim")
@@ -110,6 +117,45 @@ def vocoder_config(raw: dict[str, Any], state: dict[str, torch.Tensor], *, where
     fields["f0_feats"] = bool(raw.get("f0_feats"))
     fields["f0_normalize"] = bool(raw.get("f0_normalize"))
     return _dataclass(CodeHiFiGANConfig, fields, where)
+
+
+def original_generator_keys(config: CodeHiFiGANConfig, quantizer_keys: list[str] = ()) -> list[str]:
+    """The state-dict keys of speech-resynthesis' ``CodeGenerator`` for ``config``, in its registration order
+    (which is also the order of ``generator.parameters()``, hence of the optimiser state's indices).
+
+    Weight-normed convolutions register ``bias`` then ``weight_g``, ``weight_v``. ``quantizer_keys`` are the frozen
+    F0 VQ-VAE's own keys (the ``f0_quantizer_path`` file's ``generator``), placed under ``quantizer.``.
+    """
+    def normed(prefix: str) -> list[str]:
+        return [f"{prefix}.bias", f"{prefix}.weight_g", f"{prefix}.weight_v"]
+
+    keys = normed("conv_pre")
+    for i in range(len(config.upsample_rates)):
+        keys += normed(f"ups.{i}")
+    groups = (("convs1", 3), ("convs2", 3)) if config.resblock == "1" else (("convs", 2),)
+    for r in range(len(config.upsample_rates) * len(config.resblock_kernel_sizes)):
+        keys += [k for group, n in groups for j in range(n) for k in normed(f"resblocks.{r}.{group}.{j}")]
+    keys += normed("conv_post") + ["dict.weight"]
+    if config.embedder_dim is not None:
+        keys += ["spkr.weight", "spkr.bias"]
+    elif config.multispkr:
+        keys += ["spkr.weight"]
+    if config.f0_quantizer is not None:
+        keys += [f"quantizer.{k}" for k in quantizer_keys] + ["f0_dict.weight"]
+    return keys
+
+
+def training_names(original_keys: list[str]) -> dict[str, str]:
+    """original key -> name in :class:`zoo.train.resynthesis.TrainingVocoder`, by :data:`TRAINING_RENAMES`."""
+    names = {}
+    for key in original_keys:
+        stem, _, leaf = key.rpartition(".")
+        if leaf in _WEIGHT_NORM_NAMES:
+            (folded,) = rename({f"{stem}.weight": key}, TRAINING_RENAMES)
+            names[key] = folded[: -len("weight")] + _WEIGHT_NORM_NAMES[leaf]
+        else:
+            (names[key],) = rename({key: key}, TRAINING_RENAMES)
+    return names
 
 
 def _f0_fields(raw: dict[str, Any], state: dict[str, torch.Tensor], where: str) -> dict[str, Any]:

@@ -1,0 +1,81 @@
+"""``speechzoo prepare``: data preparation for speech-resynthesis training (its ``scripts/``).
+
+    speechzoo prepare resample --srcdir LJSpeech/wavs -o data/wavs_16khz --trim --pad       (= preprocess.py)
+    speechzoo quantize ... --manifest_path train.tsv --out_quantized_file_path units.txt     (the units)
+    speechzoo prepare manifest --codes units.txt --manifest train.tsv -o datasets/LJSpeech   (= parse_hubert_codes.py)
+
+``resample`` converts every ``*.{postfix}`` file under ``--srcdir`` to 16 kHz mono, optionally trims leading and
+trailing silence (``--trim``, 20 dB) and zero-pads to a multiple of 1280 samples (``--pad``); outputs mirror the
+input tree inside ``-o`` (the original flattens it, so files of the same name overwrite each other). A file that
+fails is reported and the others are still written. ``manifest`` writes ``train.txt``, ``val.txt`` and ``test.txt``
+(one ``{'audio', 'hubert', 'duration'}`` dict per line) from a fairseq audio manifest and its units. The originals'
+flag spellings (``--outdir``, ``--min-dur``, ``--ref-train``...) work too.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..errors import InputError, SpeechZooError
+from ..train.resynthesis_data import manifest_samples, prepare_file, split_samples, write_manifests
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("prepare", help="prepare training data (speech-resynthesis' scripts)",
+                              description=__doc__.splitlines()[0])
+    steps = p.add_subparsers(dest="step", required=True, metavar="STEP")
+
+    r = steps.add_parser("resample", help="audio to 16 kHz mono, trimmed and padded (scripts/preprocess.py)")
+    r.add_argument("--srcdir", type=Path, required=True, help="folder searched recursively for audio")
+    r.add_argument("-o", "--out", "--outdir", dest="out", type=Path, required=True, help="output folder")
+    r.add_argument("--trim", action="store_true", help="cut leading and trailing silence (20 dB below the peak)")
+    r.add_argument("--pad", action="store_true", help="zero-pad to a multiple of 1280 samples")
+    r.add_argument("--postfix", default="wav", help="file name ending of the inputs (default wav)")
+    r.add_argument("--sample-rate", "--sample_rate", dest="sample_rate", type=int, default=16000,
+                   help="output rate (default 16000, the original's only rate)")
+    r.set_defaults(func=run_resample)
+
+    m = steps.add_parser("manifest", help="train/val/test manifests from units (scripts/parse_hubert_codes.py)")
+    m.add_argument("--codes", type=Path, required=True, help="units, one line per manifest entry (name|units ok)")
+    m.add_argument("--manifest", type=Path, required=True, help="fairseq audio manifest (root, then path<TAB>len)")
+    m.add_argument("-o", "--out", "--outdir", dest="out", type=Path, required=True, help="output folder")
+    m.add_argument("--min-dur", "--min_dur", dest="min_dur", type=float, help="drop files shorter (seconds)")
+    m.add_argument("--seed", type=int, default=42, help="shuffle seed (default 42)")
+    m.add_argument("--tt", type=float, default=0.05, help="test fraction (default 0.05)")
+    m.add_argument("--cv", type=float, default=0.05, help="validation fraction (default 0.05)")
+    for split in ("train", "val", "test"):
+        m.add_argument(f"--ref-{split}", f"--ref_{split}", dest=f"ref_{split}", type=Path,
+                       help=f"split like this reference {split} manifest (by file name)")
+    m.set_defaults(func=run_manifest)
+
+
+def run_resample(args: argparse.Namespace) -> int:
+    if not args.srcdir.is_dir():
+        raise InputError(f"--srcdir {args.srcdir} is not a folder")
+    src_root = args.srcdir.resolve()
+    files = sorted(p for p in src_root.glob(f"**/*{args.postfix}") if p.is_file())
+    if not files:
+        raise InputError(f"no *{args.postfix} files under {args.srcdir}")
+    failed = []
+    for src in files:
+        relative = src.relative_to(src_root)  # under -o whatever the name: glob never leaves the source root
+        try:
+            prepare_file(src, args.out / relative, sample_rate=args.sample_rate, trim=args.trim, pad=args.pad)
+        except (SpeechZooError, OSError, RuntimeError) as e:
+            failed.append(f"{relative}: {e}")
+    print(f"wrote {len(files) - len(failed)} of {len(files)} files into {args.out}")
+    for line in failed:
+        print(f"speechzoo prepare resample: skipped {line}", file=sys.stderr)
+    return 2 if failed else 0
+
+
+def run_manifest(args: argparse.Namespace) -> int:
+    samples = manifest_samples(args.codes, args.manifest, min_dur=args.min_dur)
+    refs = (args.ref_train, args.ref_val, args.ref_test)
+    if any(refs) and not all(refs):
+        raise InputError("give all three of --ref-train, --ref-val and --ref-test, or none")
+    splits = split_samples(samples, seed=args.seed, tt=args.tt, cv=args.cv, reference=refs if all(refs) else None)
+    paths = write_manifests(args.out, splits)
+    print(", ".join(f"{p} ({len(s)})" for p, s in zip(paths, splits)))
+    return 0

@@ -1,0 +1,156 @@
+"""``speechzoo train resynthesis`` and ``speechzoo train f0-vqvae``: speech-resynthesis' ``train.py`` (unit HiFi-GAN
+with F0 and speaker, against MPD + MSD) and ``train_f0_vq.py`` (the F0 VQ-VAE).
+
+    speechzoo train f0-vqvae --config configs/VCTK/f0_vqvae.json --files train.txt --max-steps 400000 -o f0_vq/
+    speechzoo train resynthesis --config configs/VCTK/hubert100_lut.json --files train.txt --max-steps 400000 -o cp/
+    speechzoo train resynthesis --config cp/config.json --resume cp/g_00010000 cp/do_00010000 ... -o cp/
+
+``--config`` is the original JSON config; ``--files`` a speech-resynthesis manifest (``speechzoo prepare manifest``
+writes one; default: the config's ``input_training_file``). ``--resume`` continues an original (or speechzoo) run
+exactly from its ``g_``/``do_`` pair (or the newest pair in a folder); ``--init-from g_X`` takes the generator's
+weights only. ``-o DIR`` receives the config, the checkpoints in the original layout (``g_``/``do_`` of the last step
+and every ``--checkpoint-interval`` steps), the exported model (``DIR/export``: ``hifigan_unit_vocoder(weights=...)``
+or ``f0_vqvae(weights=...)``) and, with ``--log-jsonl``, one JSON line per step with the original's loss names.
+The original's flag spellings (``--checkpoint_path``, ``--checkpoint_interval``, ...) work too.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from ..errors import InputError
+from ..train import f0_vqvae as f0_recipe
+from ..train import resynthesis as recipe
+from ..train.resynthesis_data import ManifestEntry, read_manifest
+from .inputs import positive_int
+
+EXPORT_DIR = "export"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    for name, help_text, defaults in (
+            ("resynthesis", "speech-resynthesis' unit HiFi-GAN (train.py)", recipe),
+            ("f0-vqvae", "speech-resynthesis' F0 VQ-VAE (train_f0_vq.py)", f0_recipe)):
+        p = subparsers.add_parser(name, help=help_text, description=__doc__.splitlines()[0])
+        p.add_argument("--config", type=Path, required=True, help="the original JSON config")
+        p.add_argument("--files", "--input_training_file", dest="files", type=Path,
+                       help="training manifest (default: the config's input_training_file)")
+        p.add_argument("--valid-files", "--input_validation_file", dest="valid_files", type=Path,
+                       help="validation manifest (default: the config's input_validation_file, if it exists)")
+        p.add_argument("-o", "--out", "--checkpoint_path", "--checkpoint-path", dest="out", type=Path, required=True,
+                       help="folder for the config, checkpoints, export and logs")
+        start = p.add_mutually_exclusive_group()
+        start.add_argument("--resume", nargs="+", type=Path, metavar="CKPT",
+                           help="continue exactly: g_X do_X" + (" (or g_X alone for f0-vqvae)" if name != "resynthesis"
+                                                                else "") + ", or a folder (its newest checkpoint)")
+        start.add_argument("--init-from", "--init_from", dest="init_from", type=Path, metavar="G_CKPT",
+                           help="start from these generator weights with fresh optimisers and step 0")
+        p.add_argument("--max-steps", "--max_steps", dest="max_steps", type=positive_int, required=True,
+                       help="optimisation steps to run")
+        p.add_argument("--seed", type=int, help="torch seed (default: the config's seed)")
+        p.add_argument("--log-jsonl", "--log_jsonl", dest="log_jsonl", type=Path,
+                       help="append one JSON line per step (the original's loss names, step, epoch, lr)")
+        p.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
+        for flag, default in (("training_epochs", defaults.TRAINING_EPOCHS),
+                              ("checkpoint_interval", defaults.CHECKPOINT_INTERVAL),
+                              ("validation_interval", defaults.VALIDATION_INTERVAL)):
+            p.add_argument(f"--{flag.replace('_', '-')}", f"--{flag}", dest=flag, type=positive_int, default=default,
+                           help=f"as the original's --{flag} (default {default})")
+        p.set_defaults(func=run_resynthesis if name == "resynthesis" else run_f0_vqvae)
+
+
+def _entries(path: Path | None, what: str) -> list[ManifestEntry]:
+    if path is None:
+        raise InputError(f"no {what}: pass --files MANIFEST or set input_training_file in the config")
+    return read_manifest(path)
+
+
+def _valid_entries(args: argparse.Namespace, configured: str | None) -> list[ManifestEntry] | None:
+    if args.valid_files is not None:
+        return read_manifest(args.valid_files)
+    return read_manifest(configured) if configured and Path(configured).is_file() else None
+
+
+def _logger(path: Path | None) -> Callable[[dict], None]:
+    handle = None
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(path, "a")  # noqa: SIM115 — closed by the process; flushed after every line
+
+    def log(record: dict) -> None:
+        losses = ", ".join(f"{k} {v:.4g}" for k, v in record.items() if k.startswith("loss") or k.endswith("error"))
+        print(f"step {record['step']} (epoch {record['epoch']}, lr {record['lr']:.4g}): {losses}", flush=True)
+        if handle is not None:
+            handle.write(json.dumps(record) + "\n")
+            handle.flush()
+    return log
+
+
+def _resume_pair(paths: list[Path] | None, prefixes: tuple[str, ...]) -> list[Path] | None:
+    """``--resume`` as files: the given ones, or the newest of each prefix in a folder (the original's
+    ``scan_checkpoint``)."""
+    if not paths:
+        return None
+    if len(paths) == 1 and paths[0].is_dir():
+        found = []
+        for prefix in prefixes:
+            candidates = sorted(p for p in paths[0].glob(f"{prefix}????????") if p.name[len(prefix):].isdigit())
+            if not candidates:
+                raise InputError(f"{paths[0]} holds no {prefix}XXXXXXXX checkpoint to resume from")
+            found.append(candidates[-1])
+        return found
+    if len(paths) != len(prefixes):
+        raise InputError(f"--resume takes {' and '.join(p + 'XXXXXXXX' for p in prefixes)} (or their folder); "
+                         f"got {len(paths)} path(s)")
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        raise InputError(f"--resume: {missing[0]} does not exist")
+    return paths
+
+
+def _copy_config(config: Path, out: Path) -> None:
+    """``build_env``: the config beside the checkpoints (inference.py reads it from there)."""
+    out.mkdir(parents=True, exist_ok=True)
+    target = out / "config.json"
+    if config.resolve() != target.resolve():
+        shutil.copyfile(config, target)
+
+
+def run_resynthesis(args: argparse.Namespace) -> int:
+    config, _ = recipe.read_config(args.config)
+    train_entries = _entries(args.files or (Path(config.input_training_file) if config.input_training_file
+                                             else None), "training manifest")
+    valid_entries = _valid_entries(args, config.input_validation_file)
+    resume = _resume_pair(args.resume, ("g_", "do_"))
+    trainer = recipe.build_trainer(config, seed=config.seed if args.seed is None else args.seed,
+                                   resume=tuple(resume) if resume else None, init_from=args.init_from)
+    _copy_config(args.config, args.out)
+    recipe.train(trainer, train_entries, out=args.out, max_steps=args.max_steps, valid_entries=valid_entries,
+                 log=_logger(args.log_jsonl), device=args.device, training_epochs=args.training_epochs,
+                 checkpoint_interval=args.checkpoint_interval, validation_interval=args.validation_interval)
+    trainer.generator.export().save_pretrained(args.out / EXPORT_DIR)
+    print(f"wrote {args.out}/g_{trainer.steps:08d}, do_{trainer.steps:08d} and {args.out / EXPORT_DIR} "
+          f"(hifigan_unit_vocoder(weights=...))")
+    return 0
+
+
+def run_f0_vqvae(args: argparse.Namespace) -> int:
+    config = f0_recipe.read_config(args.config)
+    train_entries = _entries(args.files or (Path(config.input_training_file) if config.input_training_file
+                                             else None), "training manifest")
+    valid_entries = _valid_entries(args, config.input_validation_file)
+    resume = _resume_pair(args.resume, ("g_",))
+    trainer = f0_recipe.build_trainer(config, seed=config.seed if args.seed is None else args.seed,
+                                      resume=resume[0] if resume else None, init_from=args.init_from)
+    _copy_config(args.config, args.out)
+    f0_recipe.train(trainer, train_entries, out=args.out, max_steps=args.max_steps, valid_entries=valid_entries,
+                    log=_logger(args.log_jsonl), device=args.device, training_epochs=args.training_epochs,
+                    checkpoint_interval=args.checkpoint_interval, validation_interval=args.validation_interval)
+    trainer.model.to("cpu", torch.float32).eval().save_pretrained(args.out / EXPORT_DIR)
+    print(f"wrote {args.out}/g_{trainer.steps:08d} and {args.out / EXPORT_DIR} (f0_vqvae(weights=...))")
+    return 0
