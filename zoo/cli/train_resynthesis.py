@@ -16,16 +16,19 @@ The original's flag spellings (``--checkpoint_path``, ``--checkpoint_interval``,
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
 from ..errors import InputError
+from ..train.checkpoint import newest
 from ..train import f0_vqvae as f0_recipe
 from ..train import resynthesis as recipe
+from ..train.resynthesis import STATE_PATTERN
+from ..train.distributed import setup, teardown
+from ..train.logger import TrainLogger
+from ..train.loop import PRECISIONS
 from ..train.resynthesis_data import ManifestEntry, read_manifest
 from .inputs import positive_int
 
@@ -55,12 +58,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         p.add_argument("--seed", type=int, help="torch seed (default: the config's seed)")
         p.add_argument("--log-jsonl", "--log_jsonl", dest="log_jsonl", type=Path,
                        help="append one JSON line per step (the original's loss names, step, epoch, lr)")
-        p.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
+        p.add_argument("--device", help="torch device (default: this process's GPU under torchrun, else cuda:0 or "
+                                        "the CPU)")
+        p.add_argument("--tensorboard", type=Path, help="also write TensorBoard scalars into this folder")
         for flag, default in (("training_epochs", defaults.TRAINING_EPOCHS),
                               ("checkpoint_interval", defaults.CHECKPOINT_INTERVAL),
                               ("validation_interval", defaults.VALIDATION_INTERVAL)):
             p.add_argument(f"--{flag.replace('_', '-')}", f"--{flag}", dest=flag, type=positive_int, default=default,
                            help=f"as the original's --{flag} (default {default})")
+        if name == "resynthesis":
+            p.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                           help="fp32 (the original's), or bf16/fp16 autocast (fp16 with gradient scaling)")
         p.set_defaults(func=run_resynthesis if name == "resynthesis" else run_f0_vqvae)
 
 
@@ -76,27 +84,19 @@ def _valid_entries(args: argparse.Namespace, configured: str | None) -> list[Man
     return read_manifest(configured) if configured and Path(configured).is_file() else None
 
 
-def _logger(path: Path | None) -> Callable[[dict], None]:
-    handle = None
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(path, "a")  # noqa: SIM115 — closed by the process; flushed after every line
-
-    def log(record: dict) -> None:
-        losses = ", ".join(f"{k} {v:.4g}" for k, v in record.items() if k.startswith("loss") or k.endswith("error"))
-        print(f"step {record['step']} (epoch {record['epoch']}, lr {record['lr']:.4g}): {losses}", flush=True)
-        if handle is not None:
-            handle.write(json.dumps(record) + "\n")
-            handle.flush()
-    return log
-
-
 def _resume_pair(paths: list[Path] | None, prefixes: tuple[str, ...]) -> list[Path] | None:
     """``--resume`` as files: the given ones, or the newest of each prefix in a folder (the original's
     ``scan_checkpoint``)."""
     if not paths:
         return None
+    if len(paths) == 1 and paths[0].suffix == ".safetensors":
+        if not paths[0].is_file():
+            raise InputError(f"--resume: {paths[0]} does not exist")
+        return paths
     if len(paths) == 1 and paths[0].is_dir():
+        state = newest(paths[0], STATE_PATTERN) if "do_" in prefixes else None
+        if state is not None:  # speechzoo's own state resumes exactly (mid-epoch)
+            return [state]
         found = []
         for prefix in prefixes:
             candidates = sorted(p for p in paths[0].glob(f"{prefix}????????") if p.name[len(prefix):].isdigit())
@@ -127,15 +127,25 @@ def run_resynthesis(args: argparse.Namespace) -> int:
                                              else None), "training manifest")
     valid_entries = _valid_entries(args, config.input_validation_file)
     resume = _resume_pair(args.resume, ("g_", "do_"))
-    trainer = recipe.build_trainer(config, seed=config.seed if args.seed is None else args.seed,
-                                   resume=tuple(resume) if resume else None, init_from=args.init_from)
-    _copy_config(args.config, args.out)
-    recipe.train(trainer, train_entries, out=args.out, max_steps=args.max_steps, valid_entries=valid_entries,
-                 log=_logger(args.log_jsonl), device=args.device, training_epochs=args.training_epochs,
-                 checkpoint_interval=args.checkpoint_interval, validation_interval=args.validation_interval)
-    trainer.generator.export().save_pretrained(args.out / EXPORT_DIR)
-    print(f"wrote {args.out}/g_{trainer.steps:08d}, do_{trainer.steps:08d} and {args.out / EXPORT_DIR} "
-          f"(hifigan_unit_vocoder(weights=...))")
+    env = setup(args.device)
+    trainer = recipe.build_trainer(config, seed=config.seed if args.seed is None else args.seed, resume=resume,
+                                   init_from=args.init_from)
+    train_set, valid_set = recipe.datasets(trainer, train_entries, valid_entries)
+    if env.is_main:
+        _copy_config(args.config, args.out)
+    names = {"loss_gen_all": "training/gen_loss_total", "mel_error": "training/mel_spec_error",
+             "valid_mel_error": "validation/mel_spec_error"}
+    with TrainLogger(jsonl=args.log_jsonl, tensorboard=args.tensorboard, names=names, total=args.max_steps,
+                     show=("loss_gen_all", "mel_error"), enabled=env.is_main) as logger:
+        recipe.train(trainer, train_set, out=args.out, max_steps=args.max_steps, valid_set=valid_set,
+                     logger=logger, env=env, precision=args.precision, training_epochs=args.training_epochs,
+                     checkpoint_interval=args.checkpoint_interval, validation_interval=args.validation_interval)
+    if env.is_main:
+        trainer.generator.export().save_pretrained(args.out / EXPORT_DIR)
+        step = trainer.steps - 1
+        print(f"wrote {args.out}/g_{step:08d}, do_{step:08d}, state_{step:08d}.safetensors and "
+              f"{args.out / EXPORT_DIR} (hifigan_unit_vocoder(weights=...))")
+    teardown()
     return 0
 
 
@@ -147,10 +157,15 @@ def run_f0_vqvae(args: argparse.Namespace) -> int:
     resume = _resume_pair(args.resume, ("g_",))
     trainer = f0_recipe.build_trainer(config, seed=config.seed if args.seed is None else args.seed,
                                       resume=resume[0] if resume else None, init_from=args.init_from)
+    train_set, valid_set = f0_recipe.datasets(trainer, train_entries, valid_entries)
     _copy_config(args.config, args.out)
-    f0_recipe.train(trainer, train_entries, out=args.out, max_steps=args.max_steps, valid_entries=valid_entries,
-                    log=_logger(args.log_jsonl), device=args.device, training_epochs=args.training_epochs,
-                    checkpoint_interval=args.checkpoint_interval, validation_interval=args.validation_interval)
+    names = {"loss_recon": "training/gen_loss_total", "valid_error": "validation/mel_spec_error"}
+    with TrainLogger(jsonl=args.log_jsonl, tensorboard=args.tensorboard, names=names, total=args.max_steps,
+                     show=("loss_recon", "commit_error")) as logger:
+        f0_recipe.train(trainer, train_set, out=args.out, max_steps=args.max_steps,
+                        valid_set=valid_set, logger=logger, device=args.device or "cpu",
+                        training_epochs=args.training_epochs, checkpoint_interval=args.checkpoint_interval,
+                        validation_interval=args.validation_interval)
     trainer.model.to("cpu", torch.float32).eval().save_pretrained(args.out / EXPORT_DIR)
     print(f"wrote {args.out}/g_{trainer.steps:08d} and {args.out / EXPORT_DIR} (f0_vqvae(weights=...))")
     return 0

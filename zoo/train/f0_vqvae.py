@@ -24,7 +24,6 @@ import json
 import os
 import random
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,6 +35,8 @@ from ..errors import ConfigError, ConversionError, InputError
 from ..formats import load_original, rename
 from ..formats.f0_vqvae import RENAMES, f0_vqvae_config, original_quantizer_keys
 from ..models.f0_vqvae import F0VQVAE, F0VQVAEConfig
+from . import checkpoint
+from .logger import TrainLogger
 from .resynthesis_data import DATASET_SEED, F0Dataset, F0Options, ManifestEntry
 
 #: Codes whose moving-average count falls below this restart at a batch latent (Jukebox's ``threshold``).
@@ -159,6 +160,7 @@ class F0VQVAETrainer:
         if config.model.f0_vq_params.levels != 1:
             raise ConfigError("F0 VQ-VAE training supports one level (levels: 1), as every released config has")
         self.steps, self.last_epoch = 0, -1
+        self.data_rng = random.Random(DATASET_SEED)  # the datasets' random.seed(1234)
 
     def forward(self, f0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict]:
         """Reconstruction ``(B, 1, T)``, commitment loss and codebook metrics (training mode updates the codebook)."""
@@ -214,24 +216,24 @@ def build_trainer(config: F0VQVAETrainConfig, *, seed: int, resume: Path | None 
 
 
 def save_original(trainer: F0VQVAETrainer, directory: Path, epoch: int) -> Path:
-    path = directory / f"g_{trainer.steps:08d}"
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save({"generator": trainer.original_state(), "optim_g": trainer.optim_g.state_dict(),
-                "steps": trainer.steps, "epoch": epoch}, tmp)
-    os.replace(tmp, path)
-    return path
+    return checkpoint.torch_save({"generator": trainer.original_state(), "optim_g": trainer.optim_g.state_dict(),
+                                  "steps": trainer.steps, "epoch": epoch}, directory / f"g_{trainer.steps:08d}")
 
 
-def _loader(config: F0VQVAETrainConfig, entries: list[ManifestEntry], rng: random.Random,
-            drop_last: bool = True) -> torch.utils.data.DataLoader:
-    dataset = F0Dataset([e.audio for e in entries], config.segment_size, config.f0, rng)
-    if len(dataset) < config.batch_size:
-        raise InputError(f"{len(dataset)} files are fewer than one batch of {config.batch_size}")
-    return torch.utils.data.DataLoader(dataset, batch_size=config.batch_size, shuffle=False, drop_last=drop_last)
+def datasets(trainer: F0VQVAETrainer, train_entries: list[ManifestEntry],
+             valid_entries: list[ManifestEntry] | None = None) -> tuple[F0Dataset, F0Dataset | None]:
+    """Training and validation sets (files checked now), sharing one data random generator as the original's."""
+    cfg = trainer.config
+    train_set = F0Dataset([e.audio for e in train_entries], cfg.segment_size, cfg.f0, trainer.data_rng)
+    if len(train_set) < cfg.batch_size:
+        raise InputError(f"{len(train_set)} files are fewer than one batch of {cfg.batch_size}")
+    valid_set = (F0Dataset([e.audio for e in valid_entries], cfg.segment_size, cfg.f0, trainer.data_rng)
+                 if valid_entries else None)
+    return train_set, valid_set
 
 
-def train(trainer: F0VQVAETrainer, train_entries: list[ManifestEntry], *, out: Path, max_steps: int,
-          valid_entries: list[ManifestEntry] | None = None, log: Callable[[dict], None] | None = None,
+def train(trainer: F0VQVAETrainer, dataset: F0Dataset, *, out: Path, max_steps: int,
+          valid_set: F0Dataset | None = None, logger: TrainLogger | None = None,
           device: str | torch.device = "cpu", training_epochs: int = TRAINING_EPOCHS,
           checkpoint_interval: int = CHECKPOINT_INTERVAL, validation_interval: int = VALIDATION_INTERVAL
           ) -> F0VQVAETrainer:
@@ -240,9 +242,9 @@ def train(trainer: F0VQVAETrainer, train_entries: list[ManifestEntry], *, out: P
     cfg = trainer.config
     trainer.model.to(device).train()
     trainer.codebook.k = trainer.model.quantizer.codebooks[0].codebook
-    rng = random.Random(DATASET_SEED)
-    loader = _loader(cfg, train_entries, rng)
-    valid = _loader(cfg, valid_entries, rng) if valid_entries else None
+    loader = torch.utils.data.DataLoader(dataset, batch_size=cfg.batch_size, shuffle=False, drop_last=True)
+    valid = (torch.utils.data.DataLoader(valid_set, batch_size=cfg.batch_size, drop_last=True)
+             if valid_set is not None else None)
     scheduler = torch.optim.lr_scheduler.ExponentialLR(trainer.optim_g, gamma=cfg.lr_decay,
                                                        last_epoch=trainer.last_epoch)
     out.mkdir(parents=True, exist_ok=True)
@@ -264,8 +266,8 @@ def train(trainer: F0VQVAETrainer, train_entries: list[ManifestEntry], *, out: P
             if valid is not None and trainer.steps % validation_interval == 0:
                 record["valid_error"] = validate(trainer, valid, device)
             record["seconds"] = time.perf_counter() - start
-            if log is not None:
-                log(record)
+            if logger is not None:
+                logger.step(record)
             done += 1
             if done >= max_steps:
                 break

@@ -30,7 +30,6 @@ import math
 import os
 import random
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,9 +46,12 @@ from ..formats.f0_vqvae import f0_vqvae_config, quantizer_rules
 from ..formats.hifigan import original_generator_keys, training_names
 from ..models.f0_vqvae import JukeboxDecoder
 from ..models.hifigan import DEFAULT_NUM_SPEAKERS, CodeHiFiGAN, CodeHiFiGANConfig
-from ..nn.discriminators import MultiPeriodDiscriminator, MultiScaleDiscriminator
-from ..nn.mel import log_mel_spectrogram
-from .losses import discriminator_loss, feature_loss, generator_loss
+from ..nn.discriminators import MPD_CHANNELS, MSD_CHANNELS, MultiPeriodDiscriminator, MultiScaleDiscriminator
+from . import checkpoint
+from .distributed import ProcessEnv, all_reduce_mean, barrier, setup, wrap
+from .logger import TrainLogger
+from .loop import Precision, ShardedSampler, make_loader
+from .losses import LogMel, adversarial_loss, discriminator_loss, feature_loss, mel_filterbank
 from .resynthesis_data import DATASET_SEED, CodeDataset, F0Options, ManifestEntry
 
 #: Weight of the mel loss in ``loss_gen_all``.
@@ -87,6 +89,9 @@ class ResynthesisConfig:
     f0_quantizer_path: str | None = None
     input_training_file: str | None = None
     input_validation_file: str | None = None
+    #: speechzoo's addition: discriminator widths (the original hard-codes the released ones), for small runs.
+    mpd_channels: tuple[int, ...] = MPD_CHANNELS
+    msd_channels: tuple[int, ...] = MSD_CHANNELS
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.segment_size < 1 or self.learning_rate <= 0:
@@ -98,11 +103,14 @@ class ResynthesisConfig:
             raise ConfigError(f"code_hop_size {self.vocoder.code_hop_size} must equal prod(upsample_rates) = "
                               f"{self.vocoder.hop_length}: the generator's output must match the segment")
 
-    @property
-    def mel(self) -> dict[str, Any]:
-        """Keyword arguments of :func:`~zoo.nn.mel.log_mel_spectrogram` for the loss (``fmax_for_loss``)."""
-        return dict(n_fft=self.n_fft, num_mels=self.num_mels, sample_rate=self.sampling_rate,
-                    hop_size=self.hop_size, win_size=self.win_size, fmin=self.fmin, fmax=self.fmax_for_loss)
+    def log_mel(self) -> LogMel:
+        """The loss's log-mel (``dataset.mel_spectrogram`` with ``fmax_for_loss``): librosa's slaney-scale filters
+        on ``sqrt(|X|² + 1e-9)``."""
+        fmax = self.sampling_rate / 2 if self.fmax_for_loss is None else self.fmax_for_loss
+        basis = mel_filterbank(self.n_fft // 2 + 1, self.fmin, fmax, self.num_mels, self.sampling_rate,
+                               mel_scale="slaney").T
+        return LogMel(self.n_fft, self.num_mels, self.sampling_rate, self.hop_size, self.win_size,
+                      magnitude="sqrt", basis=basis)
 
 
 def read_config(path: str | os.PathLike) -> tuple[ResynthesisConfig, dict[str, Any]]:
@@ -153,6 +161,7 @@ def config_from_raw(raw: dict[str, Any]) -> ResynthesisConfig:
                                   "segment_size", "n_fft", "num_mels", "hop_size", "win_size", "sampling_rate",
                                   "fmin", "fmax_for_loss", "f0_quantizer_path", "input_training_file",
                                   "input_validation_file") if k in raw}
+    simple.update({k: tuple(raw[k]) for k in ("mpd_channels", "msd_channels") if k in raw})
     return ResynthesisConfig(vocoder=vocoder_config, f0=f0, **simple)
 
 
@@ -212,41 +221,53 @@ def load_f0_quantizer(vocoder: TrainingVocoder, path: str | os.PathLike) -> list
 
 
 # ------------------------------------------------------------------------------------------ training state
+#: Name pattern of the zoo's own training states (``state_{steps:08d}.safetensors``).
+STATE_PATTERN = r"state_(\d{8})\.safetensors"
+RECIPE = "resynthesis"
+
+
 @dataclass
 class Trainer:
-    """Everything a step touches; ``original_keys`` is the original generator's key order (the optimiser's)."""
+    """Models, optimisers and counters of a run. ``original_keys`` is the original generator's key order (that of
+    its ``parameters()`` and so of ``optim_g``'s state); ``steps`` is the counter of the NEXT step, ``epoch`` and
+    ``batches_done`` where it stands in the data (the zoo's own states resume mid-epoch exactly)."""
 
     config: ResynthesisConfig
     generator: TrainingVocoder
     mpd: MultiPeriodDiscriminator
     msd: MultiScaleDiscriminator
     original_keys: list[str]
-    optim_g: torch.optim.Optimizer | None = None
-    optim_d: torch.optim.Optimizer | None = None
     steps: int = 0
-    last_epoch: int = -1
+    epoch: int = 0
+    batches_done: int = 0
+    data_rng: random.Random = field(default_factory=lambda: random.Random(DATASET_SEED))
+    scheduler_last_epoch: int = -1
+    scheduler_states: list[dict] | None = None
 
     def __post_init__(self) -> None:
         self.names = training_names(self.original_keys)
+        betas = (self.config.adam_b1, self.config.adam_b2)
+        self.optim_g = torch.optim.AdamW(self.generator_parameters(), self.config.learning_rate, betas=betas)
+        self.optim_d = torch.optim.AdamW(itertools.chain(self.msd.parameters(), self.mpd.parameters()),
+                                         self.config.learning_rate, betas=betas)
+        self.mel = self.config.log_mel()
 
     def generator_parameters(self) -> list[nn.Parameter]:
         """The generator's parameters in the original's order (frozen ones included, as in the original)."""
         own = dict(self.generator.named_parameters())
         return [own[self.names[k]] for k in self.original_keys if self.names[k] in own]
 
-    def build_optimizers(self, optim_g: dict | None = None, optim_d: dict | None = None) -> None:
-        cfg = self.config
-        betas = (cfg.adam_b1, cfg.adam_b2)
-        self.optim_g = torch.optim.AdamW(self.generator_parameters(), cfg.learning_rate, betas=betas)
-        self.optim_d = torch.optim.AdamW(itertools.chain(self.msd.parameters(), self.mpd.parameters()),
-                                         cfg.learning_rate, betas=betas)
-        for optimizer, state, name in ((self.optim_g, optim_g, "optim_g"), (self.optim_d, optim_d, "optim_d")):
-            if state is not None:
-                try:
-                    optimizer.load_state_dict(state)
-                except (ValueError, KeyError) as e:
-                    raise WeightsError(f"the checkpoint's {name} does not fit these models ({e})") from e
+    def schedulers(self) -> list[torch.optim.lr_scheduler.ExponentialLR]:
+        """``ExponentialLR(lr_decay, last_epoch=...)`` for both optimisers, as ``train.py`` builds them (a resumed
+        run passes the checkpoint's epoch, which leaves the restored learning rates as they are)."""
+        made = [torch.optim.lr_scheduler.ExponentialLR(o, gamma=self.config.lr_decay,
+                                                       last_epoch=self.scheduler_last_epoch)
+                for o in (self.optim_g, self.optim_d)]
+        for scheduler, state in zip(made, self.scheduler_states or ()):
+            scheduler.load_state_dict(state)
+        return made
 
+    # -------------------------------------------------------------- the original layout
     def original_generator_state(self) -> dict[str, torch.Tensor]:
         own = self.generator.state_dict()
         return {k: own[self.names[k]].detach().cpu().clone() for k in self.original_keys}
@@ -263,40 +284,113 @@ class Trainer:
                                f"{tuple(state[bad[0]].shape)}, the config builds {tuple(own[self.names[bad[0]]].shape)}")
         self.generator.load_state_dict({self.names[k]: v for k, v in state.items()})
 
+    def load_optimizers(self, optim_g: dict, optim_d: dict, where: str) -> None:
+        for optimizer, state, name in ((self.optim_g, optim_g, "optim_g"), (self.optim_d, optim_d, "optim_d")):
+            try:
+                optimizer.load_state_dict(state)
+            except (ValueError, KeyError) as e:
+                raise WeightsError(f"{where}: its {name} does not fit these models ({e})") from e
 
-def build_trainer(config: ResynthesisConfig, *, seed: int, resume: tuple[Path, Path] | None = None,
+    def save_original(self, directory: Path, step: int, epoch: int) -> tuple[Path, Path]:
+        """``g_{step:08d}`` and ``do_{step:08d}`` as ``train.py`` saves them after step ``step`` of ``epoch``."""
+        g_path, do_path = directory / f"g_{step:08d}", directory / f"do_{step:08d}"
+        checkpoint.torch_save({"generator": self.original_generator_state()}, g_path)
+        checkpoint.torch_save({"mpd": disc_format.to_original(_cpu(self.mpd.state_dict()), "mpd"),
+                               "msd": disc_format.to_original(_cpu(self.msd.state_dict()), "msd"),
+                               "optim_g": self.optim_g.state_dict(), "optim_d": self.optim_d.state_dict(),
+                               "steps": step, "epoch": epoch}, do_path)
+        return g_path, do_path
+
+    # -------------------------------------------------------------- the zoo's own state
+    def save_state(self, directory: Path, schedulers: list) -> Path:
+        """Everything to continue exactly where the run stands (weights, optimiser moments, schedulers, position in
+        the epoch, the data and torch random states) as one safetensors file, never pickled."""
+        tensors, meta = {}, {"recipe": RECIPE, "steps": self.steps, "epoch": self.epoch,
+                             "batches_done": self.batches_done, "original_keys": self.original_keys,
+                             "data_rng": _json_random(self.data_rng.getstate()),
+                             "schedulers": [s.state_dict() for s in schedulers]}
+        for name, state in (("generator", self.generator.state_dict()), ("mpd", self.mpd.state_dict()),
+                            ("msd", self.msd.state_dict()), ("optim_g", self.optim_g.state_dict()),
+                            ("optim_d", self.optim_d.state_dict()), ("rng", checkpoint.rng_state())):
+            t, meta[name] = checkpoint.flatten_state(state, name)
+            tensors.update(t)
+        return checkpoint.save_state(directory / f"state_{self.steps - 1:08d}.safetensors", tensors, meta)
+
+
+def _json_random(state: tuple) -> list:
+    return [state[0], list(state[1]), state[2]]
+
+
+def _cpu(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().clone() for k, v in state.items()}
+
+
+def build_trainer(config: ResynthesisConfig, *, seed: int, resume: list[Path] | None = None,
                   init_from: Path | None = None) -> Trainer:
-    """Models and optimisers as ``train.py`` builds them: seeded initialisation, or the state of an original
-    ``g_``/``do_`` pair (``resume``: weights, discriminators, optimisers, step and epoch) or of a ``g_`` alone
-    (``init_from``: generator weights only)."""
+    """Models and optimisers as ``train.py`` builds them: seeded initialisation, then the state of ``resume`` —
+    an original ``g_``/``do_`` pair (weights, discriminators, optimisers, step and epoch; the epoch restarts, as in
+    the original) or a speechzoo ``state_X.safetensors`` (all of it, mid-epoch) — or the generator weights of
+    ``init_from`` (a ``g_``) alone."""
     torch.manual_seed(seed)
     generator = TrainingVocoder(config.vocoder)
-    g_state = do_state = None
-    if resume is not None:
+    g_state = do_state = zoo_state = None
+    if resume is not None and len(resume) == 1:
+        zoo_state = read_state(resume[0])
+    elif resume is not None:
         g_state, do_state = read_resume_pair(*resume)
     elif init_from is not None:
         g_state = read_generator_checkpoint(init_from)
-    quantizer_keys: list[str] = []
-    if config.vocoder.f0_quantizer is not None:
-        if g_state is not None:  # the checkpoint carries the quantizer (the file is then only the original's need)
-            quantizer_keys = [k[len("quantizer."):] for k in g_state if k.startswith("quantizer.")]
-        elif not config.f0_quantizer_path or not Path(config.f0_quantizer_path).is_file():
-            raise InputError(f"f0_quantizer_path {config.f0_quantizer_path!r} does not exist: train the F0 VQ-VAE "
-                             "first (speechzoo train f0-vqvae) and point the config at its g_XXXXXXXX")
-        else:
-            quantizer_keys = load_f0_quantizer(generator, config.f0_quantizer_path)
-    if do_state is not None:
-        mpd = disc_format.build("mpd", do_state["mpd"])
-        msd = disc_format.build("msd", do_state["msd"])
+    if zoo_state is not None:
+        quantizer_keys = [k[len("quantizer."):] for k in zoo_state[1]["original_keys"] if k.startswith("quantizer.")]
+    elif config.vocoder.f0_quantizer is None:
+        quantizer_keys = []
+    elif g_state is not None:  # the checkpoint carries the quantizer (the file is then only the original's need)
+        quantizer_keys = [k[len("quantizer."):] for k in g_state if k.startswith("quantizer.")]
+    elif not config.f0_quantizer_path or not Path(config.f0_quantizer_path).is_file():
+        raise InputError(f"f0_quantizer_path {config.f0_quantizer_path!r} does not exist: train the F0 VQ-VAE "
+                         "first (speechzoo train f0-vqvae) and point the config at its g_XXXXXXXX")
     else:
-        mpd, msd = MultiPeriodDiscriminator(), MultiScaleDiscriminator()
+        quantizer_keys = load_f0_quantizer(generator, config.f0_quantizer_path)
+    if do_state is not None:
+        mpd, msd = disc_format.build("mpd", do_state["mpd"]), disc_format.build("msd", do_state["msd"])
+    else:
+        mpd, msd = MultiPeriodDiscriminator(config.mpd_channels), MultiScaleDiscriminator(config.msd_channels)
     trainer = Trainer(config, generator, mpd, msd, original_generator_keys(config.vocoder, quantizer_keys))
     if g_state is not None:
         trainer.load_original_generator_state(g_state, str(resume[0] if resume else init_from))
-    trainer.build_optimizers(do_state["optim_g"] if do_state else None, do_state["optim_d"] if do_state else None)
     if do_state is not None:
-        trainer.steps, trainer.last_epoch = int(do_state["steps"]) + 1, int(do_state["epoch"])
+        trainer.load_optimizers(do_state["optim_g"], do_state["optim_d"], str(resume[1]))
+        trainer.steps, trainer.epoch = int(do_state["steps"]) + 1, int(do_state["epoch"])
+        trainer.scheduler_last_epoch = trainer.epoch
+    if zoo_state is not None:
+        _load_state(trainer, *zoo_state, where=str(resume[0]))
     return trainer
+
+
+def read_state(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    if path.suffix != ".safetensors":
+        raise InputError(f"--resume {path}: give the original g_XXXXXXXX and do_XXXXXXXX, or a speechzoo "
+                         "state_XXXXXXXX.safetensors")
+    tensors, meta = checkpoint.load_state(path)
+    if meta.get("recipe") != RECIPE:
+        raise InputError(f"{path} is a training state of the {meta.get('recipe')!r} recipe, not of {RECIPE}")
+    return tensors, meta
+
+
+def _load_state(trainer: Trainer, tensors: dict[str, torch.Tensor], meta: dict[str, Any], where: str) -> None:
+    try:
+        for name, module in (("generator", trainer.generator), ("mpd", trainer.mpd), ("msd", trainer.msd)):
+            module.load_state_dict(checkpoint.unflatten_state(tensors, meta[name]))
+        trainer.load_optimizers(checkpoint.unflatten_state(tensors, meta["optim_g"]),
+                                checkpoint.unflatten_state(tensors, meta["optim_d"]), where)
+    except RuntimeError as e:  # load_state_dict's size/key mismatch
+        raise WeightsError(f"{where} does not fit the config's models ({str(e)[:300]})") from e
+    checkpoint.set_rng_state(checkpoint.unflatten_state(tensors, meta["rng"]))
+    rng = meta["data_rng"]
+    trainer.data_rng.setstate((rng[0], tuple(rng[1]), rng[2]))
+    trainer.steps, trainer.epoch, trainer.batches_done = meta["steps"], meta["epoch"], meta["batches_done"]
+    trainer.scheduler_states = meta["schedulers"]
+    trainer.scheduler_last_epoch = meta["schedulers"][0]["last_epoch"]
 
 
 def read_generator_checkpoint(path: Path) -> dict[str, torch.Tensor]:
@@ -336,37 +430,43 @@ def _other_recipe(container: Any) -> str:
 
 
 # ------------------------------------------------------------------------------------------ one step
-def train_step(trainer: Trainer, batch: tuple, device: torch.device) -> dict[str, float]:
-    """One optimisation step of ``train.py`` (module docstring); returns the original's logged values."""
+def train_step(trainer: Trainer, batch: tuple, generator: nn.Module, mpd: nn.Module, msd: nn.Module,
+               precision: Precision) -> dict[str, float]:
+    """One optimisation step of ``train.py`` (module docstring) with the (possibly DDP-wrapped) modules; returns
+    the original's logged values of this process's share of the batch."""
     feats, y, _, y_mel = batch
+    device = precision.device
     x = {k: v.to(device) for k, v in feats.items()}
     y, y_mel = y.to(device).unsqueeze(1), y_mel.to(device)
-    g, mpd, msd = trainer.generator, trainer.mpd, trainer.msd
-    y_g_hat = g(**x)
+    with precision.autocast():
+        y_g_hat = generator(**x)
     if y_g_hat.shape != y.shape:
         raise InputError(f"the generator's output {tuple(y_g_hat.shape)} does not match the audio {tuple(y.shape)}")
-    y_g_hat_mel = log_mel_spectrogram(y_g_hat.squeeze(1), **trainer.config.mel)
+    y_g_hat_mel = trainer.mel(y_g_hat.squeeze(1).float())
 
     trainer.optim_d.zero_grad()
-    y_df_hat_r, y_df_hat_g, _, _ = mpd(y, y_g_hat.detach())
-    loss_disc_f = discriminator_loss(y_df_hat_r, y_df_hat_g)[0]
-    y_ds_hat_r, y_ds_hat_g, _, _ = msd(y, y_g_hat.detach())
-    loss_disc_s = discriminator_loss(y_ds_hat_r, y_ds_hat_g)[0]
-    loss_disc_all = loss_disc_s + loss_disc_f
-    loss_disc_all.backward()
-    trainer.optim_d.step()
+    with precision.autocast():
+        y_df_hat_r, y_df_hat_g, _, _ = mpd(y, y_g_hat.detach())
+        loss_disc_f = discriminator_loss(y_df_hat_r, y_df_hat_g)
+        y_ds_hat_r, y_ds_hat_g, _, _ = msd(y, y_g_hat.detach())
+        loss_disc_s = discriminator_loss(y_ds_hat_r, y_ds_hat_g)
+        loss_disc_all = loss_disc_s + loss_disc_f
+    precision.backward(loss_disc_all)
+    precision.step(trainer.optim_d)
 
     trainer.optim_g.zero_grad()
     loss_mel = F.l1_loss(y_mel, y_g_hat_mel) * MEL_LOSS_WEIGHT
-    y_df_hat_r, y_df_hat_g, fmap_f_r, fmap_f_g = mpd(y, y_g_hat)
-    y_ds_hat_r, y_ds_hat_g, fmap_s_r, fmap_s_g = msd(y, y_g_hat)
-    loss_fm_f = feature_loss(fmap_f_r, fmap_f_g)
-    loss_fm_s = feature_loss(fmap_s_r, fmap_s_g)
-    loss_gen_f = generator_loss(y_df_hat_g)[0]
-    loss_gen_s = generator_loss(y_ds_hat_g)[0]
-    loss_gen_all = loss_gen_s + loss_gen_f + loss_fm_s + loss_fm_f + loss_mel
-    loss_gen_all.backward()
-    trainer.optim_g.step()
+    with precision.autocast():
+        y_df_hat_r, y_df_hat_g, fmap_f_r, fmap_f_g = mpd(y, y_g_hat)
+        y_ds_hat_r, y_ds_hat_g, fmap_s_r, fmap_s_g = msd(y, y_g_hat)
+        loss_fm_f = feature_loss(fmap_f_r, fmap_f_g)
+        loss_fm_s = feature_loss(fmap_s_r, fmap_s_g)
+        loss_gen_f = adversarial_loss(y_df_hat_g)
+        loss_gen_s = adversarial_loss(y_ds_hat_g)
+        loss_gen_all = loss_gen_s + loss_gen_f + loss_fm_s + loss_fm_f + loss_mel
+    precision.backward(loss_gen_all)
+    precision.step(trainer.optim_g)
+    precision.update()
 
     with torch.no_grad():
         mel_error = F.l1_loss(y_mel, y_g_hat_mel).item()
@@ -383,92 +483,82 @@ def validate(trainer: Trainer, loader: torch.utils.data.DataLoader, device: torc
     total, count = 0.0, 0
     for feats, _, _, y_mel in loader:
         y_g_hat = trainer.generator(**{k: v.to(device) for k, v in feats.items()})
-        total += F.l1_loss(y_mel.to(device), log_mel_spectrogram(y_g_hat.squeeze(1), **trainer.config.mel)).item()
+        total += F.l1_loss(y_mel.to(device), trainer.mel(y_g_hat.squeeze(1))).item()
         count += 1
     trainer.generator.train()
     return total / max(count, 1)
 
 
-# ------------------------------------------------------------------------------------------ checkpoints
-def save_original(trainer: Trainer, directory: Path, epoch: int) -> tuple[Path, Path]:
-    """``g_{steps:08d}`` and ``do_{steps:08d}`` in the original layout (each written atomically)."""
-    step = trainer.steps
-    g_path, do_path = directory / f"g_{step:08d}", directory / f"do_{step:08d}"
-    _atomic_save({"generator": trainer.original_generator_state()}, g_path)
-    _atomic_save({"mpd": disc_format.to_original(_cpu(trainer.mpd.state_dict()), "mpd"),
-                  "msd": disc_format.to_original(_cpu(trainer.msd.state_dict()), "msd"),
-                  "optim_g": trainer.optim_g.state_dict(), "optim_d": trainer.optim_d.state_dict(),
-                  "steps": step, "epoch": epoch}, do_path)
-    return g_path, do_path
-
-
-def _cpu(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return {k: v.detach().cpu().clone() for k, v in state.items()}
-
-
-def _atomic_save(obj: Any, path: Path) -> None:
-    """Write to a temporary name, then rename: a crash never leaves a half-written checkpoint under ``path``."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
 # ------------------------------------------------------------------------------------------ the loop
-def make_loader(config: ResynthesisConfig, entries: list[ManifestEntry], rng: random.Random,
-                batch_size: int) -> torch.utils.data.DataLoader:
-    dataset = CodeDataset(entries, segment_size=config.segment_size, code_hop_size=config.vocoder.code_hop_size,
-                          mel=config.mel, f0=config.vocoder.f0, options=config.f0, rng=rng)
-    if len(dataset) < batch_size:
-        raise InputError(f"{len(dataset)} training files are fewer than one batch of {batch_size} "
-                         "(the original drops incomplete batches)")
-    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, drop_last=True, num_workers=0)
+def make_dataset(config: ResynthesisConfig, entries: list[ManifestEntry], rng: random.Random) -> CodeDataset:
+    return CodeDataset(entries, segment_size=config.segment_size, code_hop_size=config.vocoder.code_hop_size,
+                       mel=config.log_mel(), f0=config.vocoder.f0, options=config.f0, rng=rng)
 
 
-def train(trainer: Trainer, train_entries: list[ManifestEntry], *, out: Path, max_steps: int,
-          valid_entries: list[ManifestEntry] | None = None, log: Callable[[dict], None] | None = None,
-          device: str | torch.device = "cpu", training_epochs: int = TRAINING_EPOCHS,
+def datasets(trainer: Trainer, train_entries: list[ManifestEntry], valid_entries: list[ManifestEntry] | None = None
+             ) -> tuple[CodeDataset, CodeDataset | None]:
+    """The training and validation sets (every file checked now, before any training), sharing the trainer's data
+    random generator as the original's share the module-level ``random``."""
+    train_set = make_dataset(trainer.config, train_entries, trainer.data_rng)
+    return train_set, make_dataset(trainer.config, valid_entries, trainer.data_rng) if valid_entries else None
+
+
+def train(trainer: Trainer, dataset: CodeDataset, *, out: Path, max_steps: int,
+          valid_set: CodeDataset | None = None, logger: TrainLogger | None = None,
+          env: ProcessEnv | None = None, precision: str = "fp32", training_epochs: int = TRAINING_EPOCHS,
           checkpoint_interval: int = CHECKPOINT_INTERVAL, validation_interval: int = VALIDATION_INTERVAL) -> Trainer:
-    """Run ``max_steps`` optimisation steps of ``train.py``'s loop from the trainer's step and epoch, then write
-    ``g_``/``do_`` of the last step into ``out`` (and every ``checkpoint_interval`` steps on the way)."""
-    device = torch.device(device)
+    """Run ``max_steps`` optimisation steps of ``train.py``'s loop from where the trainer stands, then write
+    ``g_``/``do_`` of the last step (the original layout) and ``state_X.safetensors`` into ``out`` (and every
+    ``checkpoint_interval`` steps on the way).
+
+    In one process the batches are the original's (the manifest in order, no shuffling). Under torchrun each of the
+    R processes reads ``batch_size / R`` items of a ``DistributedSampler`` shuffle (seed 0, reshuffled per epoch), as
+    ``train.py`` does on several GPUs; gradients are averaged by DDP.
+    """
+    env = env or setup("cpu")
     cfg = trainer.config
-    for module in (trainer.generator, trainer.mpd, trainer.msd):
-        module.to(device).train()
-    rng = random.Random(DATASET_SEED)  # the datasets' random.seed(1234), shared as the module-level random is
-    loader = make_loader(cfg, train_entries, rng, cfg.batch_size)
+    amp = Precision(precision, env.device)
+    modules = [wrap(m.train(), env) for m in (trainer.generator, trainer.mpd, trainer.msd)]
+    trainer.mel = trainer.mel.to(env.device)
+    batch_size = cfg.batch_size // env.world_size
+    if batch_size < 1 or len(dataset) < cfg.batch_size:
+        raise InputError(f"{len(dataset)} training files and {env.world_size} processes cannot make a batch of "
+                         f"{cfg.batch_size} (the original drops incomplete batches)")
+    sampler = ShardedSampler(dataset, env.rank, env.world_size, shuffle=env.distributed)
+    loader = make_loader(dataset, sampler, batch_size)
     valid = None
-    if valid_entries:
-        valid_set = CodeDataset(valid_entries, segment_size=cfg.segment_size, code_hop_size=cfg.vocoder.code_hop_size,
-                                mel=cfg.mel, f0=cfg.vocoder.f0, options=cfg.f0, rng=rng)
-        valid = torch.utils.data.DataLoader(valid_set, batch_size=cfg.batch_size, drop_last=True)
-    schedulers = [torch.optim.lr_scheduler.ExponentialLR(o, gamma=cfg.lr_decay, last_epoch=trainer.last_epoch)
-                  for o in (trainer.optim_g, trainer.optim_d)]
+    if valid_set is not None and env.is_main:
+        valid = make_loader(valid_set, ShardedSampler(valid_set, shuffle=False), batch_size)
+    schedulers = trainer.schedulers()
     out.mkdir(parents=True, exist_ok=True)
     done = 0
-    epoch = max(0, trainer.last_epoch)
-    while done < max_steps and epoch < training_epochs:
+    while done < max_steps and trainer.epoch < training_epochs:
+        sampler.set_position(trainer.epoch, trainer.batches_done, batch_size)
         for batch in loader:
             start = time.perf_counter()
             lr = trainer.optim_g.param_groups[0]["lr"]
-            record = {"step": trainer.steps, "epoch": epoch, "lr": lr, **train_step(trainer, batch, device)}
-            if trainer.steps % checkpoint_interval == 0 and trainer.steps != 0:
-                save_original(trainer, out, epoch)
+            values = all_reduce_mean(train_step(trainer, batch, *modules, amp), env)
+            record = {"step": trainer.steps, "epoch": trainer.epoch, "lr": lr, **values}
+            if env.is_main and trainer.steps % checkpoint_interval == 0 and trainer.steps != 0:
+                trainer.save_original(out, trainer.steps, trainer.epoch)
             if valid is not None and trainer.steps % validation_interval == 0:
-                record["valid_mel_error"] = validate(trainer, valid, device)
+                record["valid_mel_error"] = validate(trainer, valid, env.device)
             record["seconds"] = time.perf_counter() - start
-            if log is not None:
-                log(record)
+            if logger is not None:
+                logger.step(record)
             done += 1
+            trainer.steps += 1
+            trainer.batches_done += 1
             if done >= max_steps:
                 break
-            trainer.steps += 1
         else:
             for scheduler in schedulers:
                 scheduler.step()
-            epoch += 1
+            trainer.epoch, trainer.batches_done = trainer.epoch + 1, 0
             continue
         break
-    save_original(trainer, out, epoch)
-    trainer.last_epoch = epoch
+    if env.is_main:  # named after the step just taken, as the original names them
+        trainer.save_original(out, trainer.steps - 1, trainer.epoch)
+        trainer.save_state(out, schedulers)
+    barrier()
     return trainer
-

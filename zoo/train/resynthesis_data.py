@@ -13,7 +13,7 @@ An item, as the original builds it:
    cover ``segment_size`` samples;
 3. one random segment start, in steps of the least common multiple of the streams' hops (Python ``random``, one
    generator seeded 1234 shared by the training and validation sets, as the original's module-level ``random``);
-4. the target log-mel of the segment (:func:`zoo.nn.mel.log_mel_spectrogram`, ``fmax_for_loss``);
+4. the target log-mel of the segment (``mel``: :meth:`~zoo.train.resynthesis.ResynthesisConfig.log_mel`);
 5. YAAPT F0 of the segment (zeros if YAAPT fails), normalised with the speaker's statistics
    (:mod:`zoo.f0`), ``f0_median`` / ``f0_feats`` as in the original;
 6. the speaker index in the sorted set of speaker names parsed from the paths (``multispkr``).
@@ -32,7 +32,7 @@ from __future__ import annotations
 import ast
 import os
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,7 +44,6 @@ import torch.utils.data
 from .. import audio
 from ..errors import AudioError, ConfigError, InputError
 from ..f0 import F0Stats, normalize_f0, samples_per_frame, yaapt_f0
-from ..nn.mel import log_mel_spectrogram
 
 #: Where the original looks for units in a manifest line, in this order.
 UNIT_KEYS = ("cpc_km100", "vqvae256", "hubert", "codes")
@@ -210,7 +209,7 @@ class CodeDataset(_SpeechDataset):
     ``feats`` = ``{'code' (T,), ['f0' (1, T_f0)], ['spkr' (1,)], ['f0_stats' (2,)]}``."""
 
     def __init__(self, entries: Sequence[ManifestEntry], *, segment_size: int, code_hop_size: int,
-                 mel: dict, f0: bool, options: F0Options, rng: random.Random) -> None:
+                 mel: Callable[[torch.Tensor], torch.Tensor], f0: bool, options: F0Options, rng: random.Random) -> None:
         missing = [str(e.audio) for e in entries if e.units is None]
         if missing:
             raise InputError(f"manifest lines without units (e.g. {missing[0]}): the unit HiFi-GAN trains on "
@@ -233,7 +232,7 @@ class CodeDataset(_SpeechDataset):
             audio, code = np.hstack([audio, audio]), np.hstack([code, code])
         audio = torch.FloatTensor(audio).unsqueeze(0)
         audio, code = _sample_interval([audio, code], self.segment_size, self.rng)
-        mel = log_mel_spectrogram(audio, **self.mel)
+        mel = self.mel(audio)
         feats = {"code": torch.from_numpy(np.ascontiguousarray(code)).long()}
         if self.f0:
             feats.update(self.f0_features(audio, index))
