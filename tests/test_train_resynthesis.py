@@ -299,8 +299,8 @@ def test_prepare_manifest_splits_like_parse_hubert_codes(tmp_path):
 TINY = {"resblock": "1", "batch_size": 1, "learning_rate": 0.0004, "adam_b1": 0.8, "adam_b2": 0.99,
         "lr_decay": 0.999, "seed": 1234, "upsample_rates": [5, 4, 4, 2, 2], "upsample_kernel_sizes": [11, 8, 8, 4, 4],
         "upsample_initial_channel": 32, "resblock_kernel_sizes": [3], "resblock_dilation_sizes": [[1, 3, 5]],
-        "num_embeddings": 12, "embedding_dim": 8, "model_in_dim": 16, "segment_size": 3200, "code_hop_size": 320,
-        "multispkr": "_", "num_mels": 80, "n_fft": 1024, "hop_size": 256, "win_size": 1024, "sampling_rate": 16000,
+        "num_embeddings": 12, "embedding_dim": 8, "model_in_dim": 16, "segment_size": 2560, "code_hop_size": 320,
+        "multispkr": "_", "num_mels": 40, "n_fft": 512, "hop_size": 128, "win_size": 512, "sampling_rate": 16000,
         "fmin": 0, "fmax": 8000, "fmax_for_loss": None, "mpd_channels": [2, 4, 8, 8, 8], "msd_channels": [16] * 7}
 
 

@@ -53,8 +53,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                                                 else "") + ", or a folder (its newest checkpoint)")
         start.add_argument("--init-from", "--init_from", dest="init_from", type=Path, metavar="G_CKPT",
                            help="start from these generator weights with fresh optimisers and step 0")
-        p.add_argument("--max-steps", "--max_steps", dest="max_steps", type=positive_int, required=True,
-                       help="optimisation steps to run")
+        steps = p.add_mutually_exclusive_group(required=True)
+        steps.add_argument("--max-steps", "--max_steps", dest="max_steps", type=positive_int,
+                           help="optimisation steps to run (from where the run stands)")
+        steps.add_argument("--training-steps", "--training_steps", dest="training_steps", type=positive_int,
+                           help="as the original's --training_steps: run until the step counter reaches this")
         p.add_argument("--seed", type=int, help="torch seed (default: the config's seed)")
         p.add_argument("--log-jsonl", "--log_jsonl", dest="log_jsonl", type=Path,
                        help="append one JSON line per step (the original's loss names, step, epoch, lr)")
@@ -113,6 +116,15 @@ def _resume_pair(paths: list[Path] | None, prefixes: tuple[str, ...]) -> list[Pa
     return paths
 
 
+def _steps(args: argparse.Namespace, start: int) -> int:
+    """``--max-steps``, or what is left until the step counter reaches ``--training-steps``."""
+    if args.max_steps is not None:
+        return args.max_steps
+    if args.training_steps <= start:
+        raise InputError(f"the run is already at step {start}, not below --training-steps {args.training_steps}")
+    return args.training_steps - start
+
+
 def _copy_config(config: Path, out: Path) -> None:
     """``build_env``: the config beside the checkpoints (inference.py reads it from there)."""
     out.mkdir(parents=True, exist_ok=True)
@@ -135,9 +147,10 @@ def run_resynthesis(args: argparse.Namespace) -> int:
         _copy_config(args.config, args.out)
     names = {"loss_gen_all": "training/gen_loss_total", "mel_error": "training/mel_spec_error",
              "valid_mel_error": "validation/mel_spec_error"}
-    with TrainLogger(jsonl=args.log_jsonl, tensorboard=args.tensorboard, names=names, total=args.max_steps,
+    max_steps = _steps(args, trainer.steps)
+    with TrainLogger(jsonl=args.log_jsonl, tensorboard=args.tensorboard, names=names, total=max_steps,
                      show=("loss_gen_all", "mel_error"), enabled=env.is_main) as logger:
-        recipe.train(trainer, train_set, out=args.out, max_steps=args.max_steps, valid_set=valid_set,
+        recipe.train(trainer, train_set, out=args.out, max_steps=max_steps, valid_set=valid_set,
                      logger=logger, env=env, precision=args.precision, training_epochs=args.training_epochs,
                      checkpoint_interval=args.checkpoint_interval, validation_interval=args.validation_interval)
     if env.is_main:
@@ -160,9 +173,10 @@ def run_f0_vqvae(args: argparse.Namespace) -> int:
     train_set, valid_set = f0_recipe.datasets(trainer, train_entries, valid_entries)
     _copy_config(args.config, args.out)
     names = {"loss_recon": "training/gen_loss_total", "valid_error": "validation/mel_spec_error"}
-    with TrainLogger(jsonl=args.log_jsonl, tensorboard=args.tensorboard, names=names, total=args.max_steps,
+    max_steps = _steps(args, trainer.steps)
+    with TrainLogger(jsonl=args.log_jsonl, tensorboard=args.tensorboard, names=names, total=max_steps,
                      show=("loss_recon", "commit_error")) as logger:
-        f0_recipe.train(trainer, train_set, out=args.out, max_steps=args.max_steps,
+        f0_recipe.train(trainer, train_set, out=args.out, max_steps=max_steps,
                         valid_set=valid_set, logger=logger, device=args.device or "cpu",
                         training_epochs=args.training_epochs, checkpoint_interval=args.checkpoint_interval,
                         validation_interval=args.validation_interval)
