@@ -19,8 +19,13 @@ checkpoint) but never changes.
 Checkpoints: ``g_XXXXXXXX`` (``{'generator'}``) and ``do_XXXXXXXX`` (``{'mpd', 'msd', 'optim_g', 'optim_d', 'steps',
 'epoch'}``) in the original's layout and key names (``weight_g``/``weight_v``, spectral norm's
 ``weight_orig``/``weight_u``/``weight_v``), readable with ``torch.load(weights_only=True)``: a run continues in the
-original ``train.py`` and an original run continues here (:func:`resume_original`). The trained vocoder exports to
-``hifigan_unit_vocoder(weights=DIR)`` (:meth:`TrainingVocoder.export`).
+original ``train.py`` and an original run continues here (:func:`build_trainer`; as in the original, the
+checkpoint's epoch runs again). speechzoo's own ``state_XXXXXXXX.safetensors`` (weights, optimiser moments,
+schedulers, the position in the epoch, the random states; never pickled) continues a run exactly. The trained
+vocoder exports to ``hifigan_unit_vocoder(weights=DIR)`` (:meth:`TrainingVocoder.export`).
+
+Several processes (``torchrun``): each reads ``batch_size / world_size`` items of a ``DistributedSampler`` shuffle,
+as ``train.py`` does on several GPUs, and DDP averages the gradients.
 """
 from __future__ import annotations
 
