@@ -137,7 +137,7 @@ def test_resume_writes_the_originals_checkpoints(resumed):
 @pytest.mark.slow
 def test_resumed_export_loads_through_hubconf(resumed):
     out, _ = resumed
-    vocoder = hubconf.hifigan_unit_vocoder(weights=out / "export")
+    vocoder = hubconf.hifigan_unit_vocoder(weights=out / "model")
     code, f0, spkr = (CASE.io[f"input.{k}"] for k in ("code", "f0", "spkr"))
     wav = vocoder(code, speaker=spkr, f0=f0)
     assert wav.shape == (1, 1, 3840) and wav.abs().max() <= 1
@@ -254,7 +254,7 @@ def test_f0_vqvae_cli_writes_original_checkpoint_and_export(tmp_path):
     assert list(checkpoint["generator"]) == original_quantizer_keys(f0_vqvae_config(raw, where="x"))
     records = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [0, 1] and all(np.isfinite(r["loss_recon"]) for r in records)
-    model = hubconf.f0_vqvae(weights=tmp_path / "out" / "export")
+    model = hubconf.f0_vqvae(weights=tmp_path / "out" / "model")
     recon, codes = model(torch.zeros(1, 1, 64))
     assert recon.shape == (1, 1, 64) and codes.shape == (1, 4)
 
@@ -328,10 +328,10 @@ def _tiny_run(tiny, out: Path, steps: int, *extra) -> list[dict]:
 
 
 def test_exact_resume_from_the_zoos_state(tiny, tmp_path):
-    """4 steps = 3 steps, stop (mid-epoch: 2 files, batch 1), resume from state_00000002.safetensors, 1 step."""
+    """4 steps = 3 steps, stop (mid-epoch: 2 files, batch 1), resume from training_state_00000002.safetensors, 1 step."""
     whole = _tiny_run(tiny, tmp_path / "whole", 4)
     first = _tiny_run(tiny, tmp_path / "split", 3)
-    rest = _tiny_run(tiny, tmp_path / "split", 1, "--resume", tmp_path / "split" / "state_00000002.safetensors")
+    rest = _tiny_run(tiny, tmp_path / "split", 1, "--resume", tmp_path / "split" / "training_state_00000002.safetensors")
     assert [r["step"] for r in whole] == [0, 1, 2, 3] and [r["epoch"] for r in whole] == [0, 0, 1, 1]
     assert len(first) == 3 and [(r["step"], r["epoch"]) for r in rest[3:]] == [(3, 1)]  # the log is appended
     for key in ("lr", "loss_disc_all", "loss_gen_all", "mel_error"):
@@ -351,6 +351,6 @@ def test_hundred_steps_from_scratch_lower_the_mel_loss_and_export(tiny, tmp_path
     mel = [r["mel_error"] for r in records]
     assert np.mean(mel[-10:]) < 0.8 * np.mean(mel[:10]), (mel[:10], mel[-10:])
     assert list((out / "tb").glob("events.out.tfevents.*"))
-    vocoder = hubconf.hifigan_unit_vocoder(weights=out / "export")
+    vocoder = hubconf.hifigan_unit_vocoder(weights=out / "model")
     wav = vocoder(torch.tensor([[3, 3, 7, 1, 0]]), speaker=1)
     assert wav.shape == (1, 1, 1600) and torch.isfinite(wav).all()

@@ -9,13 +9,14 @@ with F0 and speaker, against MPD + MSD) and ``train_f0_vq.py`` (the F0 VQ-VAE).
 writes one; default: the config's ``input_training_file``). ``--resume`` continues an original (or speechzoo) run
 exactly from its ``g_``/``do_`` pair (or the newest pair in a folder); ``--init-from g_X`` takes the generator's
 weights only. ``-o DIR`` receives the config, the checkpoints in the original layout (``g_``/``do_`` of the last step
-and every ``--checkpoint-interval`` steps), the exported model (``DIR/export``: ``hifigan_unit_vocoder(weights=...)``
+and every ``--checkpoint-interval`` steps), the exported model (``DIR/model``: ``hifigan_unit_vocoder(weights=...)``
 or ``f0_vqvae(weights=...)``) and, with ``--log-jsonl``, one JSON line per step with the original's loss names.
 The original's flag spellings (``--checkpoint_path``, ``--checkpoint_interval``, ...) work too.
 """
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import shutil
 from pathlib import Path
 
@@ -31,8 +32,9 @@ from ..train.logger import TrainLogger
 from ..train.loop import PRECISIONS
 from ..train.resynthesis_data import ManifestEntry, read_manifest
 from .inputs import positive_int
+from .options import add_out
 
-EXPORT_DIR = "export"
+EXPORT_DIR = "model"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -45,8 +47,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="training manifest (default: the config's input_training_file)")
         p.add_argument("--valid-files", "--input_validation_file", dest="valid_files", type=Path,
                        help="validation manifest (default: the config's input_validation_file, if it exists)")
-        p.add_argument("-o", "--out", "--checkpoint_path", "--checkpoint-path", dest="out", type=Path, required=True,
-                       help="folder for the config, checkpoints, export and logs")
+        add_out(p, "folder for the config, checkpoints, logs and the exported model (model/)", "--checkpoint_path",
+                "--checkpoint-path")
         start = p.add_mutually_exclusive_group()
         start.add_argument("--resume", nargs="+", type=Path, metavar="CKPT",
                            help="continue exactly: g_X do_X" + (" (or g_X alone for f0-vqvae)" if name != "resynthesis"
@@ -63,7 +65,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="append one JSON line per step (the original's loss names, step, epoch, lr)")
         p.add_argument("--device", help="torch device (default: this process's GPU under torchrun, else cuda:0 or "
                                         "the CPU)")
-        p.add_argument("--tensorboard", type=Path, help="also write TensorBoard scalars into this folder")
+        p.add_argument("--tensorboard", type=Path, help="TensorBoard folder (default OUT/logs, as the original, when "
+                                                         "tensorboard is installed)")
+        p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
         for flag, default in (("training_epochs", defaults.TRAINING_EPOCHS),
                               ("checkpoint_interval", defaults.CHECKPOINT_INTERVAL),
                               ("validation_interval", defaults.VALIDATION_INTERVAL)):
@@ -125,6 +129,10 @@ def _steps(args: argparse.Namespace, start: int) -> int:
     return args.training_steps - start
 
 
+def _tensorboard(args: argparse.Namespace) -> Path | None:
+    return args.tensorboard or (args.out / "logs" if importlib.util.find_spec("tensorboard") else None)
+
+
 def _copy_config(config: Path, out: Path) -> None:
     """``build_env``: the config beside the checkpoints (inference.py reads it from there)."""
     out.mkdir(parents=True, exist_ok=True)
@@ -148,15 +156,15 @@ def run_resynthesis(args: argparse.Namespace) -> int:
     names = {"loss_gen_all": "training/gen_loss_total", "mel_error": "training/mel_spec_error",
              "valid_mel_error": "validation/mel_spec_error"}
     max_steps = _steps(args, trainer.steps)
-    with TrainLogger(jsonl=args.log_jsonl, tensorboard=args.tensorboard, names=names, total=max_steps,
-                     show=("loss_gen_all", "mel_error"), enabled=env.is_main) as logger:
+    with TrainLogger(jsonl=args.log_jsonl, tensorboard=_tensorboard(args), names=names, total=max_steps,
+                     show=("loss_gen_all", "mel_error"), progress=args.progress, enabled=env.is_main) as logger:
         recipe.train(trainer, train_set, out=args.out, max_steps=max_steps, valid_set=valid_set,
                      logger=logger, env=env, precision=args.precision, training_epochs=args.training_epochs,
                      checkpoint_interval=args.checkpoint_interval, validation_interval=args.validation_interval)
     if env.is_main:
         trainer.generator.export().save_pretrained(args.out / EXPORT_DIR)
         step = trainer.steps - 1
-        print(f"wrote {args.out}/g_{step:08d}, do_{step:08d}, state_{step:08d}.safetensors and "
+        print(f"wrote {args.out}/g_{step:08d}, do_{step:08d}, training_state_{step:08d}.safetensors and "
               f"{args.out / EXPORT_DIR} (hifigan_unit_vocoder(weights=...))")
     teardown()
     return 0
@@ -174,8 +182,8 @@ def run_f0_vqvae(args: argparse.Namespace) -> int:
     _copy_config(args.config, args.out)
     names = {"loss_recon": "training/gen_loss_total", "valid_error": "validation/mel_spec_error"}
     max_steps = _steps(args, trainer.steps)
-    with TrainLogger(jsonl=args.log_jsonl, tensorboard=args.tensorboard, names=names, total=max_steps,
-                     show=("loss_recon", "commit_error")) as logger:
+    with TrainLogger(jsonl=args.log_jsonl, tensorboard=_tensorboard(args), names=names, total=max_steps,
+                     show=("loss_recon", "commit_error"), progress=args.progress) as logger:
         f0_recipe.train(trainer, train_set, out=args.out, max_steps=max_steps,
                         valid_set=valid_set, logger=logger, device=args.device or "cpu",
                         training_epochs=args.training_epochs, checkpoint_interval=args.checkpoint_interval,

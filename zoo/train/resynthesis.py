@@ -20,7 +20,7 @@ Checkpoints: ``g_XXXXXXXX`` (``{'generator'}``) and ``do_XXXXXXXX`` (``{'mpd', '
 'epoch'}``) in the original's layout and key names (``weight_g``/``weight_v``, spectral norm's
 ``weight_orig``/``weight_u``/``weight_v``), readable with ``torch.load(weights_only=True)``: a run continues in the
 original ``train.py`` and an original run continues here (:func:`build_trainer`; as in the original, the
-checkpoint's epoch runs again). speechzoo's own ``state_XXXXXXXX.safetensors`` (weights, optimiser moments,
+checkpoint's epoch runs again). speechzoo's own ``training_state_XXXXXXXX.safetensors`` (weights, optimiser moments,
 schedulers, the position in the epoch, the random states; never pickled) continues a run exactly. The trained
 vocoder exports to ``hifigan_unit_vocoder(weights=DIR)`` (:meth:`TrainingVocoder.export`).
 
@@ -226,8 +226,8 @@ def load_f0_quantizer(vocoder: TrainingVocoder, path: str | os.PathLike) -> list
 
 
 # ------------------------------------------------------------------------------------------ training state
-#: Name pattern of the zoo's own training states (``state_{steps:08d}.safetensors``).
-STATE_PATTERN = r"state_(\d{8})\.safetensors"
+#: Name pattern of the zoo's own training states (``training_state_{step:08d}.safetensors``).
+STATE_PATTERN = r"training_state_(\d{8})\.safetensors"
 RECIPE = "resynthesis"
 
 
@@ -319,7 +319,7 @@ class Trainer:
                             ("optim_d", self.optim_d.state_dict()), ("rng", checkpoint.rng_state())):
             t, meta[name] = checkpoint.flatten_state(state, name)
             tensors.update(t)
-        return checkpoint.save_state(directory / f"state_{self.steps - 1:08d}.safetensors", tensors, meta)
+        return checkpoint.save_state(directory / f"training_state_{self.steps - 1:08d}.safetensors", tensors, meta)
 
 
 def _json_random(state: tuple) -> list:
@@ -334,7 +334,7 @@ def build_trainer(config: ResynthesisConfig, *, seed: int, resume: list[Path] | 
                   init_from: Path | None = None) -> Trainer:
     """Models and optimisers as ``train.py`` builds them: seeded initialisation, then the state of ``resume`` —
     an original ``g_``/``do_`` pair (weights, discriminators, optimisers, step and epoch; the epoch restarts, as in
-    the original) or a speechzoo ``state_X.safetensors`` (all of it, mid-epoch) — or the generator weights of
+    the original) or a speechzoo ``training_state_X.safetensors`` (all of it, mid-epoch) — or the generator weights of
     ``init_from`` (a ``g_``) alone."""
     torch.manual_seed(seed)
     generator = TrainingVocoder(config.vocoder)
@@ -375,7 +375,7 @@ def build_trainer(config: ResynthesisConfig, *, seed: int, resume: list[Path] | 
 def read_state(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     if path.suffix != ".safetensors":
         raise InputError(f"--resume {path}: give the original g_XXXXXXXX and do_XXXXXXXX, or a speechzoo "
-                         "state_XXXXXXXX.safetensors")
+                         "training_state_XXXXXXXX.safetensors")
     tensors, meta = checkpoint.load_state(path)
     if meta.get("recipe") != RECIPE:
         raise InputError(f"{path} is a training state of the {meta.get('recipe')!r} recipe, not of {RECIPE}")
@@ -513,7 +513,7 @@ def train(trainer: Trainer, dataset: CodeDataset, *, out: Path, max_steps: int,
           env: ProcessEnv | None = None, precision: str = "fp32", training_epochs: int = TRAINING_EPOCHS,
           checkpoint_interval: int = CHECKPOINT_INTERVAL, validation_interval: int = VALIDATION_INTERVAL) -> Trainer:
     """Run ``max_steps`` optimisation steps of ``train.py``'s loop from where the trainer stands, then write
-    ``g_``/``do_`` of the last step (the original layout) and ``state_X.safetensors`` into ``out`` (and every
+    ``g_``/``do_`` of the last step (the original layout) and ``training_state_X.safetensors`` into ``out`` (and every
     ``checkpoint_interval`` steps on the way).
 
     In one process the batches are the original's (the manifest in order, no shuffling). Under torchrun each of the
