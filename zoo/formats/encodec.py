@@ -26,12 +26,18 @@ def seanet_rules(config: SEANetConfig, part: str) -> RenameTable:
     ``weight_v``, ``bias``, or an already folded ``weight``) is kept, so weight norm can be folded before or after
     renaming.
     """
+    return [(re.escape(original) + r"\.(\w+)", ours + r".\1") for original, ours in seanet_modules(config, part)]
+
+
+def seanet_modules(config: SEANetConfig, part: str) -> list[tuple[str, str]]:
+    """``(EnCodec module path, SEANet module path)`` for every module of the ``part`` ("encoder" or "decoder")
+    that may hold tensors, in the order of the layers (a trainer maps parameter names both ways with it)."""
     if part not in ("encoder", "decoder"):
         raise ValueError(f"part must be 'encoder' or 'decoder', got {part!r}")
-    rules: list[tuple[str, str]] = []
+    pairs: list[tuple[str, str]] = []
 
-    def module(original: str, ours: str) -> None:  # one module's tensors, whatever they are called
-        rules.append((re.escape(original) + r"\.(\w+)", ours + r".\1"))
+    def module(original: str, ours: str) -> None:
+        pairs.append((original, ours))
 
     def residuals(first: int, block: int) -> None:
         for j in range(config.n_residual_layers):
@@ -63,4 +69,4 @@ def seanet_rules(config: SEANetConfig, part: str) -> RenameTable:
         index += 1
     module(f"model.{index}", "act_out")
     module(f"model.{index + 1}.conv.conv", "conv_out")
-    return rules
+    return pairs

@@ -17,7 +17,7 @@ import torch
 from ..errors import ConfigError, ConversionError, WeightsError
 from ..models.speechtokenizer import SpeechTokenizer, SpeechTokenizerConfig
 from . import RenameTable, checkpoint_and_config, expect_keys, fold_weight_norms, load_original, read_json, rename
-from .encodec import seanet_rules
+from .encodec import seanet_modules, seanet_rules
 
 #: Keys of the original config.json that the model reads with ``config.get`` and cannot do without.
 REQUIRED_KEYS = ("n_filters", "strides", "dimension", "semantic_dimension", "dilation_base",
@@ -66,11 +66,16 @@ def convert(paths: list[Path], **options) -> SpeechTokenizer:
         paths, options, example="`python -m conversion speechtokenizer config.json SpeechTokenizer.pt --out DIR`",
         any_order=True)
     config = config_from_original(read_json(config_path), config_path)
+    return model_from_state(load_original(checkpoint_path), config, checkpoint_path, config_path)
 
-    state = load_original(checkpoint_path)
-    expect_keys(state, _SIGNATURE, what="a SpeechTokenizer state dict", path=checkpoint_path)
+
+def model_from_state(state: dict[str, torch.Tensor], config: SpeechTokenizerConfig, path: str | Path = "checkpoint",
+                     config_path: str | Path = "config.json") -> SpeechTokenizer:
+    """The model of an original generator state dict (the release, ``SpeechTokenizer_best_dev.pt``, or the
+    ``generator`` of a trainer checkpoint): weight norm folded, codebooks stacked, EMA state dropped."""
+    expect_keys(state, _SIGNATURE, what="a SpeechTokenizer state dict", path=path)
     state = dict(state)
-    codebooks = _pop_codebooks(state, config, checkpoint_path)
+    codebooks = _pop_codebooks(state, config, path)
     state = rename(fold_weight_norms(state), rename_table(config))
     state["quantizer.codebooks"] = codebooks
 
@@ -78,11 +83,11 @@ def convert(paths: list[Path], **options) -> SpeechTokenizer:
     try:
         model.load_state_dict_strict(state)
     except WeightsError as e:
-        raise ConversionError(f"{checkpoint_path} does not fit {config_path}: {e}") from e
+        raise ConversionError(f"{path} does not fit {config_path}: {e}") from e
     return model.eval()
 
 
-def _pop_codebooks(state: dict[str, torch.Tensor], config: SpeechTokenizerConfig, path: Path) -> torch.Tensor:
+def _pop_codebooks(state: dict[str, torch.Tensor], config: SpeechTokenizerConfig, path: str | Path) -> torch.Tensor:
     """Remove and stack the ``embed`` buffers; a quantizer count that differs from the config, or a codebook
     the original would still initialise by k-means (``inited`` 0), is an error."""
     found = sum(1 for k in state if k.endswith("._codebook.embed"))
@@ -94,3 +99,28 @@ def _pop_codebooks(state: dict[str, torch.Tensor], config: SpeechTokenizerConfig
             raise ConversionError(f"{path}: codebook {i} was never initialised (inited=0); the original would "
                                   "re-run k-means on the first input. This is not a trained checkpoint.")
     return torch.stack([state.pop(_CODEBOOK.format(i, "embed")) for i in range(config.n_q)])
+
+
+# ------------------------------------------------------------------------------------------ training layout
+#: The RVQ's per-quantizer EMA state in the original (``quantizer.vq.layers.<i>._codebook.<name>``), in its order.
+CODEBOOK_BUFFERS = ("inited", "cluster_size", "embed", "embed_avg")
+#: Weight-norm tensor names: the original's hook and torch's parametrisation, which the trainer uses.
+WEIGHT_NORM_NAMES = {"weight_g": "parametrizations.weight.original0", "weight_v": "parametrizations.weight.original1"}
+
+
+def training_modules(config: SpeechTokenizerConfig) -> list[tuple[str, str]]:
+    """``(original module path, speechzoo module path)`` of every module of the generator holding trainable
+    tensors, in the original's parameter order (encoder, transform, decoder): the trainer saves and resumes the
+    original's checkpoints, optimiser state included, through it."""
+    pairs = []
+    for part, bidirectional in (("encoder", config.bidirectional), ("decoder", False)):
+        seanet = config.seanet(bidirectional=bidirectional)
+        pairs += [(f"{part}.{original}", f"{part}.{ours}") for original, ours in seanet_modules(seanet, part)]
+        if part == "encoder":
+            pairs.append(("transform", "transform"))
+    return pairs
+
+
+def codebook_key(layer: int, name: str) -> str:
+    """The original key of quantizer ``layer``'s EMA buffer ``name`` (one of :data:`CODEBOOK_BUFFERS`)."""
+    return _CODEBOOK.format(layer, name)

@@ -263,7 +263,7 @@ def d_axis_distill_loss(feature: torch.Tensor, target: torch.Tensor) -> torch.Te
     TIME, one value per feature dimension, after cutting both to the shorter length."""
     frames = min(feature.shape[1], target.shape[1])
     cos = F.cosine_similarity(feature[:, :frames], target[:, :frames], dim=1)
-    return -F.logsigmoid(cos).mean()
+    return -torch.log(torch.sigmoid(cos)).mean()  # not F.logsigmoid: the original's rounding, as the trainer needs
 
 
 # ------------------------------------------------------------------------------------------ releases

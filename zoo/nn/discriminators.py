@@ -168,8 +168,8 @@ class Spectrogram(nn.Module):
         self.register_buffer("window", torch.hann_window(win_length))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        shape = x.shape
-        spec = torch.stft(x.reshape(-1, shape[-1]), self.n_fft, self.hop_length, self.win_length, self.window,
+        shape = x.shape  # the STFT runs in float32 even under autocast
+        spec = torch.stft(x.float().reshape(-1, shape[-1]), self.n_fft, self.hop_length, self.win_length, self.window,
                           center=False, normalized=False, onesided=True, return_complex=True)
         spec = spec.reshape(*shape[:-1], *spec.shape[-2:])
         return spec / self.window.pow(2.0).sum().sqrt()
