@@ -6,6 +6,11 @@ train_resynthesis`` reproduces the original's losses and updates with it), run o
 builds (weight-normed generator, MPD + MSD at the released widths). Both precisions run interleaved, round by round
 (:mod:`benchmarks.timing`), on random audio and units (throughput does not depend on the values).
 
+SpeechTokenizer: ``speechtokenizer`` is the official trainer's step at ``config/spt_base_cfg.json`` (the released
+model, MPD + MSD + MS-STFT at the released widths, batch 6 x 3 s) on random audio and teacher features; its float32
+row is the algorithm ``check_reference.py train_speechtokenizer`` checks (the original adds only accelerate's
+bookkeeping and a mel filterbank rebuilt per loss call).
+
 speech-resynthesis: ``resynthesis`` is ``train.py``'s step at ``configs/VCTK/hubert100_lut.json`` (512 channels,
 MPD + MSD at the released widths) without F0, so that ``resynthesis-original-module`` can run the same step with the
 original ``CodeGenerator`` written plainly (:mod:`benchmarks.references.hifigan`: ``nn.Conv1d`` with weight norm
@@ -30,11 +35,14 @@ import torch.nn.functional as F
 from benchmarks.references.hifigan import ReferenceCodeGenerator
 from benchmarks.timing import timings
 from zoo.formats.f0_vqvae import f0_vqvae_config
+from zoo.models.speechtokenizer import SpeechTokenizerConfig
 from zoo.nn.discriminators import MultiPeriodDiscriminator, MultiScaleDiscriminator
 from zoo.train import f0_vqvae as f0_recipe
 from zoo.train import resynthesis as resynthesis_recipe
+from zoo.train.distributed import setup
 from zoo.train.loop import Precision
 from zoo.train.losses import adversarial_loss, discriminator_loss, feature_loss
+from zoo.train.speechtokenizer import SpeechTokenizerTrainer, TrainConfig
 
 #: ``configs/VCTK/hubert100_lut.json`` without F0 (model_in_dim: units + speaker).
 HUBERT100_LUT = {
@@ -127,14 +135,28 @@ def f0_vqvae(precision: str, batch_size: int, seconds: float) -> tuple[Callable[
     return step, batch_size * frames * 80 / 16000
 
 
+def speechtokenizer(precision: str, batch_size: int, seconds: float) -> tuple[Callable[[], object], float]:
+    """One step of the official SpeechTokenizer trainer at the released config (spt_base_cfg.json)."""
+    model_config, config = SpeechTokenizerConfig(), TrainConfig(batch_size=batch_size)
+    trainer = SpeechTokenizerTrainer(model_config, config, setup("cpu"), precision=precision)
+    hop = trainer.generator.downsample_rate
+    samples = int(seconds * config.sample_rate) // hop * hop
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(batch_size, samples, generator=generator) * 0.1
+    semantic = torch.randn(batch_size, samples // hop, model_config.semantic_dimension, generator=generator)
+    return (lambda: trainer.train_step(x, semantic, trainer.generator, trainer.discriminators),
+            batch_size * samples / config.sample_rate)
+
+
 #: recipe -> builder of (one step, audio seconds per step).
 RECIPES: dict[str, Callable[[str, int, float], tuple[Callable[[], object], float]]] = {
+    "speechtokenizer": speechtokenizer,
     "resynthesis": resynthesis,
     "resynthesis-original-module": resynthesis_original_module,
     "f0-vqvae": f0_vqvae,
 }
 #: The released configs' batch and segment (seconds).
-RELEASED = {"resynthesis": (16, 0.56), "resynthesis-original-module": (16, 0.56),
+RELEASED = {"speechtokenizer": (6, 3.0), "resynthesis": (16, 0.56), "resynthesis-original-module": (16, 0.56),
             "f0-vqvae": (16, 1.04)}
 
 

@@ -18,7 +18,9 @@ import hubconf
 from zoo.audio import load as load_audio
 from zoo.cli import main
 from zoo.formats import speechtokenizer as st_format
-from zoo.train.speechtokenizer import generator_key_map, read_config, training_generator
+from zoo.models.hubert import Hubert, HubertConfig
+from zoo.train.speechtokenizer import (check_files, generator_key_map, read_config, read_file_list, teacher_features,
+                                     training_generator)
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = "train_speechtokenizer/tiny_resume_bilstm"
@@ -184,10 +186,15 @@ def test_two_gloo_processes_equal_one_with_the_same_global_batch(tmp_path):
     pa = torch.load(tmp_path / "one" / "SpeechTokenizerTrainer_00000001", weights_only=True)
     pb = torch.load(tmp_path / "two" / "SpeechTokenizerTrainer_00000001", weights_only=True)
     init_pkg = torch.load(init, weights_only=True)
-    for key, value in pa["generator"].items():
-        if value.is_floating_point():
-            update = (value - init_pkg["generator"][key]).norm()
-            assert (pb["generator"][key] - value).norm() <= 0.02 * update + 1e-6, key
+    # the contract's measure: ||two - one|| / ||one - init|| over the generator (Adam moves parameters with tiny
+    # gradients by ~lr whatever their rounding, so single tensors are no measure)
+    keys = [k for k, v in pa["generator"].items() if v.is_floating_point() and "_codebook." not in k]
+    diff = sum((pb["generator"][k].double() - pa["generator"][k].double()).pow(2).sum() for k in keys).sqrt()
+    update = sum((pa["generator"][k].double() - init_pkg["generator"][k].double()).pow(2).sum() for k in keys).sqrt()
+    assert diff / update < 0.02
+    for layer in range(4):
+        key = st_format.codebook_key(layer, "embed")
+        torch.testing.assert_close(pb["generator"][key], pa["generator"][key], rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.slow
@@ -252,3 +259,50 @@ def test_bad_input_is_refused_before_training(tmp_path, capsys):
     torch.save({"mpd": {}, "msd": {}, "optim_g": {}, "optim_d": {}, "steps": 2, "epoch": 1}, do_ckpt)
     assert "not a SpeechTokenizer trainer checkpoint" in _error(capsys, *base, "--files", files, "--resume", do_ckpt)
     assert not out.exists() or not any(out.glob("SpeechTokenizerTrainer_*"))
+
+
+# ------------------------------------------------------------------------------------------ teacher
+def _tiny_hubert():
+    torch.manual_seed(0)
+    config = HubertConfig(conv_layers=((32, 10, 5),) + ((32, 3, 2),) * 4 + ((32, 2, 2),) * 2, embed_dim=12,
+                          num_layers=3, num_heads=2, ffn_dim=24, pos_conv_kernel=16, pos_conv_groups=4)
+    return Hubert(config).eval()
+
+
+def test_teacher_hidden_states_are_transformers_layout():
+    """hidden state 0 = transformer input after the positional conv and LayerNorm; L = block L's output; "avg"
+    = their mean; the audio is standardised and zero-padded to the segment first."""
+    model = _tiny_hubert()
+    wav = torch.randn(3000)
+    padded = torch.nn.functional.pad(wav, (0, 1000))
+    x = (padded - padded.mean()) / torch.sqrt(padded.var(unbiased=False) + 1e-7)
+    blocks = [model(x[None], output_layer=layer)[0][0] for layer in (1, 2, 3)]
+    conv, _ = model.conv_features(x[None])
+    first = model.encoder.layer_norm(conv + model.encoder.pos_conv(conv))[0]
+    torch.testing.assert_close(teacher_features(model, wav, 2, segment_size=4000), blocks[1])
+    torch.testing.assert_close(teacher_features(model, wav, 0, segment_size=4000), first)
+    torch.testing.assert_close(teacher_features(model, wav, "avg", segment_size=4000),
+                               torch.stack([first, *blocks]).mean(0))
+    assert teacher_features(model, wav, "avg").shape == ((3000 - 400) // 320 + 1, 12)
+
+
+def test_teacher_command_writes_features_and_lists_the_trainer_reads(tmp_path):
+    _tiny_hubert().save_pretrained(tmp_path / "hubert")
+    wav, _ = load_audio(REAL_AUDIO)
+    (tmp_path / "audio" / "spk").mkdir(parents=True)
+    for i in range(3):
+        soundfile.write(tmp_path / "audio" / "spk" / f"u{i}.flac", wav[0, i * 4000: i * 4000 + 3000 + 500 * i].numpy(),
+                        16000)
+    config = json.loads((ROOT / "tests/fixtures" / FIXTURE / "original/config.json").read_text())
+    config.update({"segment_size": 3200, "semantic_dimension": 12, "strides": [8, 5, 4, 2]})
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    assert main(["train", "speechtokenizer-teacher", "--config", str(tmp_path / "config.json"), "--audio_dir",
+                 str(tmp_path / "audio"), "--rep_dir", str(tmp_path / "rep"), "--valid_set_size", "1",
+                 "--weights", str(tmp_path / "hubert")]) == 0
+    train = (tmp_path / "rep" / "train_files.txt").read_text().splitlines()
+    valid = (tmp_path / "rep" / "valid_files.txt").read_text().splitlines()
+    assert len(train) == 2 and len(valid) == 1
+    feature = np.load(tmp_path / "rep" / "spk" / "u2.hubert.npy")
+    assert feature.shape == ((4000 - 400) // 320 + 1, 12)
+    check_files(read_file_list(tmp_path / "rep" / "train_files.txt"), sample_rate=16000, segment_size=3200, hop=320,
+                dim=12, resample_audio=False)

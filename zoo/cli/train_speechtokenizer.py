@@ -16,15 +16,29 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 from pathlib import Path
 
+import numpy as np
+from tqdm import tqdm
+
+from ..audio import load as load_audio
+from ..download import load
 from ..errors import InputError
+from ..models.hubert import Hubert
 from ..train import distributed
 from ..train.logger import TrainLogger
 from ..train.loop import PRECISIONS
-from ..train.speechtokenizer import TENSORBOARD_TAGS, SpeechTokenizerTrainer, check_files, read_config, read_file_list
+from ..train.speechtokenizer import (TENSORBOARD_TAGS, SpeechTokenizerTrainer, check_files, read_config,
+                                     read_file_list, teacher_features)
 from .inputs import positive_int
-from .options import add_device, add_out
+from .options import add_device, add_out, add_weights
+
+_TEACHER_DOC = """``speechzoo train speechtokenizer-teacher``: ``scripts/hubert_rep_extract.py`` — HuBERT features of every
+file under ``--audio-dir`` (``semantic_model_layer`` of the config: "avg" = mean of the 13 hidden states), saved as
+``OUT/<path>/<name>.hubert.npy`` ``(frames, 768)``, with ``OUT/train_files.txt`` and ``OUT/valid_files.txt``
+(``audio<TAB>feature``; a seeded shuffle puts the first ``--valid-set-size`` files in validation). The original's
+flags work as they are (``--audio_dir``, ``--rep_dir``, ``--split_seed``...)."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -57,6 +71,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_device(p)
     add_out(p, "folder for checkpoints, logs and the exported model")
     p.set_defaults(func=run, device=None)
+
+    t = subparsers.add_parser("speechtokenizer-teacher", help="HuBERT teacher features for the SpeechTokenizer "
+                                                               "trainer (scripts/hubert_rep_extract.py)",
+                              description=_TEACHER_DOC.splitlines()[0])
+    t.add_argument("--config", "-c", type=Path, required=True, help="the trainer's config.json (sample_rate, "
+                                                                   "segment_size, semantic_model_layer)")
+    t.add_argument("--audio-dir", "--audio_dir", dest="audio_dir", type=Path, required=True,
+                   help="folder searched recursively for audio")
+    t.add_argument("--exts", default="flac", help="audio extensions, comma-separated (default flac)")
+    t.add_argument("--split-seed", "--split_seed", dest="split_seed", type=int, default=0,
+                   help="seed of the train/valid shuffle (default 0)")
+    t.add_argument("--valid-set-size", "--valid_set_size", dest="valid_set_size", type=float, default=1000,
+                   help="files for validation: a count, or a fraction below 1 (default 1000)")
+    t.add_argument("--no-normalize", dest="normalize", action="store_false",
+                   help="skip Wav2Vec2FeatureExtractor's standardisation (do_normalize of the teacher's "
+                        "preprocessor config; facebook/hubert-base-ls960 is assumed to set it)")
+    add_weights(t, "the HuBERT teacher (default: the hubert-base-ls960 release)")
+    add_device(t)
+    add_out(t, "folder for <name>.hubert.npy features and train_files.txt / valid_files.txt", "--rep_dir",
+            "--rep-dir")
+    t.set_defaults(func=run_teacher, device="cpu")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -98,6 +133,37 @@ def run(args: argparse.Namespace) -> int:
                   f"checkpoints and the model (speechtokenizer(weights='{args.out / 'model'}')) in {args.out}")
     finally:
         distributed.teardown()
+    return 0
+
+
+def run_teacher(args: argparse.Namespace) -> int:
+    model_config, config, raw = read_config(args.config)
+    if not args.audio_dir.is_dir():
+        raise InputError(f"--audio-dir {args.audio_dir} is not a folder")
+    files = sorted(str(f) for ext in args.exts.split(",") for f in args.audio_dir.glob(f"**/*.{ext.strip('.')}"))
+    if not files:
+        raise InputError(f"no *.{args.exts} files under {args.audio_dir}")
+    size = args.valid_set_size
+    valid_size = int(len(files) * size) if 0 < size < 1 else int(size)
+    random.Random(args.split_seed).shuffle(files)
+    layer = raw.get("semantic_model_layer", "avg")
+    hubert = load(Hubert, "hubert_feature_reader", args.weights, map_location=args.device,
+                  checkpoint="hubert-base-ls960").eval()
+    args.out.mkdir(parents=True, exist_ok=True)
+    lists = {"train": [], "valid": []}
+    for i, audio in enumerate(tqdm(files, unit="file")):
+        wav, _ = load_audio(audio, sample_rate=config.sample_rate)
+        feature = teacher_features(hubert, wav[0], layer, segment_size=config.segment_size,
+                                   normalize=args.normalize)
+        relative = Path(audio).relative_to(args.audio_dir)
+        target = args.out / relative.parent / f"{relative.name.split('.')[0]}.hubert.npy"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        np.save(target, feature.numpy())
+        lists["valid" if i < valid_size else "train"].append(f"{Path(audio).resolve()}\t{target.resolve()}")
+    for name, lines in lists.items():
+        (args.out / f"{name}_files.txt").write_text("".join(line + "\n" for line in lines))
+    print(f"{len(files)} files: {len(lists['train'])} for training, {len(lists['valid'])} for validation; "
+          f"features (frames, {hubert.config.embed_dim}) and the lists in {args.out}")
     return 0
 
 

@@ -51,6 +51,7 @@ from ..errors import ConfigError, ConversionError, InputError, WeightsError
 from ..formats import load_original
 from ..formats import discriminators as disc_format
 from ..formats import speechtokenizer as st_format
+from ..models.hubert import Hubert
 from ..models.speechtokenizer import ResidualVectorQuantizer, SpeechTokenizer, SpeechTokenizerConfig
 from ..models.speechtokenizer import d_axis_distill_loss
 from ..nn.discriminators import MultiPeriodDiscriminator, MultiScaleDiscriminator, MultiScaleSTFTDiscriminator
@@ -487,6 +488,7 @@ class SpeechTokenizerTrainer:
         self.progress = Progress()
         self.precision = Precision(precision, env.device, clip_grad_norm)
         self.mels = [m.to(env.device) for m in config.mel_scales()]
+        self.t_max = 1  # set_dataset_size() sets the original's count
         self._build_optimizers()
 
     # -------------------------------------------------------------- set-up
@@ -516,8 +518,6 @@ class SpeechTokenizerTrainer:
         self.t_max = max(1, self.config.epochs * n // self.config.batch_size)
         for s in (self.scheduler_g, self.scheduler_d):
             s.T_max = self.t_max
-
-    t_max: int = 1
 
     def resume(self, path: str | Path) -> None:
         """Continue from an original ``SpeechTokenizerTrainer_XXXXXXXX`` or a zoo training state."""
@@ -778,6 +778,39 @@ class SpeechTokenizerTrainer:
         # saved inside the step, before the step counter and schedule moved on: fit() does that update first
         self.progress = Progress(step=prog["step"] + 1, epoch=prog["epoch"], batch_in_epoch=prog["batch_in_epoch"],
                                  best_dev_mel_loss=prog["best_dev_mel_loss"], mel_error=prog["mel_error"])
+
+
+# ------------------------------------------------------------------------------------------ teacher
+@torch.no_grad()
+def teacher_features(model: Hubert, wav: torch.Tensor, layer: int | str = "avg", *, segment_size: int = 0,
+                     normalize: bool = True) -> torch.Tensor:
+    """``scripts/hubert_rep_extract.py`` for one utterance ``wav`` ``(N,)`` at 16 kHz: zero-padded at the end to
+    ``segment_size``, standardised (``Wav2Vec2FeatureExtractor``'s ``do_normalize``: ``(x - mean) / sqrt(var +
+    1e-7)``) when ``normalize``, then transformers' ``HubertModel(output_hidden_states=True)`` hidden state
+    ``layer`` (0: the transformer input after the positional conv and LayerNorm; L: block L's output) or, for
+    "avg", the mean of all N + 1 of them. Returns ``(frames, dim)`` float32 (the original saves ``(1, frames,
+    dim)``, which its own dataset cannot crop)."""
+    if model.config.layer_norm_first:
+        raise InputError("the SpeechTokenizer teacher is HuBERT Base (post-LN); a pre-LN (Large) model's hidden "
+                         "states are laid out differently in transformers")
+    n = model.num_layers
+    if layer != "avg" and not (isinstance(layer, int) and 0 <= layer <= n):
+        raise InputError(f"semantic_model_layer must be 'avg' or a hidden-state index 0..{n}, got {layer!r}")
+    wav = wav.float().reshape(-1)
+    if wav.shape[0] < segment_size:
+        wav = F.pad(wav, (0, segment_size - wav.shape[0]))
+    if normalize:
+        wav = (wav - wav.mean()) / torch.sqrt(wav.var(unbiased=False) + 1e-7)
+    states: list[torch.Tensor] = []
+    hooks = [model.encoder.layer_norm.register_forward_hook(lambda m, i, o: states.append(o))]
+    hooks += [block.register_forward_hook(lambda m, i, o: states.append(o)) for block in model.encoder.layers]
+    try:
+        model(wav[None].to(next(model.parameters()).device))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    chosen = torch.stack(states).mean(0) if layer == "avg" else states[layer]
+    return chosen[0].float().cpu()
 
 
 # ------------------------------------------------------------------------------------------ helpers
