@@ -88,3 +88,15 @@ def conversion_cli(*args: str | os.PathLike, cwd: str | os.PathLike = ROOT) -> s
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(path)}
     return subprocess.run([sys.executable, "-m", "conversion", *map(str, args)], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=600)
+
+
+def speechzoo_cli(*args: str | os.PathLike, nproc: int = 1, master_port: int = 29533,
+                  cwd: str | os.PathLike = ROOT) -> subprocess.CompletedProcess:
+    """``python -m zoo.cli ARGS...`` in a subprocess running this checkout's code, or with ``nproc`` > 1 under
+    ``torchrun --nproc-per-node NPROC`` (DDP, gloo on CPUs), as users launch the trainers."""
+    path = [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(path), "OMP_NUM_THREADS": "1"}
+    launcher = ([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc), "--master-port",
+                 str(master_port)] if nproc > 1 else [sys.executable])
+    return subprocess.run([*launcher, "-m", "zoo.cli", *map(str, args)], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=900)

@@ -15,6 +15,7 @@ after the last step, TensorBoard logs in ``logs/`` and the trained generator as 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import random
 from pathlib import Path
@@ -97,7 +98,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     model_config, config, raw = read_config(args.config)
     if args.seed is not None:
-        config = type(config)(**{**config.__dict__, "seed": args.seed})
+        config = dataclasses.replace(config, seed=args.seed)
         raw = {**raw, "seed": args.seed}
     train_list = args.files or _config_path(args.config, raw, "train_files")
     train_items = read_file_list(train_list)

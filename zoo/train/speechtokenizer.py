@@ -76,8 +76,8 @@ TENSORBOARD_TAGS = {"loss_disc_all": "train/discriminators loss", "loss_generato
                     "loss_feature": "train/feature loss", "loss_adversarial": "train/adversarial loss",
                     "loss_q": "train/quantizer loss", "loss_mel": "train/mel loss", "mel_error": "train/mel error",
                     "loss_distill": "train/distillation loss", "lr": "train/learning_rate"}
-#: Frames by which a teacher feature may fall short of, or exceed, the codec's ceil(N / hop) frames: HuBERT gives
-#: floor((N - 400) / 320) + 1; the losses cut both to the shorter.
+#: Frames (at least; 2 % of long files) by which a teacher feature may fall short of, or exceed, the codec's
+#: ceil(N / hop) frames: HuBERT gives floor((N - 400) / 320) + 1; the losses cut both to the shorter.
 FEATURE_SLACK = 3
 
 
@@ -193,16 +193,18 @@ def read_file_list(path: str | Path) -> list[Item]:
     return items
 
 
-def read_feature(path: Path) -> torch.Tensor:
+def read_feature(path: Path, *, header_only: bool = False) -> torch.Tensor | np.ndarray:
+    """A teacher feature ``(frames, dim)`` float32 (``hubert_rep_extract.py``'s ``(1, frames, dim)`` is accepted);
+    ``header_only``: a memory map, to check the shape without reading the data."""
     try:
-        array = np.load(path, allow_pickle=False)
+        array = np.load(path, allow_pickle=False, mmap_mode="r" if header_only else None)
     except (OSError, ValueError) as e:
         raise InputError(f"teacher feature {path} is not a readable .npy array ({e})") from e
     if array.ndim == 3 and array.shape[0] == 1:  # hubert_rep_extract.py saves (1, T, D)
         array = array[0]
     if array.ndim != 2:
         raise InputError(f"teacher feature {path} has shape {array.shape}; expected (frames, dim)")
-    return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
+    return array if header_only else torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
 
 
 def check_files(items: Sequence[Item], *, sample_rate: int, segment_size: int | None, hop: int, dim: int,
@@ -223,18 +225,21 @@ def check_files(items: Sequence[Item], *, sample_rate: int, segment_size: int | 
             raise InputError(f"{item.audio} is at {info.samplerate} Hz but the config trains at {sample_rate} Hz: "
                              "resample the files (`speechzoo prepare resample`), or pass --resample to resample "
                              "while reading, as the original trainer does")
-        frames = round(info.frames * sample_rate / info.samplerate)
-        if segment_size is not None and frames < segment_size:
-            frames = segment_size  # shorter audio is zero-padded to the segment
-        feature = read_feature(item.feature)
-        expected = math.ceil(frames / hop)
+        samples = math.ceil(info.frames * sample_rate / info.samplerate)
+        # shorter audio is zero-padded to the segment; its feature may cover the padding (hubert_rep_extract.py
+        # pads too) or not
+        padded = max(samples, segment_size or 0)
+        feature = read_feature(item.feature, header_only=True)
+        low, high = math.ceil(samples / hop), math.ceil(padded / hop)
+        slack = max(FEATURE_SLACK, high // 50)
         if feature.shape[1] != dim:
             raise InputError(f"teacher feature {item.feature} has {feature.shape[1]} dims; the config distills "
                              f"towards semantic_dimension={dim}")
-        if not expected - FEATURE_SLACK <= feature.shape[0] <= expected + FEATURE_SLACK:
+        if not low - slack <= feature.shape[0] <= high + slack:
             raise InputError(f"teacher feature {item.feature} has {feature.shape[0]} frames but its audio "
-                             f"{item.audio} ({frames} samples) gives {expected}: the feature belongs to another file "
-                             "or another hop; re-extract it")
+                             f"{item.audio} ({samples} samples) makes {low}"
+                             + (f" (padded: {high})" if high != low else "")
+                             + " at this hop: the feature belongs to another file or another hop; re-extract it")
 
 
 class AudioFeatureDataset(torch.utils.data.Dataset):
@@ -376,22 +381,16 @@ def training_generator(config: SpeechTokenizerConfig) -> SpeechTokenizer:
     return model.train()
 
 
-def _ours(name: str) -> str:
-    prefix, _, tensor = name.rpartition(".")
-    return f"{prefix}.{st_format.WEIGHT_NORM_NAMES.get(tensor, tensor)}"
-
-
 def generator_key_map(config: SpeechTokenizerConfig, model: nn.Module) -> dict[str, str]:
     """original key -> training-module key for every parameter, in the original's parameter order."""
     ours_to_original = {ours: original for original, ours in st_format.training_modules(config)}
     theirs = {v: k for k, v in st_format.WEIGHT_NORM_NAMES.items()}
     mapping = {}
     for name, _ in model.named_parameters():
-        module, tensor = name, ""
-        for suffix in (*st_format.WEIGHT_NORM_NAMES.values(), ):
-            if name.endswith("." + suffix):
-                module, tensor = name[: -len(suffix) - 1], theirs[suffix]
-        if not tensor:
+        suffix = next((s for s in theirs if name.endswith("." + s)), None)
+        if suffix is not None:  # parametrised weight norm: <module>.parametrizations.weight.original0/1
+            module, tensor = name[: -len(suffix) - 1], theirs[suffix]
+        else:
             module, _, tensor = name.rpartition(".")
         if module not in ours_to_original:
             raise WeightsError(f"no original name for the generator parameter {name}")
