@@ -99,4 +99,4 @@ def speechzoo_cli(*args: str | os.PathLike, nproc: int = 1, master_port: int = 2
     launcher = ([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc), "--master-port",
                  str(master_port)] if nproc > 1 else [sys.executable])
     return subprocess.run([*launcher, "-m", "zoo.cli", *map(str, args)], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=900)
+                          text=True, timeout=900, check=False)

@@ -9,11 +9,15 @@ import torch
 
 from zoo.errors import InputError
 from zoo.formats.discriminators import build, to_original, widths
-from zoo.nn.discriminators import MultiPeriodDiscriminator, MultiScaleDiscriminator, MultiScaleSTFTDiscriminator
+from zoo.nn.discriminators import (
+    MultiPeriodDiscriminator,
+    MultiScaleDiscriminator,
+    MultiScaleSTFTDiscriminator,
+)
 from zoo.train import checkpoint
 from zoo.train.logger import TrainLogger
-from zoo.train.losses import LogMel, discriminator_loss, feature_loss, mel_filterbank
 from zoo.train.loop import Precision, ShardedSampler
+from zoo.train.losses import LogMel, discriminator_loss, feature_loss, mel_filterbank
 
 
 @pytest.mark.cases("train_speechtokenizer/*")

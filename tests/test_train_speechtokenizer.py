@@ -10,15 +10,21 @@ import numpy as np
 import pytest
 import soundfile
 import torch
+from harness import speechzoo_cli
 
 import hubconf
-from harness import speechzoo_cli
 from zoo.audio import load as load_audio
 from zoo.cli import main
 from zoo.formats import speechtokenizer as st_format
 from zoo.models.hubert import Hubert, HubertConfig
-from zoo.train.speechtokenizer import (check_files, generator_key_map, read_config, read_file_list, teacher_features,
-                                     training_generator)
+from zoo.train.speechtokenizer import (
+    check_files,
+    generator_key_map,
+    read_config,
+    read_file_list,
+    teacher_features,
+    training_generator,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = "train_speechtokenizer/tiny_resume_bilstm"

@@ -30,8 +30,14 @@ from ..models.hubert import Hubert
 from ..train import distributed
 from ..train.logger import TrainLogger
 from ..train.loop import PRECISIONS
-from ..train.speechtokenizer import (TENSORBOARD_TAGS, SpeechTokenizerTrainer, check_files, read_config,
-                                     read_file_list, teacher_features)
+from ..train.speechtokenizer import (
+    TENSORBOARD_TAGS,
+    SpeechTokenizerTrainer,
+    check_files,
+    read_config,
+    read_file_list,
+    teacher_features,
+)
 from .inputs import positive_int
 from .options import add_device, add_out, add_weights
 
@@ -138,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_teacher(args: argparse.Namespace) -> int:
-    model_config, config, raw = read_config(args.config)
+    _, config, raw = read_config(args.config)
     if not args.audio_dir.is_dir():
         raise InputError(f"--audio-dir {args.audio_dir} is not a folder")
     files = sorted(str(f) for ext in args.exts.split(",") for f in args.audio_dir.glob(f"**/*.{ext.strip('.')}"))
@@ -180,7 +186,7 @@ def _config_path(config: Path, raw: dict, key: str, required: bool = True) -> Pa
 
 def _has_tensorboard() -> bool:
     try:
-        import tensorboard  # noqa: F401, PLC0415 -- optional (train extra)
+        import tensorboard  # noqa: F401 -- optional (train extra)
     except ImportError:
         return False
     return True

@@ -26,7 +26,11 @@ import torch
 from torch import nn
 
 from ..errors import WeightsError
-from ..nn.discriminators import MultiPeriodDiscriminator, MultiScaleDiscriminator, MultiScaleSTFTDiscriminator
+from ..nn.discriminators import (
+    MultiPeriodDiscriminator,
+    MultiScaleDiscriminator,
+    MultiScaleSTFTDiscriminator,
+)
 from . import RenameTable, rename
 
 #: Discriminator classes under the names the originals' checkpoints file them under.

@@ -16,7 +16,15 @@ import torch
 
 from ..errors import ConfigError, ConversionError, WeightsError
 from ..models.speechtokenizer import SpeechTokenizer, SpeechTokenizerConfig
-from . import RenameTable, checkpoint_and_config, expect_keys, fold_weight_norms, load_original, read_json, rename
+from . import (
+    RenameTable,
+    checkpoint_and_config,
+    expect_keys,
+    fold_weight_norms,
+    load_original,
+    read_json,
+    rename,
+)
 from .encodec import seanet_modules, seanet_rules
 
 #: Keys of the original config.json that the model reads with ``config.get`` and cannot do without.

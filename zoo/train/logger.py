@@ -38,10 +38,10 @@ class TrainLogger:
             return
         if jsonl is not None:
             Path(jsonl).parent.mkdir(parents=True, exist_ok=True)
-            self._jsonl = open(jsonl, "a")
+            self._jsonl = open(jsonl, "a")  # noqa: SIM115 -- open for the run, closed by close()
         if tensorboard is not None:
             try:
-                from torch.utils.tensorboard import SummaryWriter  # noqa: PLC0415 -- optional (train extra)
+                from torch.utils.tensorboard import SummaryWriter
             except ImportError as e:
                 raise InputError("TensorBoard logging needs the tensorboard package: pip install 'speechzoo[train]' "
                                  "(or pass no --tensorboard folder)") from e
@@ -84,7 +84,7 @@ class TrainLogger:
             if handle is not None:
                 handle.close()
 
-    def __enter__(self) -> TrainLogger:
+    def __enter__(self) -> TrainLogger:  # noqa: PYI034 -- Self needs Python 3.11
         return self
 
     def __exit__(self, *exc: object) -> None:

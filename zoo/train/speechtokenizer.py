@@ -48,20 +48,35 @@ from torch.nn.utils.rnn import pad_sequence
 from ..audio import load as load_audio
 from ..audio import resample
 from ..errors import ConfigError, ConversionError, InputError, WeightsError
-from ..formats import load_original
 from ..formats import discriminators as disc_format
+from ..formats import load_original, read_json
 from ..formats import speechtokenizer as st_format
 from ..models.hubert import Hubert
-from ..models.speechtokenizer import ResidualVectorQuantizer, SpeechTokenizer, SpeechTokenizerConfig
-from ..models.speechtokenizer import d_axis_distill_loss
-from ..nn.discriminators import MultiPeriodDiscriminator, MultiScaleDiscriminator, MultiScaleSTFTDiscriminator
+from ..models.speechtokenizer import (
+    ResidualVectorQuantizer,
+    SpeechTokenizer,
+    SpeechTokenizerConfig,
+    d_axis_distill_loss,
+)
+from ..nn.discriminators import (
+    MultiPeriodDiscriminator,
+    MultiScaleDiscriminator,
+    MultiScaleSTFTDiscriminator,
+)
 from ..nn.quantization import nearest_code
 from ..nn.seanet import SConv1d, SConvTranspose1d
 from . import checkpoint
-from .distributed import ProcessEnv, all_reduce_mean, all_reduce_sum_, broadcast_, unwrap, wrap
+from .distributed import ProcessEnv, all_reduce_mean, all_reduce_sum_, broadcast_, wrap
 from .logger import TrainLogger
 from .loop import Precision, ShardedSampler, make_loader
-from .losses import LogMel, adversarial_loss, discriminator_loss, feature_loss, mel_loss, recon_loss
+from .losses import (
+    LogMel,
+    adversarial_loss,
+    discriminator_loss,
+    feature_loss,
+    mel_loss,
+    recon_loss,
+)
 
 #: Names of the original's trainer checkpoints and of the zoo's training states.
 CHECKPOINT_PATTERN = r"SpeechTokenizerTrainer_(\d{8})"
@@ -156,7 +171,7 @@ def read_config(path: str | Path) -> tuple[SpeechTokenizerConfig, TrainConfig, d
     :class:`InputError` that says so."""
     path = Path(path)
     try:
-        data = st_format.read_json(path)
+        data = read_json(path)
     except ConversionError as e:
         raise InputError(f"--config: {e}") from e
     if not isinstance(data, dict):
