@@ -1,5 +1,6 @@
 """zoo.audio: torchaudio-exact resampling, file and array loading, mixdown, and the errors for bad audio."""
 import math
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -251,3 +252,29 @@ def test_check_waveform_errors(waveform, kwargs, match):
 def test_check_waveform_names_the_argument():
     with pytest.raises(AudioError, match="^wav is empty"):
         audio.check_waveform(torch.zeros(0), name="wav")
+
+
+def test_wav_is_written_as_float_by_default_and_pcm16_warns_when_it_clips(tmp_path):
+    loud = torch.tensor([0.5, 1.5, -2.0, 0.25])
+    path = audio.save(tmp_path / "float.wav", loud, 16000)
+    assert soundfile.info(path).subtype == "FLOAT" and torch.equal(audio.load(path)[0][0], loud)
+    with pytest.warns(UserWarning, match=r"2 samples beyond ±1 \(peak 2.00\) are clipped by the PCM_16 format"):
+        path = audio.save(tmp_path / "pcm.wav", loud, 16000, subtype="PCM_16")
+    assert audio.load(path)[0][0].tolist() == [0.5, 32767 / 32768, -1.0, 0.25]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        audio.save(tmp_path / "quiet.wav", loud / 2, 16000, subtype="PCM_16")  # nothing to clip: no warning
+    with pytest.raises(AudioError, match="cannot write .* as FLOAT: .flac files take"):
+        audio.save(tmp_path / "a.flac", loud, 16000, subtype="FLOAT")
+
+
+def test_a_truncated_wav_is_read_with_a_warning(tmp_path):
+    path = audio.save(tmp_path / "full.wav", torch.zeros(1000), 16000, subtype="PCM_16")
+    (tmp_path / "cut.wav").write_bytes(path.read_bytes()[:-500])
+    with pytest.warns(UserWarning, match="cut.wav is truncated: its header announces 2000 bytes of samples but the "
+                                         "file holds 1500"):
+        wav, _ = audio.load(tmp_path / "cut.wav")
+    assert wav.shape == (1, 750)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert audio.load(path)[0].shape == (1, 1000)

@@ -2,11 +2,17 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
+import pytest
 import torch
 
-from zoo.cli import main
+from zoo import __version__
+from zoo.cli import listing, main
+from zoo.cli.inputs import item_ids, output_path
+from zoo.errors import InputError, MissingDependencyError
+from zoo.f0 import yaapt_f0
 from zoo.models.codebook import Codebook
 from zoo.registry import all_weights
 
@@ -51,3 +57,62 @@ def test_convert_refuses_pickled_code(tmp_path, capsys):
     torch.save({"codebook": torch.zeros(2, 2), "hook": Path("/tmp")}, evil)  # a non-tensor object in the pickle
     assert main(["convert", "codebook", str(evil), "--out", str(tmp_path / "out")]) == 2
     assert "allowlist" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------ output names
+@pytest.mark.parametrize("bad", ["../escaped", "/abs/path", "", "a/../../b", "a\\b", "a//b", ".", "x/", "C:x"])
+def test_output_path_refuses_ids_that_leave_the_folder(tmp_path, bad):
+    with pytest.raises(InputError, match="outside the output folder"):
+        output_path(tmp_path / "out", bad, ".wav")
+    assert sorted(tmp_path.rglob("*")) == []
+
+
+def test_output_path_mirrors_ids_and_refuses_links_leading_outside(tmp_path):
+    assert output_path(tmp_path / "out", "spk1/0001", ".wav") == tmp_path / "out" / "spk1" / "0001.wav"
+    assert (tmp_path / "out" / "spk1").is_dir()
+    (tmp_path / "out" / "link").symlink_to(tmp_path)
+    with pytest.raises(InputError, match="leads outside the output folder"):
+        output_path(tmp_path / "out", "link/x", ".wav")
+
+
+def test_item_ids_mirror_the_input_tree_and_refuse_collisions(tmp_path):
+    files = [tmp_path / "c" / "spk1" / "0001.wav", tmp_path / "c" / "spk2" / "0001.flac"]
+    assert list(item_ids(files).values()) == ["spk1/0001", "spk2/0001"]
+    with pytest.raises(InputError, match="would both be written as spk1/0001"):
+        item_ids([*files, tmp_path / "c" / "spk1" / "0001.flac"])
+
+
+# ------------------------------------------------------------------------------------------ one-line errors
+def test_ctrl_c_is_one_line_and_exit_130(monkeypatch, capsys):
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(listing, "run", interrupted)
+    assert main(["list"]) == 130
+    assert capsys.readouterr().err == "speechzoo list: interrupted\n"
+
+
+@pytest.mark.parametrize("device, message", [("gpu", "'gpu' is not a torch device"),
+                                             ("cuda", "use --device cpu")])
+def test_bad_device_is_one_line_and_exit_2(device, message, capsys):
+    if device == "cuda" and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: --device cuda is valid here")
+    with pytest.raises(SystemExit) as exit_:
+        main(["vocode", "u.jsonl", "-o", "out", "--device", device])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and message in err and len(err.splitlines()) == 1
+
+
+def test_a_missing_optional_package_says_what_installs_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "amfm_decompy", None)  # import fails as if not installed
+    monkeypatch.delitem(sys.modules, "amfm_decompy.basic_tools", raising=False)
+    monkeypatch.delitem(sys.modules, "amfm_decompy.pYAAPT", raising=False)
+    with pytest.raises(MissingDependencyError, match=r"pip install amfm_decompy \(in a speechzoo checkout: "
+                                                     r"pip install -e '\.\[f0\]'\)"):
+        yaapt_f0(torch.zeros(1600), 16000)
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0 and capsys.readouterr().out == f"speechzoo {__version__}\n"

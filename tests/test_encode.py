@@ -3,6 +3,7 @@ fixtures): the units of the original helper + codebook, deduplicated, with durat
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -60,16 +61,29 @@ def test_cli_writes_units_and_resumes(weights, speech, tmp_path, capsys):
             str(CODEBOOK_LAYER), "--wavlm-weights", str(weights["wavlm"]), "--codebook-weights",
             str(weights["codebook"]), "--batch-size", "2", "-o", str(out)]
     assert main(argv) == 0
-    lines = [json.loads(line) for line in out.read_text().splitlines()]
-    assert [Path(line["name"]).name for line in lines] == ["a.flac", "b.wav"]
+    header, *lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert header["speechzoo_units"] == 1 and header["settings"]["k"] == K and header["settings"]["lmbda"] == 0
+    assert [line["id"] for line in lines] == ["a", "b"]
+    assert [line["source"] for line in lines] == [str((tmp_path / "in" / n).resolve()) for n in ("a.flac", "b.wav")]
     assert Units(lines[0]["units"], lines[0]["durations"]) == expected_units()  # flac is lossless
     assert sum(lines[1]["durations"]) == len(speech) // 320
 
     # a killed run leaves a half-written line: it is dropped and that file encoded again; done files are skipped
-    out.write_text(out.read_text().splitlines(keepends=True)[0] + '{"name": "')
+    out.write_text("".join(out.read_text().splitlines(keepends=True)[:2]) + '{"id": "')
     assert main(argv) == 0
-    assert [json.loads(line) for line in out.read_text().splitlines()] == lines
+    assert [json.loads(line) for line in out.read_text().splitlines()] == [header, *lines]
     assert "(1 were already there)" in capsys.readouterr().out
+
+    # the same files by another spelling of their paths are the same inputs
+    relative = argv.copy()
+    relative[1] = str(Path(os.path.relpath(tmp_path / "in" / "a.flac")))
+    assert main(relative) == 0 and "all 1 files already encoded" in capsys.readouterr().out
+
+    # other settings: refused, and the file is left as it was
+    before = out.read_text()
+    other = [*argv[:argv.index("--lmbda") + 1], "5", *argv[argv.index("--lmbda") + 2:]]
+    assert main(other) == 2
+    assert "lmbda: 0.0 there, 5.0 here" in capsys.readouterr().err and out.read_text() == before
 
 
 def test_cli_reports_missing_input(weights, tmp_path, capsys):

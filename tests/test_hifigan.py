@@ -478,8 +478,9 @@ def test_vocode_cli_bad_units_files(tmp_path, converted_dirs, capsys):
     weights = ["--weights", str(converted_dirs["fairseq"])]
     for text, message in (("a|1 2\na|3 4\n", "appears twice"), ("a|1 x\n", "units must be integers"),
                           ("{\"name\": \"a\"}\n", 'needs "units"'), ("{bad json\n", "not valid JSON"),
-                          ("a|\n", "empty unit sequence"), ("\n", "holds no utterances"), ("a|1 99\n", "outside"),
-                          ("../a|1 2\n", "not a plain file name"), ('{"name": "", "units": [1]}\n', "plain file")):
+                          ("a|\n", "empty units"), ("\n", "holds no utterances"), ("a|1 99\n", "outside"),
+                          ("../a|1 2\n", "outside the output folder"),
+                          ('{"id": "", "units": [1]}\n', "outside the output folder")):
         (tmp_path / "u.txt").write_text(text)
         assert cli(["vocode", str(tmp_path / "u.txt"), "-o", str(tmp_path / "o"), *weights]) == 2
         assert message in capsys.readouterr().err

@@ -104,10 +104,11 @@ def test_encode_cli_dense(hub, weights, speech, tmp_path, capsys):
     argv = ["encode", str(tmp_path / "in"), "--dense", "hubert-base-ls960", "--vocab-size", str(K), "-o", str(out),
             "--batch-size", "2"]
     assert cli_main(argv) == 0
-    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    header, *lines = [json.loads(line) for line in out.read_text().splitlines()]
     expected = [torch.unique_consecutive(by_hand(weights, speech[:24_000]), return_counts=True),
                 torch.unique_consecutive(by_hand(weights, speech[10_000:50_000]), return_counts=True)]
-    assert [Path(line["name"]).name for line in lines] == ["a.flac", "b.flac"]
+    assert header["settings"]["system"] == "gslm" and header["settings"]["vocab_size"] == K
+    assert [line["id"] for line in lines] == ["a", "b"]
     for line, (units, durations) in zip(lines, expected):
         assert line["units"] == units.tolist() and line["durations"] == durations.tolist()
     assert cli_main(argv) == 0 and "already encoded" in capsys.readouterr().out  # resumed: nothing to do

@@ -229,17 +229,43 @@ def load(source: str | os.PathLike | np.ndarray | torch.Tensor, *, sample_rate: 
     return waveform, rate
 
 
-def save(path: str | os.PathLike, waveform: torch.Tensor | np.ndarray, sample_rate: int) -> Path:
-    """Write ``waveform`` ``(samples,)`` or ``(channels, samples)`` to ``path``; the extension picks the format."""
+#: Integer sample formats, which hold [-1, 1) only: louder samples are clipped when written.
+INTEGER_SUBTYPES = ("PCM_S8", "PCM_U8", "PCM_16", "PCM_24", "PCM_32")
+
+
+def save(path: str | os.PathLike, waveform: torch.Tensor | np.ndarray, sample_rate: int,
+         subtype: str | None = None) -> Path:
+    """Write ``waveform`` ``(samples,)`` or ``(channels, samples)`` to ``path``; the extension picks the format.
+
+    ``subtype`` is libsndfile's sample format (``soundfile.available_subtypes()``): by default 32-bit float where the
+    format has it (wav), so that nothing is clipped or rounded, else the format's default (flac: 16-bit). Writing
+    an integer format (``"PCM_16"``) warns when samples beyond ±1 would be clipped.
+
+    >>> import tempfile, soundfile
+    >>> path = save(tempfile.mkdtemp() + "/a.wav", torch.full((4,), 1.5), 16000)
+    >>> soundfile.info(path).subtype, float(load(path)[0].max())
+    ('FLOAT', 1.5)
+    """
     path = Path(path)
     data = torch.as_tensor(waveform).detach().to("cpu", torch.float32)
     if data.ndim not in (1, 2):
         raise AudioError(f"save takes (samples,) or (channels, samples), got shape {tuple(data.shape)}")
+    file_format = path.suffix.lstrip(".").upper()
+    if file_format not in soundfile.available_formats():
+        raise AudioError(f"cannot write {path}: use an extension libsndfile writes: "
+                         f"{', '.join('.' + f.lower() for f in soundfile.available_formats())}")
+    if subtype is None:
+        subtype = "FLOAT" if soundfile.check_format(file_format, "FLOAT") else soundfile.default_subtype(file_format)
+    if not soundfile.check_format(file_format, subtype):
+        raise AudioError(f"cannot write {path} as {subtype}: {path.suffix} files take "
+                         f"{', '.join(soundfile.available_subtypes(file_format))}")
+    if subtype in INTEGER_SUBTYPES and data.numel() and (peak := float(data.abs().max())) > 1:
+        warnings.warn(f"{path}: {int((data.abs() > 1).sum())} samples beyond ±1 (peak {peak:.2f}) are clipped by "
+                      f"the {subtype} format; write float (the default for .wav) to keep them", stacklevel=2)
     try:
-        soundfile.write(path, data.T.numpy() if data.ndim == 2 else data.numpy(), sample_rate)
+        soundfile.write(path, data.T.numpy() if data.ndim == 2 else data.numpy(), sample_rate, subtype=subtype)
     except (TypeError, ValueError, soundfile.LibsndfileError) as e:
-        raise AudioError(f"cannot write {path} ({e}); use an extension libsndfile writes: "
-                         f"{', '.join('.' + f.lower() for f in soundfile.available_formats())}") from e
+        raise AudioError(f"cannot write {path} ({e})") from e
     return path
 
 
@@ -253,7 +279,26 @@ def _read(path: Path) -> tuple[torch.Tensor, int]:
     except (soundfile.LibsndfileError, RuntimeError, TypeError) as e:
         raise AudioError(f"cannot read {path} as audio ({e}): the format is unknown to libsndfile or the file is "
                          "corrupt. Convert it to wav or flac (e.g. `ffmpeg -i IN out.flac`)") from e
+    declared = _declared_wav_bytes(path)
+    if declared is not None and (held := path.stat().st_size - declared[1]) < declared[0]:
+        warnings.warn(f"{path} is truncated: its header announces {declared[0]} bytes of samples but the file "
+                      f"holds {held}; read the {len(data) / rate:.2f} s that are there", stacklevel=3)
     return torch.from_numpy(np.ascontiguousarray(data.T)), rate
+
+
+def _declared_wav_bytes(path: Path) -> tuple[int, int] | None:
+    """``(size the data chunk announces, offset of its first byte)`` of a RIFF/WAVE file, else None. libsndfile
+    reads a cut-off wav without a word; comparing the two says it was cut (a streaming writer's placeholder sizes,
+    0 and 0xFFFFFFFF, say nothing)."""
+    with open(path, "rb") as f:
+        if (head := f.read(12))[:4] != b"RIFF" or head[8:] != b"WAVE":
+            return None
+        while len(chunk := f.read(8)) == 8:
+            size = int.from_bytes(chunk[4:], "little")
+            if chunk[:4] == b"data":
+                return (size, f.tell()) if 0 < size < 0xFFFFFFFF else None
+            f.seek(size + size % 2, os.SEEK_CUR)
+    return None
 
 
 def _from_array(array: np.ndarray | torch.Tensor) -> torch.Tensor:

@@ -23,3 +23,18 @@ class WeightsError(SpeechZooError, RuntimeError):
 
 class ConversionError(SpeechZooError, ValueError):
     """An original checkpoint that the converter cannot map onto a speechzoo model."""
+
+
+class MissingDependencyError(SpeechZooError, ImportError):
+    """An optional third-party package that a feature needs is not installed."""
+
+
+def missing_dependency(feature: str, packages: str, extra: str) -> MissingDependencyError:
+    """The error for ``feature`` when ``packages`` (pip names) are missing; ``extra`` is speechzoo's extra that
+    lists them. The package index may not carry speechzoo itself, so the advice names what installs anywhere.
+
+    >>> print(missing_dependency("F0 extraction", "amfm_decompy", "f0"))
+    F0 extraction needs amfm_decompy, which is not installed: pip install amfm_decompy (in a speechzoo checkout: pip install -e '.[f0]')
+    """
+    return MissingDependencyError(f"{feature} needs {packages}, which is not installed: pip install {packages} "
+                                  f"(in a speechzoo checkout: pip install -e '.[{extra}]')")

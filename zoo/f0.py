@@ -1,10 +1,11 @@
 """F0 for speech resynthesis: YAAPT pitch tracks and speech-resynthesis' per-speaker normalisation.
 
 speech-resynthesis (``dataset.get_yaapt_f0``) tracks F0 with YAAPT as implemented by ``amfm_decompy.pYAAPT`` —
-the same maintained PyPI package is used here (``pip install speechzoo[f0]``), with the original's settings, so the
-numbers are the original's: 20 ms frames every 5 ms (200 frames/s, 80 samples at 16 kHz), ``nccf_thresh1`` 0.25,
-25 ms TDA frames, on float64 audio zero-padded by half a frame on both sides; 0 Hz marks unvoiced frames. Before
-tracking, the original peak-normalises the waveform to 0.95 (:func:`peak_normalize`).
+the same maintained PyPI package is used here (``pip install amfm_decompy``; ``pip install -e '.[f0]'`` in a
+checkout), with the original's settings, so the numbers are the original's: 20 ms frames every 5 ms (200
+frames/s, 80 samples at 16 kHz), ``nccf_thresh1`` 0.25, 25 ms TDA frames, on float64 audio zero-padded by half a
+frame on both sides; 0 Hz marks unvoiced frames. Before tracking, the original peak-normalises the waveform to
+0.95 (:func:`peak_normalize`).
 
 The vocoders with F0 take *speaker-normalised* F0 in linear Hz: voiced frames ``(f0 - mean) / std`` with the
 speaker's statistics (``f0_stats.th``: ``{speaker_index: {'f0_mean', 'f0_std'}, 'f0_mean', 'f0_std'}``, the global
@@ -27,7 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .errors import AudioError, InputError
+from .errors import AudioError, InputError, missing_dependency
 from .formats import load_original
 
 #: YAAPT settings of speech-resynthesis' ``get_yaapt_f0``.
@@ -61,7 +62,7 @@ def yaapt_f0(waveform: torch.Tensor, sample_rate: int = 16000, *, interpolate: b
         import amfm_decompy.basic_tools as basic
         import amfm_decompy.pYAAPT as pYAAPT
     except ImportError as e:
-        raise ImportError("F0 extraction needs amfm_decompy: pip install 'speechzoo[f0]'") from e
+        raise missing_dependency("F0 extraction", "amfm_decompy", "f0") from e
     samples = torch.as_tensor(waveform).detach().to("cpu", torch.float64)
     if samples.ndim == 2 and samples.shape[0] == 1:
         samples = samples[0]

@@ -4,7 +4,11 @@ and back, in batches, with a progress bar.
 Each codes file holds one item's codes ``(rows, frames)`` (int64) plus what decoding needs: the codec and its
 variant or weights, the sample rate, ``st`` (the quantizer of row 0), the number of rows and the input's length in
 samples (detokenize trims to it). ``--format safetensors`` (default) keeps that in the file's header;
-``--format npy`` writes ``NAME.npy`` and a ``NAME.json`` beside it.
+``--format npy`` writes ``ID.npy`` and an ``ID.json`` beside it. The metadata also holds the item's ``id`` and its
+``source`` (resolved input path), as units files do (:mod:`zoo.units`). Codes files and decoded audio mirror the
+input tree under ``-o`` (``spk1/0001.wav`` → ``codes/spk1/0001.safetensors`` → ``wavs/spk1/0001.wav``); the audio
+is 32-bit float unless ``--subtype``. A bad input stops the command once the finished items are written; with
+``--skip-errors`` it is reported at the end (exit status 2) and the others are done.
 
 ``--st S`` / ``--n-q N`` select quantizers ``S .. N-1`` as the original ``encode(n_q=N, st=S)`` does (``N`` is an
 end index): ``tokenize --n-q 1`` keeps SpeechTokenizer's semantic tokens only, ``detokenize --st 1`` resynthesises
@@ -29,11 +33,18 @@ from tqdm.auto import tqdm
 
 from .. import audio
 from ..download import load
-from ..errors import InputError
+from ..errors import InputError, SpeechZooError
 from ..modeling import PretrainedModel
 from ..models.speechtokenizer import SpeechTokenizer
-from .inputs import batches, expand, output_names
-from .options import add_batch_size, add_device, add_out, add_weights
+from .inputs import Failures, batches, each_good, expand, item_ids, output_path
+from .options import (
+    add_batch_size,
+    add_device,
+    add_out,
+    add_skip_errors,
+    add_subtype,
+    add_weights,
+)
 
 #: codec name -> (model class, hubconf entry point whose ``variant`` selects a release, default variant)
 CODECS: dict[str, tuple[type[PretrainedModel], str, str]] = {
@@ -41,7 +52,6 @@ CODECS: dict[str, tuple[type[PretrainedModel], str, str]] = {
 }
 FORMATS = ("safetensors", "npy")
 CODES_SUFFIXES = tuple(f".{f}" for f in FORMATS)
-#: Audio file extensions picked up when a directory is given.
 DEFAULT_BATCH_SIZE = 8
 
 
@@ -56,6 +66,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("detokenize", help="decode codec codes back into audio files")
     p.add_argument("inputs", nargs="+", type=Path, metavar="CODES", help="codes files, or directories of them")
     add_out(p, "directory for the .wav files")
+    add_subtype(p)
     _add_model_arguments(p)
     p.set_defaults(func=run_detokenize)
 
@@ -69,41 +80,68 @@ def _add_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n-q", type=int, default=None, help="END index of the quantizers to use (default: all)")
     add_batch_size(p, DEFAULT_BATCH_SIZE, "items per forward pass")
     add_device(p)
+    add_skip_errors(p)
 
 
 # ------------------------------------------------------------------------------------------ tokenize
 def run_tokenize(args: argparse.Namespace) -> int:
     files = expand(args.inputs)
-    names = output_names(files)
+    ids = item_ids(files)
     name = args.model or "speechtokenizer"
     variant = args.variant or CODECS[name][2]
     model = load_codec(name, variant, args.weights, args.device)
     st = args.st or 0
     weights = str(Path(args.weights).resolve()) if args.weights and Path(args.weights).is_dir() else args.weights
-    args.out.mkdir(parents=True, exist_ok=True)
+    failures, written = Failures(args), 0
+
+    def encode(items: list[tuple[Path, torch.Tensor]]) -> list[torch.Tensor]:
+        lengths = [w.shape[-1] for _, w in items]
+        wav = torch.zeros(len(items), 1, max(lengths))
+        for b, (_, w) in enumerate(items):
+            wav[b, :, : lengths[b]] = w
+        codes, frames = model.encode(wav.to(args.device), n_q=args.n_q, st=st, lengths=lengths)
+        return [codes[:, b, : int(frames[b])].cpu() for b in range(len(items))]
+
     # Batch files of similar size together so that little of each batch is padding.
     by_size = sorted(files, key=lambda p: p.stat().st_size)
     with torch.inference_mode(), tqdm(total=len(files), desc="tokenize", unit="file") as bar:
         for batch in batches(by_size, args.batch_size):
-            waves = [_read_audio(p, model.sample_rate) for p in batch]
-            lengths = [w.shape[-1] for w in waves]
-            wav = torch.zeros(len(batch), 1, max(lengths))
-            for b, w in enumerate(waves):
-                wav[b, :, : lengths[b]] = w
-            codes, frames = model.encode(wav.to(args.device), n_q=args.n_q, st=st, lengths=lengths)
-            for b, p in enumerate(batch):
+            loaded = []
+            for path in batch:
+                try:
+                    loaded.append((path, _read_audio(path, model.sample_rate)))
+                except SpeechZooError as e:
+                    failures.add(path, e)
+            for (path, wav), codes in each_good(loaded, encode, failures, lambda item: item[0]):
                 meta = {"model": name, "variant": variant, "weights": weights, "sample_rate": model.sample_rate,
-                        "st": st, "n_q": codes.shape[0], "num_samples": lengths[b], "source": str(p)}
-                _write_codes(args.out, names[p], codes[:, b, : int(frames[b])].cpu(), meta, args.format)
+                        "st": st, "n_q": codes.shape[0], "num_samples": wav.shape[-1], "id": ids[path],
+                        "source": str(path.resolve())}
+                try:
+                    _write_codes(output_path(args.out, ids[path], f".{args.format}"), codes, meta)
+                    written += 1
+                except SpeechZooError as e:
+                    failures.add(path, e)
+            failures.check()
             bar.update(len(batch))
-    print(f"wrote codes of {len(files)} files to {args.out}")
-    return 0
+    print(f"wrote codes of {written} files to {args.out}")
+    return failures.report()
 
 
 # ------------------------------------------------------------------------------------------ detokenize
 def run_detokenize(args: argparse.Namespace) -> int:
     files = expand(args.inputs, CODES_SUFFIXES, "codes")
-    items = {path: _read_codes(path) for path in files}
+    ids = item_ids(files)
+    failures, items, selected = Failures(args), {}, {}
+    for path in files:  # every file is read and checked before the codec is loaded
+        try:
+            items[path] = _read_codes(path)
+            selected[path] = _select_rows(*items[path], args.st, args.n_q, path)
+        except SpeechZooError as e:
+            items.pop(path, None)
+            failures.add(path, e)
+    failures.check()
+    if not items:
+        return failures.report()
     origins = sorted({(m["model"], m["variant"], m["weights"]) for _, m in items.values()}, key=str)
     if len(origins) > 1 and not args.weights:
         raise InputError(f"the codes come from different codecs {[str(o) for o in origins]}; "
@@ -111,27 +149,34 @@ def run_detokenize(args: argparse.Namespace) -> int:
     name, variant, weights = origins[0]
     name, variant, weights = args.model or name, args.variant or variant, args.weights or weights
     model = load_codec(name, variant, weights, args.device)
-    names = output_names(files)
-    selected = {path: _select_rows(codes, meta, args.st, args.n_q, path) for path, (codes, meta) in items.items()}
-    args.out.mkdir(parents=True, exist_ok=True)
     # Items decoded together must start at the same quantizer and use as many.
     groups: dict[tuple[int, int], list[Path]] = {}
     for path, (codes, st) in selected.items():
         groups.setdefault((st, codes.shape[0]), []).append(path)
-    with torch.inference_mode(), tqdm(total=len(files), desc="detokenize", unit="file") as bar:
-        for (st, _), paths in groups.items():
+    written = 0
+
+    def decode(paths: list[Path]) -> list[torch.Tensor]:
+        frames = [selected[p][0].shape[-1] for p in paths]
+        codes = torch.zeros(selected[paths[0]][0].shape[0], len(paths), max(frames), dtype=torch.int64)
+        for b, p in enumerate(paths):
+            codes[:, b, : frames[b]] = selected[p][0]
+        wav, samples = model.decode(codes.to(args.device), st=selected[paths[0]][1], lengths=frames)
+        # each item is cut to its input's length
+        return [wav[b, :, : min(int(samples[b]), items[p][1]["num_samples"])].cpu() for b, p in enumerate(paths)]
+
+    with torch.inference_mode(), tqdm(total=len(items), desc="detokenize", unit="file") as bar:
+        for paths in groups.values():
             for batch in batches(sorted(paths, key=lambda p: selected[p][0].shape[-1]), args.batch_size):
-                frames = [selected[p][0].shape[-1] for p in batch]
-                codes = torch.zeros(selected[batch[0]][0].shape[0], len(batch), max(frames), dtype=torch.int64)
-                for b, p in enumerate(batch):
-                    codes[:, b, : frames[b]] = selected[p][0]
-                wav, samples = model.decode(codes.to(args.device), st=st, lengths=frames)
-                for b, p in enumerate(batch):
-                    keep = min(int(samples[b]), items[p][1]["num_samples"])  # the input's length
-                    audio.save(args.out / f"{names[p]}.wav", wav[b, :, :keep].cpu(), model.sample_rate)
+                for path, wav in each_good(batch, decode, failures):
+                    try:
+                        audio.save(output_path(args.out, ids[path], ".wav"), wav, model.sample_rate, args.subtype)
+                        written += 1
+                    except SpeechZooError as e:
+                        failures.add(path, e)
+                failures.check()
                 bar.update(len(batch))
-    print(f"wrote {len(files)} wav files to {args.out}")
-    return 0
+    print(f"wrote {written} wav files to {args.out}")
+    return failures.report()
 
 
 # ------------------------------------------------------------------------------------------ helpers
@@ -149,14 +194,14 @@ def load_codec(name: str, variant: str, weights: str | None, device: str) -> Pre
     return load(cls, entry_point, weights, map_location=device, progress=True, variant=variant)
 
 
-def _write_codes(directory: Path, name: str, codes: torch.Tensor, meta: dict, fmt: str) -> None:
+def _write_codes(path: Path, codes: torch.Tensor, meta: dict) -> None:
+    """Codes ``(rows, frames)`` and their metadata to ``path`` (.safetensors, or .npy with a .json beside it)."""
     codes = codes.to(torch.int64).contiguous()
-    if fmt == "safetensors":
-        save_file({"codes": codes}, str(directory / f"{name}.safetensors"),
-                  metadata={k: json.dumps(v) for k, v in meta.items()})
+    if path.suffix == ".safetensors":
+        save_file({"codes": codes}, str(path), metadata={k: json.dumps(v) for k, v in meta.items()})
     else:
-        np.save(directory / f"{name}.npy", codes.numpy())
-        (directory / f"{name}.json").write_text(json.dumps(meta, indent=2) + "\n")
+        np.save(path, codes.numpy())
+        path.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
 
 
 def _read_codes(path: Path) -> tuple[torch.Tensor, dict]:

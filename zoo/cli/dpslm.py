@@ -1,19 +1,31 @@
 """``speechzoo resynthesize IN... -o OUTDIR --k 500 --lmbda 4500`` and ``speechzoo continue IN -o OUT.wav
 --seconds 5``: DP-SLM speech → units → speech, and speech continuation with the unit LM (see
-:mod:`zoo.pipelines.dpslm`). Output is 24 kHz WavTokenizer speech.
+:mod:`zoo.pipelines.dpslm`). Output is 24 kHz WavTokenizer speech, 32-bit float unless ``--subtype``;
+``resynthesize`` mirrors the input tree under OUTDIR (``spk1/0001.wav`` → ``OUTDIR/spk1/0001.wav``) and, with
+``--skip-errors``, goes on past bad files.
 """
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
+import torch
 from tqdm.auto import tqdm
 
 from .. import audio
+from ..errors import SpeechZooError
 from ..models.wavlm import SAMPLE_RATE as WAVLM_RATE
 from ..pipelines.dpslm import DPSLM, ELLAV_TEMPERATURE, ELLAV_TOP_P
-from .inputs import batches, expand, output_names
-from .options import add_batch_size, add_device, add_out, add_weights, weights_by_name
+from .inputs import Failures, batches, each_good, expand, item_ids, output_path
+from .options import (
+    add_batch_size,
+    add_device,
+    add_out,
+    add_skip_errors,
+    add_subtype,
+    add_weights,
+    weights_by_name,
+)
 
 #: Models of the DP-SLM system that ``--weights NAME=DIR`` can replace.
 COMPONENTS = ("wavlm", "codebook", "ulm", "ellav", "wavtokenizer")
@@ -22,8 +34,9 @@ COMPONENTS = ("wavlm", "codebook", "ulm", "ellav", "wavtokenizer")
 def register(subparsers: argparse._SubParsersAction) -> None:
     r = subparsers.add_parser("resynthesize", help="DP-SLM: speech → units → speech")
     r.add_argument("inputs", nargs="+", type=Path, metavar="IN", help="audio files or folders of them")
-    add_out(r, "folder for NAME.wav")
+    add_out(r, "folder for the .wav files (mirroring the input tree)")
     add_batch_size(r, 8, "files per batch")
+    add_skip_errors(r)
     r.add_argument("--temperature", type=float, default=ELLAV_TEMPERATURE, help="ELLA-V sampling temperature")
     r.add_argument("--top-p", type=float, default=ELLAV_TOP_P, help="ELLA-V nucleus (0: greedy)")
     r.set_defaults(func=run_resynthesize)
@@ -40,6 +53,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         p.add_argument("--k", type=int, default=500, help="codebook size (100, 200, 500 or 1000)")
         p.add_argument("--lmbda", type=int, default=4500, help="DPDP duration penalty of the released models")
         add_device(p)
+        add_subtype(p)
         add_weights(p, components=COMPONENTS)
 
 
@@ -50,19 +64,30 @@ def _system(args: argparse.Namespace, with_ulm: bool) -> DPSLM:
 
 def run_resynthesize(args: argparse.Namespace) -> int:
     files = expand(args.inputs)
-    names = output_names(files)
+    ids = item_ids(files)
     dpslm = _system(args, with_ulm=False)
-    args.out.mkdir(parents=True, exist_ok=True)
+    failures, written = Failures(args), 0
+
+    def resynthesize(items: list[tuple[Path, Path, torch.Tensor]]) -> list[torch.Tensor]:
+        return dpslm.resynthesize([wav for _, _, wav in items], WAVLM_RATE, batch_size=args.batch_size,
+                                  temperature=args.temperature, top_p=args.top_p)
+
     with tqdm(total=len(files), desc="resynthesizing", unit="file") as bar:
         for batch in batches(files, args.batch_size):
-            wavs = [audio.load(f, sample_rate=WAVLM_RATE)[0][0] for f in batch]
-            speech = dpslm.resynthesize(wavs, WAVLM_RATE, batch_size=args.batch_size, temperature=args.temperature,
-                                        top_p=args.top_p)
-            for path, wav in zip(batch, speech):
-                audio.save(args.out / f"{names[path]}.wav", wav, dpslm.sample_rate)
+            loaded = []
+            for path in batch:
+                try:
+                    wav = audio.load(path, sample_rate=WAVLM_RATE)[0][0]
+                    loaded.append((path, output_path(args.out, ids[path], ".wav"), wav))
+                except SpeechZooError as e:
+                    failures.add(path, e)
+            for (_, out, _), speech in each_good(loaded, resynthesize, failures, lambda item: item[0]):
+                audio.save(out, speech, dpslm.sample_rate, args.subtype)
+                written += 1
+            failures.check()
             bar.update(len(batch))
-    print(f"wrote {len(files)} files to {args.out}")
-    return 0
+    print(f"wrote {written} files to {args.out}")
+    return failures.report()
 
 
 def run_continue(args: argparse.Namespace) -> int:
@@ -71,6 +96,6 @@ def run_continue(args: argparse.Namespace) -> int:
     speech = dpslm.continue_speech(wav[0], sr, args.seconds, temperature=args.temperature, top_p=args.top_p,
                                    progress=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    audio.save(args.out, speech, dpslm.sample_rate)
+    audio.save(args.out, speech, dpslm.sample_rate, args.subtype)
     print(f"wrote {args.out} ({len(speech) / dpslm.sample_rate:.1f} s)")
     return 0

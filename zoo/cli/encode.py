@@ -1,12 +1,16 @@
 """``speechzoo encode AUDIO_OR_DIR... --k 500 --lmbda 4500 -o units.jsonl``: speech to DP-SLM units, or with
 ``--dense hubert-base-ls960 --vocab-size 100``, to GSLM units (textlesslib's ``SpeechEncoder``).
 
-Each file becomes one JSON line ``{"name": ..., "units": [...], "durations": [...]}``: its units (deduplicated
-unless ``--no-deduplicate``) and how many frames each lasted — DP-SLM: WavLM-Large layer-11 features quantised by
-DPDP over the released k-means codebook; GSLM: the dense model's features quantised by its k-means. ``--format
-gslm`` writes GSLM's quantized-file lines ``name|u1 u2 ...`` instead (name: the file's stem). Files are read in
-order, encoded in batches, and appended as they finish, so an interrupted run resumes where it stopped: names
-already in the output are skipped.
+The output is a units file (:mod:`zoo.units`, which ``vocode`` and ``gslm synthesize`` read): a header line with
+the settings (system, k, λ, layer, models...), then one JSON line per file ``{"id", "source", "units",
+"durations"}``: its id (its path under the folder holding all inputs, without suffix: ``spk1/0001``), its resolved
+path, its units (deduplicated unless ``--no-deduplicate``) and how many frames each lasted — DP-SLM: WavLM-Large
+layer-11 features quantised by DPDP over the released k-means codebook; GSLM: the dense model's features quantised
+by its k-means. ``--format gslm`` writes GSLM's quantized-file lines ``id|u1 u2 ...`` instead (the settings go to
+``OUT.settings.json`` beside it). Files are read in order, encoded in batches, and appended as they finish, so an
+interrupted run resumes where it stopped: files already in the output (by resolved path) are skipped, and
+resuming with other settings is refused. A file that cannot be read or encoded stops the run after the finished
+ones are written; with ``--skip-errors`` it is reported at the end (exit status 2) and the others are encoded.
 """
 from __future__ import annotations
 
@@ -19,12 +23,22 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import audio
-from ..errors import InputError
+from .. import units as units_file
+from ..errors import InputError, SpeechZooError
 from ..models.wavlm import SAMPLE_RATE as WAVLM_RATE
 from ..pipelines.dpslm import WAVLM_LAYER, SpeechToUnits
 from ..pipelines.gslm import SpeechEncoder
-from .inputs import batches, expand
-from .options import WeightsAlias, add_batch_size, add_device, add_out, add_weights, weights_by_name
+from ..registry import find
+from .inputs import Failures, batches, each_good, expand, item_ids
+from .options import (
+    WeightsAlias,
+    add_batch_size,
+    add_device,
+    add_out,
+    add_skip_errors,
+    add_weights,
+    weights_by_name,
+)
 
 #: Models that ``--weights NAME=DIR`` can replace: DP-SLM's WavLM and codebook, GSLM's dense model and k-means.
 COMPONENTS = ("wavlm", "codebook", "dense", "quantizer")
@@ -46,11 +60,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--no-deduplicate", dest="deduplicate", action="store_false",
                    help="GSLM: one unit per frame instead of runs with durations")
     p.add_argument("--format", choices=("jsonl", "gslm"), default="jsonl",
-                   help="jsonl (default) or GSLM's name|units lines")
+                   help="jsonl (default: the units file schema) or GSLM's id|units lines")
     p.add_argument("--num-neighbors", type=int, help="codes each frame may take (default: 5%% of k, as DP-SLM)")
     add_device(p)
     add_batch_size(p, 8, "files per WavLM batch")
     add_weights(p, components=COMPONENTS)
+    add_skip_errors(p)
     for name in COMPONENTS:  # the spellings before --weights NAME=DIR (--dense-weights, --quantizer-weights too)
         p.add_argument(f"--{name}-weights", dest="weights", action=WeightsAlias, component=name)
     p.set_defaults(func=run)
@@ -60,25 +75,85 @@ def run(args: argparse.Namespace) -> int:
     if args.dense is None and (args.k is None or args.lmbda is None):
         raise InputError("give --k and --lmbda (DP-SLM units) or --dense NAME (GSLM units)")
     files = expand(args.inputs)
+    ids = item_ids(files)
+    settings = _settings(args)
     done = _names_in(args.out, args.format)
-    todo = [f for f in files if _name(f, args.format) not in done]
+    if done is not None:
+        units_file.check_settings(args.out, _settings_in(args.out, args.format), settings)
+    todo = [f for f in files if _key(f, ids, args.format) not in (done or set())]
     if not todo:
         print(f"{args.out}: all {len(files)} files already encoded")
         return 0
     encode = _gslm_encoder(args) if args.dense else _dpslm_encoder(args)
     args.out.parent.mkdir(parents=True, exist_ok=True)
+    failures, written = Failures(args), 0
     with open(args.out, "a") as out, tqdm(total=len(todo), desc="encoding", unit="file") as bar:
+        if done is None:  # a new file: the settings first
+            if args.format == "gslm":
+                _settings_file(args.out).write_text(json.dumps(settings, indent=2) + "\n")
+            else:
+                out.write(units_file.header_line(settings))
         for batch in batches(todo, args.batch_size):
-            wavs = [audio.load(f, sample_rate=WAVLM_RATE)[0][0] for f in batch]
-            for path, (units, durations) in zip(batch, encode(wavs)):
+            loaded = []
+            for path in batch:
+                try:
+                    loaded.append((path, audio.load(path, sample_rate=WAVLM_RATE)[0][0]))
+                except SpeechZooError as e:
+                    failures.add(path, e)
+            for (path, _), (units, durations) in each_good(loaded, lambda items: encode([w for _, w in items]),
+                                                           failures, lambda item: item[0]):
                 if args.format == "gslm":
-                    out.write(f"{_name(path, args.format)}|{' '.join(map(str, units))}\n")
+                    out.write(f"{ids[path]}|{' '.join(map(str, units))}\n")
                 else:
-                    out.write(json.dumps({"name": str(path), "units": units, "durations": durations}) + "\n")
-            out.flush()
+                    out.write(units_file.UnitsRecord(ids[path], units, durations, str(path.resolve())).to_line())
+                written += 1
+            out.flush()  # what is finished stays written whatever comes next
+            failures.check()
             bar.update(len(batch))
-    print(f"wrote {len(todo)} files to {args.out}" + (f" ({len(done)} were already there)" if done else ""))
-    return 0
+    print(f"wrote {written} files to {args.out}" + (f" ({len(done)} were already there)" if done else ""))
+    return failures.report()
+
+
+def _settings(args: argparse.Namespace) -> dict:
+    """What decides the units: resuming with anything else is refused. Models given by ``--weights`` are
+    recorded by resolved folder (or repo id), the others by their registered Hub repo and revision."""
+    weights = weights_by_name(args.weights, COMPONENTS)
+    models = {name: str(Path(w).resolve()) if Path(w).exists() else w for name, w in weights.items()}
+    if args.dense is None:
+        layer = WAVLM_LAYER if args.layer is None else args.layer
+        releases = {"wavlm": ("wavlm_large", {}), "codebook": ("codebook", {"layer": layer, "k": args.k})}
+        settings = {"system": "dpslm", "k": args.k, "lmbda": args.lmbda, "layer": layer,
+                    "num_neighbors": args.num_neighbors}
+    else:
+        selection = {"dense_model": args.dense, "vocab_size": args.vocab_size}
+        if args.quantizer != "kmeans":
+            selection["quantizer_model"] = args.quantizer
+        releases = {"quantizer": ("gslm_kmeans", selection)}
+        settings = {"system": "gslm", "dense": args.dense, "quantizer": args.quantizer,
+                    "vocab_size": args.vocab_size, "layer": args.layer, "deduplicate": args.deduplicate}
+    for name, (entry_point, selection) in releases.items():
+        if name not in models:
+            try:
+                release = find(entry_point, **selection)
+                models[name] = f"{release.repo_id}@{release.revision}"
+            except SpeechZooError:
+                pass  # an unknown selection: loading the model says so, listing the released ones
+    return {**settings, "models": dict(sorted(models.items()))}
+
+
+def _key(path: Path, ids: dict[Path, str], output_format: str) -> str:
+    """How a file is matched against the output: its resolved path (JSON lines) or its id (GSLM's lines)."""
+    return ids[path] if output_format == "gslm" else str(path.resolve())
+
+
+def _settings_file(path: Path) -> Path:
+    return path.with_name(path.name + ".settings.json")
+
+
+def _settings_in(path: Path, output_format: str) -> dict | None:
+    if output_format == "gslm":
+        return json.loads(_settings_file(path).read_text()) if _settings_file(path).is_file() else None
+    return units_file.read(path, allow_empty=True).settings
 
 
 def _dpslm_encoder(args: argparse.Namespace) -> Callable[[list[torch.Tensor]], list[tuple[list[int], list[int]]]]:
@@ -99,19 +174,15 @@ def _gslm_encoder(args: argparse.Namespace) -> Callable[[list[torch.Tensor]], li
                          for e in encoder.encode(wavs, batch_size=args.batch_size)]
 
 
-def _name(path: Path, output_format: str) -> str:
-    """How a file is named in the output: its path (JSON lines) or its stem (GSLM's lines)."""
-    return path.stem if output_format == "gslm" else str(path)
-
-
-def _names_in(path: Path, output_format: str = "jsonl") -> set[str]:
-    """Names already encoded in an existing output; a half-written last line (a killed run) is dropped."""
-    if not path.exists():
-        return set()
+def _names_in(path: Path, output_format: str = "jsonl") -> set[str] | None:
+    """Files already encoded in an existing output (resolved paths, or ids in GSLM's lines; None when there is no
+    output yet); a half-written last line (a killed run) is dropped."""
+    if not path.exists() or path.stat().st_size == 0:
+        return None
     lines = path.read_text().splitlines(keepends=True)
     if lines and not lines[-1].endswith("\n"):
         path.write_text("".join(lines[:-1]))
         lines = lines[:-1]
     if output_format == "gslm":
         return {line.split("|", 1)[0] for line in lines if line.strip()}
-    return {json.loads(line)["name"] for line in lines if line.strip()}
+    return {r.source for r in units_file.read(path, allow_empty=True).records}

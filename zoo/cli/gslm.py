@@ -2,15 +2,17 @@
 
 * ``speechzoo gslm sample PROMPTS.txt -o OUT.txt`` is ``ulm/sample.py``: prompt lines ``id|u1 u2 ...`` in, one
   ``id__k|units`` line per prompt and hypothesis out (see :meth:`zoo.models.gslm_ulm.GSLMUnitLM.sample_prompts`);
-* ``speechzoo gslm synthesize UNITS.txt -o OUTDIR`` is ``unit2speech/synthesize_audio_from_units.py``: each
-  ``name|u1 u2 ...`` line of a quantized-units file (``quantize_with_kmeans.py``'s output) to ``OUTDIR/name.wav``;
+* ``speechzoo gslm synthesize UNITS -o OUTDIR`` is ``unit2speech/synthesize_audio_from_units.py``: each utterance
+  of a units file (:mod:`zoo.units`: ``speechzoo encode --dense ...``'s JSON lines, or the ``name|u1 u2 ...`` lines
+  of ``quantize_with_kmeans.py``) to ``OUTDIR/ID.wav``;
 * ``speechzoo gslm resynthesize IN... -o OUTDIR`` is ``tools/resynthesize_speech.py`` over files and folders;
 * ``speechzoo gslm continue IN -o OUT.wav --seconds S`` is GSLM's speech continuation.
 
-Speech is written at 22.05 kHz as the originals write it (16-bit PCM), or at 16 kHz with ``--16k``
-(``unit2speech/convert_to_16k.py``). A file or line that cannot be processed is reported on its own line and
-costs nothing else: the others are written, and the command exits with status 2. The work is
-:mod:`zoo.pipelines.gslm`.
+Speech is written at 22.05 kHz as the originals write it, or at 16 kHz with ``--16k``
+(``unit2speech/convert_to_16k.py``), as 32-bit float (``--subtype PCM_16`` for the originals' 16-bit files).
+Outputs mirror the input tree (``spk1/0001.wav`` → ``OUTDIR/spk1/0001.wav``). A file or line that cannot be
+processed stops the command once the finished ones are written; with ``--skip-errors`` it is reported on its own
+line at the end and costs nothing else (exit status 2). The work is :mod:`zoo.pipelines.gslm`.
 
 Each subcommand is a function ``add_<name>(commands)`` listed in :data:`SUBCOMMANDS`; it adds its parser to the
 ``gslm`` group and sets ``func``.
@@ -19,13 +21,13 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import sys
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
 from .. import audio
+from .. import units as units_file
 from ..download import load
 from ..errors import InputError, SpeechZooError
 from ..models.gslm_ulm import ULM_ARCHIVES, VOCAB_SIZES, GSLMUnitLM
@@ -41,9 +43,24 @@ from ..pipelines.gslm import (
     SIGMA,
     UnitToSpeech,
 )
-from ..pipelines.resynthesis import read_units_file
-from .inputs import batches, expand, output_names, positive_int
-from .options import add_batch_size, add_device, add_out, add_weights, weights_by_name
+from .inputs import (
+    Failures,
+    batches,
+    each_good,
+    expand,
+    item_ids,
+    output_path,
+    positive_int,
+)
+from .options import (
+    add_batch_size,
+    add_device,
+    add_out,
+    add_skip_errors,
+    add_subtype,
+    add_weights,
+    weights_by_name,
+)
 
 
 def add_model_arguments(p: argparse.ArgumentParser) -> None:
@@ -90,13 +107,15 @@ def add_speech_arguments(p: argparse.ArgumentParser) -> None:
                    help="write 16 kHz speech (unit2speech/convert_to_16k.py) instead of 22.05 kHz")
     p.add_argument("--seed", type=int, default=None,
                    help="seeds the prenet dropout, WaveGlow's latent and the unit LM (default: fresh draws)")
+    add_subtype(p)
 
 
 def add_synthesize(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser("synthesize", help="synthesize_audio_from_units.py: units file → NAME.wav files")
-    p.add_argument("units_file", type=Path, metavar="UNITS.txt",
-                   help="'name|u1 u2 ...' lines (quantize_with_kmeans.py's output) or JSON lines {name, units}")
-    add_out(p, "folder for NAME.wav")
+    p.add_argument("units_file", type=Path, metavar="UNITS",
+                   help="a units file: encode's JSON lines or 'name|u1 u2 ...' lines (quantize_with_kmeans.py)")
+    add_out(p, "folder for ID.wav")
+    add_skip_errors(p)
     add_model_arguments(p)
     add_batch_size(p, DEFAULT_BATCH_SIZE, "utterances per Tacotron2 batch")
     add_weights(p, components=("tacotron2", "waveglow"))
@@ -107,7 +126,8 @@ def add_synthesize(commands: argparse._SubParsersAction) -> None:
 def add_resynthesize(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser("resynthesize", help="tools/resynthesize_speech.py: speech → units → speech")
     p.add_argument("inputs", nargs="+", type=Path, metavar="IN", help="audio files or folders of them")
-    add_out(p, "folder for NAME.wav")
+    add_out(p, "folder for the .wav files (mirroring the input tree)")
+    add_skip_errors(p)
     add_model_arguments(p)
     p.add_argument("--layer", type=int, help="dense model layer (default: the one the k-means clusters)")
     add_batch_size(p, DEFAULT_BATCH_SIZE, "files per batch")
@@ -177,31 +197,29 @@ def _options(args: argparse.Namespace) -> dict:
             "denoiser_strength": args.denoiser_strength}
 
 
-def _report(failures: list[tuple[object, SpeechZooError]], args: argparse.Namespace) -> int:
-    """One line per failed input on stderr; exit status 2 if any (the rest was written)."""
-    for what, error in failures:
-        print(f"speechzoo gslm {args.gslm_command}: error: {what}: {error}", file=sys.stderr)
-    return 2 if failures else 0
-
-
 def run_synthesize(args: argparse.Namespace) -> int:
-    utterances = read_units_file(args.units_file)
+    units = units_file.read(args.units_file)
+    if units.settings is not None:
+        if units.settings.get("system") != "gslm":
+            raise InputError(f"{args.units_file} holds {units.settings.get('system')} units; GSLM's Tacotron2 "
+                             "reads GSLM units (speechzoo encode --dense ...)")
+        units_file.check_settings(args.units_file, units.settings, {"vocab_size": args.vocab_size})
     u2s = UnitToSpeech.from_pretrained(args.dense, args.vocab_size, **_options(args),
                                        weights=weights_by_name(args.weights, ("tacotron2", "waveglow")))
     rate = ASR_SAMPLE_RATE if args.to_16k else u2s.sample_rate
-    failures, good = [], []
-    for utterance in utterances:   # units of another quantizer are reported here, before any synthesis
+    failures, good = Failures(args), []
+    for record in units.records:   # bad ids and units of another quantizer are reported before any synthesis
         try:
-            u2s.tacotron2.encode(utterance.units)
-            good.append(utterance)
+            u2s.tacotron2.encode(record.frames())
+            good.append((record, output_path(args.out, record.id, ".wav")))
         except SpeechZooError as e:
-            failures.append((f"{args.units_file}: {utterance.name}", e))
-    args.out.mkdir(parents=True, exist_ok=True)
-    for i, wav in u2s.iter_synthesize([u.units for u in good], seed=args.seed, sample_rate=rate,
+            failures.add(f"{args.units_file}: {record.id}", e)
+    failures.check()
+    for i, wav in u2s.iter_synthesize([r.frames() for r, _ in good], seed=args.seed, sample_rate=rate,
                                       batch_size=args.batch_size, progress=True):
-        audio.save(args.out / f"{good[i].name}.wav", wav, rate)
+        audio.save(good[i][1], wav, rate, args.subtype)
     print(f"wrote {len(good)} files to {args.out}")
-    return _report(failures, args)
+    return failures.report()
 
 
 def _gslm(args: argparse.Namespace, with_unit_lm: bool) -> GSLM:
@@ -211,41 +229,31 @@ def _gslm(args: argparse.Namespace, with_unit_lm: bool) -> GSLM:
 
 def run_resynthesize(args: argparse.Namespace) -> int:
     files = expand(args.inputs)
-    names = output_names(files)
+    ids = item_ids(files)
     gslm = _gslm(args, with_unit_lm=False)
     rate = ASR_SAMPLE_RATE if args.to_16k else gslm.sample_rate
-    args.out.mkdir(parents=True, exist_ok=True)
-    failures, written = [], 0
+    failures, written = Failures(args), 0
+
+    def resynthesize(items: list[tuple[Path, Path, torch.Tensor]]) -> list[torch.Tensor]:
+        return gslm.resynthesize([wav for _, _, wav in items], output_sample_rate=rate, seed=args.seed,
+                                 batch_size=args.batch_size)
+
     with tqdm(total=len(files), desc="resynthesize", unit="file") as bar:
         for batch in batches(files, args.batch_size):
             loaded = []
             for path in batch:
                 try:
-                    loaded.append((path, audio.load(path, sample_rate=SAMPLE_RATE)[0][0]))
+                    wav = audio.load(path, sample_rate=SAMPLE_RATE)[0][0]
+                    loaded.append((path, output_path(args.out, ids[path], ".wav"), wav))
                 except SpeechZooError as e:
-                    failures.append((path, e))
-            for path, speech in _resynthesize(gslm, loaded, args, rate, failures):
-                audio.save(args.out / f"{names[path]}.wav", speech, rate)
+                    failures.add(path, e)
+            for (_, out, _), speech in each_good(loaded, resynthesize, failures, lambda item: item[0]):
+                audio.save(out, speech, rate, args.subtype)
                 written += 1
+            failures.check()
             bar.update(len(batch))
     print(f"wrote {written} files to {args.out}")
-    return _report(failures, args)
-
-
-def _resynthesize(gslm: GSLM, loaded: list[tuple[Path, torch.Tensor]], args: argparse.Namespace, rate: int,
-                  failures: list) -> list[tuple[Path, torch.Tensor]]:
-    """``(path, speech)`` of a batch; if the batch fails, each file alone, so that a bad file costs only itself."""
-    if not loaded:
-        return []
-    try:
-        speech = gslm.resynthesize([wav for _, wav in loaded], output_sample_rate=rate, seed=args.seed,
-                                   batch_size=args.batch_size)
-        return [(path, wav) for (path, _), wav in zip(loaded, speech)]
-    except SpeechZooError as e:
-        if len(loaded) == 1:
-            failures.append((loaded[0][0], e))
-            return []
-    return [item for one in loaded for item in _resynthesize(gslm, [one], args, rate, failures)]
+    return failures.report()
 
 
 def run_continue(args: argparse.Namespace) -> int:
@@ -255,6 +263,6 @@ def run_continue(args: argparse.Namespace) -> int:
     speech = gslm.continue_speech(wav[0], args.seconds, args.temperature, sample_rate=sr, output_sample_rate=rate,
                                   seed=args.seed, progress=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    audio.save(args.out, speech, rate)
+    audio.save(args.out, speech, rate, args.subtype)
     print(f"wrote {args.out} ({len(speech) / rate:.1f} s)")
     return 0

@@ -1,4 +1,5 @@
-"""The options every subcommand spells the same way: ``-o/--out``, ``--weights``, ``--batch-size``, ``--device``.
+"""The options every subcommand spells the same way: ``-o/--out``, ``--weights``, ``--batch-size``, ``--device``,
+``--skip-errors``, ``--subtype``.
 
 A command that loads one model takes ``--weights DIR_OR_REPO``; a pipeline of several takes ``--weights NAME=DIR``
 once per model it replaces (:func:`weights_by_name` checks the names).
@@ -16,6 +17,9 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
+import soundfile
+import torch
+
 from ..errors import InputError
 from .inputs import positive_int
 
@@ -31,7 +35,44 @@ def add_batch_size(parser: argparse.ArgumentParser, default: int, help: str) -> 
 
 
 def add_device(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
+    """``--device``, checked while parsing: a name torch knows, on a build and machine that has it."""
+    parser.add_argument("--device", default="cpu", type=device, help="torch device: cpu, cuda, cuda:1, mps")
+
+
+def device(text: str) -> str:
+    """argparse type of ``--device``: ``text`` if torch can use that device here, else a one-line error.
+
+    >>> device("gpu")
+    Traceback (most recent call last):
+    ...
+    argparse.ArgumentTypeError: 'gpu' is not a torch device; use cpu, cuda, cuda:N or mps
+    """
+    try:
+        kind = torch.device(text).type
+    except RuntimeError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a torch device; use cpu, cuda, cuda:N or mps") from None
+    if kind == "cuda" and not torch.cuda.is_available():
+        build = "built without CUDA" if torch.version.cuda is None else "without a usable GPU here"
+        raise argparse.ArgumentTypeError(f"{text}: this torch {torch.__version__} is {build}; use --device cpu "
+                                         "(or install a CUDA build of torch)")
+    if kind == "mps" and not torch.backends.mps.is_available():
+        raise argparse.ArgumentTypeError(f"{text}: MPS is not available here; use --device cpu")
+    return text
+
+
+def add_skip_errors(parser: argparse.ArgumentParser) -> None:
+    """``--skip-errors``: a batch command goes on past bad inputs, lists them at the end and exits with 2 (without
+    it, the first bad input stops the command once the finished items are written)."""
+    parser.add_argument("--skip-errors", action="store_true",
+                        help="go on past bad inputs, list them at the end and exit with status 2")
+
+
+def add_subtype(parser: argparse.ArgumentParser) -> None:
+    """``--subtype``: the sample format of the written .wav files (float by default: nothing is clipped)."""
+    parser.add_argument("--subtype", default="FLOAT", type=str.upper,
+                        choices=sorted(soundfile.available_subtypes("WAV")), metavar="SUBTYPE",
+                        help="sample format of the .wav files: FLOAT (default, nothing clipped), PCM_16 (warns "
+                             "when samples beyond ±1 are clipped), PCM_24, DOUBLE, ...")
 
 
 def add_weights(parser: argparse.ArgumentParser, what: str = "the model", components: Sequence[str] = ()) -> None:

@@ -1,48 +1,68 @@
 """``speechzoo vocode UNITS_FILE -o OUTDIR --vocoder VARIANT``: discrete units to .wav files with a unit HiFi-GAN,
 in batches, with a progress bar.
 
-UNITS_FILE holds one utterance per line, either
-* GSLM / speech-resynthesis text: ``name|u1 u2 u3 ...`` (a line of bare units is named by its line number), or
-* JSON lines: ``{"name": ..., "units": [u1, u2, ...]}`` (or a space-separated string), optionally with
-  ``"speaker"`` (id), ``"f0"`` (Hz, 200 frames/s, 0 = unvoiced) or ``"audio"`` (a file to track F0 from with YAAPT,
-  see :mod:`zoo.f0`) for vocoders conditioned on F0.
+UNITS_FILE is a units file (:mod:`zoo.units`): ``speechzoo encode``'s JSON lines ``{"id", "source", "units",
+"durations"}`` (units are repeated by their durations), JSON lines written by hand, optionally with ``"speaker"``
+(id), ``"f0"`` (Hz, 200 frames/s, 0 = unvoiced) or ``"audio"`` (a file to track F0 from with YAAPT, see
+:mod:`zoo.f0`) for vocoders conditioned on F0, or GSLM / speech-resynthesis text ``name|u1 u2 u3 ...``. Each
+utterance is written to ``OUTDIR/ID.wav`` (ids such as ``spk1/0001`` make folders; none leaves OUTDIR).
 
 F0 is normalised with ``--f0-stats`` (speech-resynthesis ``f0_stats.th``) for the utterance's speaker, as in
 training. ``--dur-prediction`` run-length-reduces the units and lets the duration predictor restore their lengths
 (fairseq S2ST vocoders). ``--vc ID`` is voice conversion (speech-resynthesis ``inference.py --vc``): each utterance's
 units and F0 with speaker ``ID``'s embedding; files are then named ``NAME_ID.wav``. Audio is written as the vocoder
-outputs it (float, no peak normalisation). The work is :func:`zoo.pipelines.resynthesis.vocode`.
+outputs it (32-bit float unless ``--subtype``, no peak normalisation). A bad line costs only itself with
+``--skip-errors``. The work is :func:`zoo.pipelines.resynthesis.vocode_batch`.
 """
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
+import torch
+from tqdm.auto import tqdm
+
 from .. import audio
 from ..download import load
+from ..errors import SpeechZooError
 from ..f0 import F0Stats
 from ..models.hifigan import CodeHiFiGAN
-from ..pipelines.resynthesis import DEFAULT_BATCH_SIZE, read_units_file, vocode
-from .inputs import positive_int
+from ..pipelines.resynthesis import (
+    DEFAULT_BATCH_SIZE,
+    Utterance,
+    read_units_file,
+    vocode_batch,
+)
+from .inputs import Failures, batches, each_good, output_path
+from .options import (
+    add_batch_size,
+    add_device,
+    add_out,
+    add_skip_errors,
+    add_subtype,
+    add_weights,
+)
 
 DEFAULT_VARIANT = "s2st_mhubert_km1000_lj"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("vocode", help="turn discrete units into audio with a unit HiFi-GAN vocoder")
-    p.add_argument("units_file", type=Path, help="'name|u1 u2 ...' lines or JSON lines {name, units, ...}")
-    p.add_argument("-o", "--out", required=True, type=Path, help="directory for the .wav files")
+    p = subparsers.add_parser("vocode", help="turn discrete units into audio with a unit HiFi-GAN vocoder",
+                              description=__doc__.splitlines()[0])
+    p.add_argument("units_file", type=Path, help="a units file: encode's JSON lines, or 'name|u1 u2 ...' lines")
+    add_out(p, "directory for the .wav files")
     p.add_argument("--vocoder", default=DEFAULT_VARIANT, help=f"released variant (default {DEFAULT_VARIANT}; "
-                                                               "`speechzoo list` shows them)")
-    p.add_argument("--weights", help="converted vocoder: a directory with config.json + model.safetensors or a "
-                                     "Hub repo id (overrides --vocoder)")
+                                                               "`speechzoo list hifigan` shows them)")
+    add_weights(p, "the vocoder (overrides --vocoder)")
     p.add_argument("--speaker", type=int, help="speaker id for every line (multi-speaker vocoders)")
     p.add_argument("--dur-prediction", action="store_true",
                    help="deduplicate the units and predict their durations")
     p.add_argument("--vc", type=int, metavar="ID", help="voice conversion: synthesise every line as speaker ID")
     p.add_argument("--f0-stats", type=Path, help="speech-resynthesis f0_stats.th to normalise F0 per speaker")
-    p.add_argument("--batch-size", type=positive_int, default=DEFAULT_BATCH_SIZE, help="utterances per forward pass")
-    p.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
+    add_batch_size(p, DEFAULT_BATCH_SIZE, "utterances per forward pass")
+    add_device(p)
+    add_subtype(p)
+    add_skip_errors(p)
     p.set_defaults(func=run)
 
 
@@ -51,9 +71,28 @@ def run(args: argparse.Namespace) -> int:
     vocoder = load(CodeHiFiGAN, "hifigan_unit_vocoder", args.weights, map_location=args.device,
                    variant=args.vocoder)
     stats = F0Stats.load(args.f0_stats) if args.f0_stats else None
-    args.out.mkdir(parents=True, exist_ok=True)
     suffix = "" if args.vc is None else f"_{args.vc}"
-    for utterance, wav in vocode(vocoder, utterances, speaker=args.speaker, dur_prediction=args.dur_prediction,
-                                 target_speaker=args.vc, f0_stats=stats, batch_size=args.batch_size, progress=True):
-        audio.save(args.out / f"{utterance.name}{suffix}.wav", wav, vocoder.sample_rate)
-    return 0
+    failures, paths = Failures(args), {}
+    for utterance in utterances:  # every id is checked before any synthesis
+        try:
+            paths[utterance.name] = output_path(args.out, utterance.name + suffix, ".wav")
+        except SpeechZooError as e:
+            failures.add(f"{args.units_file}: {utterance.name!r}", e)
+    failures.check()
+    good = sorted((u for u in utterances if u.name in paths), key=lambda u: len(u.units))
+    size = 1 if vocoder.config.f0 else args.batch_size  # F0 vocoders take one utterance at a time
+
+    def synthesize(batch: list[Utterance]) -> list:
+        return vocode_batch(vocoder, batch, speaker=args.speaker, dur_prediction=args.dur_prediction,
+                            target_speaker=args.vc, f0_stats=stats)
+
+    written = 0
+    with torch.inference_mode(), tqdm(total=len(good), desc="vocode", unit="utt") as bar:
+        for batch in batches(good, size):
+            for utterance, wav in each_good(batch, synthesize, failures, lambda u: f"{args.units_file}: {u.name}"):
+                audio.save(paths[utterance.name], wav, vocoder.sample_rate, args.subtype)
+                written += 1
+            failures.check()
+            bar.update(len(batch))
+    print(f"wrote {written} files to {args.out}")
+    return failures.report()

@@ -29,7 +29,6 @@ Example (a tiny random vocoder; released ones come from ``hubconf.hifigan_unit_v
 """
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -39,8 +38,16 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import audio
+from .. import units as units_file
 from ..errors import InputError
-from ..f0 import F0Stats, normalize_f0, peak_normalize, rescale_f0, samples_per_frame, yaapt_f0
+from ..f0 import (
+    F0Stats,
+    normalize_f0,
+    peak_normalize,
+    rescale_f0,
+    samples_per_frame,
+    yaapt_f0,
+)
 from ..models.hifigan import CodeHiFiGAN, CodeHiFiGANConfig
 from ..nn.ragged import PAD_UNIT
 
@@ -50,8 +57,9 @@ DEFAULT_BATCH_SIZE = 8
 
 @dataclass
 class Utterance:
-    """One utterance to vocode: its ``name`` (which names its output file), unit ids, and optionally a speaker id,
-    F0 in Hz at 200 frames/s (0 = unvoiced) or an audio file to track F0 from (for F0 vocoders)."""
+    """One utterance to vocode: its ``name`` (its id, which names its output file), frame-level unit ids, and
+    optionally a speaker id, F0 in Hz at 200 frames/s (0 = unvoiced) or an audio file to track F0 from (for F0
+    vocoders)."""
 
     name: str
     units: list[int]
@@ -193,57 +201,9 @@ def voice_convert(vocoder: CodeHiFiGAN, units: torch.Tensor, f0: torch.Tensor | 
 
 # ------------------------------------------------------------------------------------------ units files
 def read_units_file(path: str | Path) -> list[Utterance]:
-    """The utterances of a units file, one per line, either GSLM / speech-resynthesis text ``name|u1 u2 u3 ...``
-    (a line of bare units is named by its line number) or JSON lines ``{"name": ..., "units": [u1, ...] or
-    "u1 u2 ...", "speaker": id, "f0": [Hz, ...], "audio": file}`` (all but "units" optional).
-
-    Names must be unique plain file names: they name the output files.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"no units file at {path}")
-    utterances = []
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
-        line = line.strip()
-        if line:
-            utterances.append(_parse_line(line, number, path))
-    if not utterances:
-        raise InputError(f"{path} holds no utterances")
-    names = [u.name for u in utterances]
-    if len(set(names)) != len(names):
-        duplicate = next(n for n in names if names.count(n) > 1)
-        raise InputError(f"{path}: the name {duplicate!r} appears twice; output files would overwrite each other")
-    return utterances
-
-
-def _parse_line(line: str, number: int, path: Path) -> Utterance:
-    where = f"{path}:{number}"
-    if line.startswith("{"):
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise InputError(f"{where}: not valid JSON ({e})") from e
-        if "units" not in record:
-            raise InputError(f"{where}: a JSON line needs \"units\"")
-        utterance = Utterance(name=str(record.get("name", number)), units=_units(record["units"], where),
-                              speaker=record.get("speaker"), f0_hz=record.get("f0"),
-                              audio=Path(record["audio"]) if record.get("audio") else None)
-    else:
-        name, _, units = line.rpartition("|")
-        utterance = Utterance(name=name or str(number), units=_units(units, where))
-    name = utterance.name
-    if not name or name in (".", "..") or Path(name).name != name or "\\" in name:
-        raise InputError(f"{where}: the name {utterance.name!r} is not a plain file name; it names the output "
-                         "file, which must stay in the output directory")
-    return utterance
-
-
-def _units(value, where: str) -> list[int]:
-    tokens = value.split() if isinstance(value, str) else value
-    try:
-        units = [int(t) for t in tokens]
-    except (TypeError, ValueError) as e:
-        raise InputError(f"{where}: units must be integers ({e})") from e
-    if not units:
-        raise InputError(f"{where}: empty unit sequence")
-    return units
+    """The utterances of a units file (:mod:`zoo.units`: ``speechzoo encode``'s JSON lines, JSON lines written by
+    hand with optional ``"speaker"``, ``"f0"`` and ``"audio"``, or GSLM's ``name|u1 u2 ...`` text), named by their
+    ids, with their frame-level units (units repeated by their ``"durations"`` where the file gives them)."""
+    return [Utterance(r.id, r.frames(), speaker=r.extra.get("speaker"), f0_hz=r.extra.get("f0"),
+                      audio=Path(r.extra["audio"]) if "audio" in r.extra else None)
+            for r in units_file.read(path).records]

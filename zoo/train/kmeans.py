@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import ConfigError, InputError
+from ..errors import ConfigError, InputError, missing_dependency
 from ..models.codebook import Codebook
 
 #: Frames scored at a time when assigning a whole feature set (bounds the (rows, K) distance matrix).
@@ -88,8 +88,8 @@ def fit_sklearn(features: np.ndarray, params: KMeansParams, *, verbose: bool = F
     try:
         from sklearn.cluster import MiniBatchKMeans
     except ImportError as e:
-        raise InputError("k-means training on the CPU uses scikit-learn: pip install 'speechzoo[kmeans]' "
-                         "(or train with --backend torch)") from e
+        raise missing_dependency("k-means training on the CPU (or train with --backend torch)", "scikit-learn",
+                                 "kmeans") from e
     features = check_features(features, params)
     estimator = MiniBatchKMeans(
         n_clusters=params.num_clusters, init=params.init, max_iter=params.max_iter, batch_size=params.batch_size,
@@ -233,7 +233,7 @@ def save_km_bin(result: KMeansResult, path: str, params: KMeansParams) -> None:
         import joblib
         from sklearn.cluster import MiniBatchKMeans
     except ImportError as e:
-        raise InputError("writing km.bin needs scikit-learn and joblib: pip install 'speechzoo[kmeans]'") from e
+        raise missing_dependency("writing km.bin", "scikit-learn joblib", "kmeans") from e
     estimator = result.estimator
     if estimator is None:
         centers = result.codebook.codebook.numpy()
