@@ -8,15 +8,22 @@ release, converted on the fly (see ``zoo.download``). Weights are always read fr
 unpickled.
 
     >>> import torch
-    >>> model, extract_features = torch.hub.load("speechzoo/speechzoo", "wavlm_large")  # doctest: +SKIP
+    >>> hub = "speechzoo/speechzoo"
+    >>> model, extract_features = torch.hub.load(hub, "wavlm_large", trust_repo=True)  # doctest: +SKIP
+
+The entry points run THIS checkout's ``zoo`` package: torch.hub puts the checkout first on ``sys.path`` while it
+imports this file. If another ``zoo`` (an installed speechzoo) was imported before, Python would silently run that
+one's model code instead, so loading stops with an ImportError that names both.
 """
 import os
 from collections.abc import Callable as _Callable
+from pathlib import Path as _Path
 from typing import Any as _Any
 
 import torch
 
 # Imported under private names: torch.hub.list() shows every public callable of this module as an entry point.
+import zoo as _zoo
 from zoo.download import load as _load
 from zoo.errors import InputError as _InputError
 from zoo.models.codebook import Codebook as _Codebook
@@ -53,6 +60,13 @@ from zoo.pipelines.gslm import SpeechEncoder as _SpeechEncoder
 from zoo.registry import find as _find
 
 dependencies = ["torch", "numpy", "safetensors", "huggingface_hub", "soundfile", "tqdm"]
+
+_CHECKOUT = _Path(__file__).resolve().parent
+if _Path(_zoo.__file__).resolve().parent.parent != _CHECKOUT:
+    raise ImportError(f"{_CHECKOUT / 'hubconf.py'} runs its own zoo package, but zoo {_zoo.__version__} from "
+                      f"{_Path(_zoo.__file__).parent} was imported first, and Python would run that code instead. "
+                      "Load the hub entry point before importing zoo (a fresh Python process), or use the installed "
+                      "package directly (zoo.download.load / its hubconf.py).")
 
 
 # ------------------------------------------------- DP-SLM: speech → units (WavLM Large, k-means codebooks, DPDP)

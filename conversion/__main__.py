@@ -7,7 +7,7 @@ from zoo.errors import SpeechZooError
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m conversion", description=convert.__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m conversion")
     convert.add_arguments(parser)
     args = parser.parse_args(argv)
     try:

@@ -13,7 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from zoo.registry import Weights, all_weights
+from zoo.registry import NO_LICENCE, Weights, all_weights
 
 from .cards import CardTemplate, templates, text
 
@@ -24,15 +24,47 @@ _HASH_PREFIX_DIGITS = 8
 
 
 def hub_call(weights: Weights) -> str:
-    """``torch.hub.load("speechzoo/speechzoo", "<entry point>", <kwargs>)`` for ``weights``."""
+    """``torch.hub.load("speechzoo/speechzoo", "<entry point>", <kwargs>, trust_repo=True)`` for ``weights``
+    (``trust_repo=True``: torch ≥ 2.0 otherwise asks on stdin, and a batch job without one dies)."""
     arguments = "".join(f", {key}={value!r}" for key, value in weights.kwargs.items())
-    return f'torch.hub.load("{HUB_REPO}", "{weights.entry_point}"{arguments})'
+    return f'torch.hub.load("{HUB_REPO}", "{weights.entry_point}"{arguments}, trust_repo=True)'
+
+
+def licence_front_matter(licence: str) -> list[str]:
+    """The Hub's ``license:`` field: an SPDX-like id, or ``other`` with a name when the authors stated none."""
+    if licence == NO_LICENCE:
+        return ["license: other", "license_name: no-licence-stated-by-the-authors"]
+    return [f"license: {licence.lower().replace(' ', '-')}"]
+
+
+def intended_use(weights: Weights) -> str:
+    return (f"Research on textless spoken-language modelling: {weights.description}, as its authors released it, "
+            f"loaded without their code (`{hub_call(weights)}`, or `weights=` a converted folder). It gives the "
+            "original's numbers (see Provenance), so results obtained with the original carry over.")
+
+
+def limitations(weights: Weights, datasets: tuple[str, ...]) -> str:
+    if weights.license == NO_LICENCE:
+        terms = ("The authors published no licence for this release: beyond what the law allows without one "
+                 "(e.g. research use where that is permitted), using or redistributing it needs their permission.")
+    elif "NC" in weights.license:
+        terms = f"Licensed {weights.license} by its authors: non-commercial use only."
+    else:
+        terms = f"Released under {weights.license} by its authors."
+    data = (f"It was trained on {', '.join(datasets)} and inherits that data's language, speakers and "
+            "recording conditions: expect it to work best on similar speech" if datasets else
+            "It inherits the language, speakers and recording conditions of its training data: expect it to work "
+            "best on speech like it")
+    rate = f" at {weights.sample_rate} Hz" if weights.sample_rate else ""
+    return (f"{terms} {data}{rate}. speechzoo checks that it reproduces the original's outputs, not how well it "
+            "performs; see the paper for its evaluation. Models that generate speech can imitate voices: do not "
+            "use them to impersonate people or to deceive.")
 
 
 def render(weights: Weights, template: CardTemplate) -> str:
     fields = {**vars(weights), **weights.kwargs, "load": hub_call(weights)}
     datasets = weights.datasets or template.datasets
-    front = ["---", f"license: {weights.license.lower().replace(' ', '-')}", "library_name: speechzoo",
+    front = ["---", *licence_front_matter(weights.license), "library_name: speechzoo",
              "tags:", *[f"- {tag}" for tag in template.tags],
              "datasets:" + ("" if datasets else " []"), *[f"- {d}" for d in datasets],
              f"pipeline_tag: {template.pipeline_tag}", "---"]
@@ -54,6 +86,10 @@ def render(weights: Weights, template: CardTemplate) -> str:
         "## Usage",
         f"```python\n{text(template.usage, weights, fields).strip()}\n```",
         *([notes.strip()] if notes else []),
+        "## Intended use",
+        intended_use(weights),
+        "## Limitations",
+        limitations(weights, datasets),
         "## Provenance",
         "\n".join([
             f"- Original code: {text(template.original_code, weights, fields)}.",

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -10,13 +12,14 @@ import torch
 
 from zoo import __version__
 from zoo.cli import listing, main
+from zoo.cli.convert import SOURCES, kinds
 from zoo.cli.inputs import item_ids, output_path
 from zoo.errors import InputError, MissingDependencyError
 from zoo.f0 import yaapt_f0
 from zoo.models.codebook import Codebook
 from zoo.registry import all_weights
 
-from harness import FIXTURES, conversion_cli
+from harness import FIXTURES, ROOT, conversion_cli
 
 CODEBOOK_PT = next((FIXTURES / "wavlm/codebook_argmin/original").glob("codebook-*.pt"))
 
@@ -31,11 +34,28 @@ def test_list_json_describes_every_registered_weight(capsys):
     assert k500["source_url"].endswith("codebook-layer-11-k-500-2c2dee95.pt")
 
 
-def test_list_table_has_a_row_per_weight(capsys):
+def test_list_table_fits_100_columns_with_checksum_converter_and_licence(capsys):
     assert main(["list"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split()[:2] == ["name", "entry_point"]
-    assert len(lines) == 2 + len(all_weights())
+    assert lines[0].split() == ["name", "converter", "sha256", "license"]
+    assert max(map(len, lines)) <= 100
+    weights = all_weights()
+    groups = {w.entry_point for w in weights}
+    assert len(lines) == 1 + len(groups) + len(weights)
+    k500 = next(line for line in lines if line.split()[:1] == ["wavlm-large-layer11-kmeans500"])
+    assert k500.split()[1:3] == ["codebook", "2c2dee95"]
+
+
+def test_list_filter(capsys):
+    assert main(["list", "hifigan"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    names = [line.split()[0] for line in lines[1:] if line.startswith("  ")]
+    expected = [w.name for w in all_weights() if "hifigan" in f"{w.name} {w.entry_point} {w.converter}"]
+    assert names == expected and len(names) > 10
+    assert main(["list", "speech-dlm", "--json"]) == 0
+    assert [e["entry_point"] for e in json.loads(capsys.readouterr().out)] == ["speech_dlm"]
+    assert main(["list", "no-such-model"]) == 2
+    assert "no released weight set matches 'no-such-model'" in capsys.readouterr().err
 
 
 def test_python_m_conversion_writes_a_loadable_model(tmp_path):
@@ -116,3 +136,13 @@ def test_version(capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["--version"])
     assert exit_.value.code == 0 and capsys.readouterr().out == f"speechzoo {__version__}\n"
+
+
+def test_convert_help_is_whole_and_says_the_files_of_every_kind():
+    result = subprocess.run([sys.executable, "-m", "conversion", "--help"], capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert result.returncode == 0
+    assert "write config.json + model.safetensors that weights=DIR loads." in result.stdout  # not cut mid-sentence
+    assert set(SOURCES) == set(kinds())
+    for kind in kinds():
+        assert f"  {kind:<16} {SOURCES[kind]}" in result.stdout

@@ -21,7 +21,7 @@ from zoo.registry import find
 
 from harness import ROOT, load_case
 from hub_server import FakeHub
-from test_gslm_pipeline import HUBERT_CASE, K, LAYER, MAX_FRAMES, U2S_CASE, tiny_tacotron2
+from test_gslm_pipeline import HUBERT_CASE, LAYER, MAX_FRAMES, U2S_CASE, K, tiny_tacotron2
 
 SPEECH = Path(__file__).parent / "data" / "librispeech-1272-128104-0000.flac"
 ST_CASE = load_case("speechtokenizer/tiny_hop320_bilstm")

@@ -292,12 +292,16 @@ def test_bad_features(quantizer, features, lengths, match):
 def test_bad_num_neighbors(num_neighbors):
     with pytest.raises(InputError, match=r"num_neighbors must be None or an integer in 1\.\.4"):
         DPDPQuantizer.from_codebook(torch.eye(4), lmbda=1.0, num_neighbors=num_neighbors)
+    with pytest.raises(InputError, match=r"num_neighbors must be None or an integer in 1\.\.4"):
+        hubconf.dpdp_quantizer_from_codebook(torch.eye(4), lmbda=1.0, num_neighbors=num_neighbors)
 
 
-@pytest.mark.parametrize("lmbda", [float("nan"), float("inf")])
+@pytest.mark.parametrize("lmbda", [float("nan"), float("inf"), -1.0, -1e-9])
 def test_bad_lambda(lmbda):
-    with pytest.raises(InputError, match="lmbda must be a finite number"):
+    with pytest.raises(InputError, match="lmbda must be a finite number ≥ 0"):
         DPDPQuantizer.from_codebook(torch.eye(4), lmbda=lmbda)
+    with pytest.raises(InputError, match="lmbda must be a finite number ≥ 0"):
+        hubconf.dpdp_quantizer_from_codebook(torch.eye(4), lmbda=lmbda)
 
 
 def test_bad_codebook():

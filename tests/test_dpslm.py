@@ -191,3 +191,11 @@ def test_bad_arguments(dpslm, speech, tmp_path, capsys):
         dpslm.resynthesize([torch.zeros(2, 16000)], 16000)
     assert main(["resynthesize", str(tmp_path), "-o", str(tmp_path / "o"), "--weights", "vocoder=x"]) == 2
     assert "holds no audio files" in capsys.readouterr().err
+
+
+def test_to_moves_every_model_of_the_system(tiny_models):
+    system = DPSLM.from_pretrained(K, LMBDA, weights={k: str(v) for k, v in tiny_models.items()}, progress=False)
+    assert system.to("meta") is system
+    models = [system.speech_to_units.wavlm, system.speech_to_units.quantizer, system.ellav, system.wavtokenizer,
+              system.ulm]
+    assert {t.device.type for m in models for t in [*m.parameters(), *m.buffers()]} == {"meta"}

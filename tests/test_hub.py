@@ -171,10 +171,14 @@ def test_dtype_casts_floating_tensors(codebook, tmp_path, key):
     assert Codebook.from_pretrained(tmp_path, **{key: "float16"}).codebook.dtype == torch.float16
 
 
-def test_dtype_auto_keeps_the_saved_dtype(codebook, tmp_path):
+def test_a_model_saved_in_half_precision_reloads_in_it_unless_told_otherwise(codebook, tmp_path):
     codebook.to(torch.float16).save_pretrained(tmp_path)
-    assert Codebook.from_pretrained(tmp_path).codebook.dtype == torch.float32
+    assert json.loads((tmp_path / "config.json").read_text())["torch_dtype"] == "float16"
+    assert Codebook.from_pretrained(tmp_path).codebook.dtype == torch.float16
     assert Codebook.from_pretrained(tmp_path, torch_dtype="auto").codebook.dtype == torch.float16
+    assert Codebook.from_pretrained(tmp_path, dtype=torch.float32).codebook.dtype == torch.float32
+    codebook.save_pretrained(tmp_path / "fp32")  # float32, the default, is not recorded
+    assert "torch_dtype" not in json.loads((tmp_path / "fp32" / "config.json").read_text())
 
 
 def test_bad_dtype_is_refused(codebook, tmp_path):

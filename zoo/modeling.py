@@ -37,6 +37,8 @@ from .errors import WeightsError
 from .hub import CONFIG_NAME, WEIGHTS_NAME, snapshot, upload_folder
 
 M = TypeVar("M", bound="PretrainedModel")
+#: config.json's key for the floating dtype a model was saved in, when not float32 (transformers' name).
+SAVED_DTYPE_KEY = "torch_dtype"
 
 #: What ``dtype=`` / ``torch_dtype=`` take: a floating dtype, its name ("float16", "bfloat16", ...), or "auto"
 #: (the dtype the floating tensors were saved in).
@@ -136,12 +138,17 @@ class PretrainedModel(torch.nn.Module):
 
     # -------------------------------------------------------------- save
     def save_pretrained(self, directory: str | os.PathLike) -> Path:
-        """Write ``config.json`` and ``model.safetensors`` (contiguous CPU tensors) into ``directory``."""
+        """Write ``config.json`` and ``model.safetensors`` (contiguous CPU tensors) into ``directory``; a model in
+        another floating dtype than float32 records it in config.json (``"torch_dtype"``, as transformers does), and
+        loads back in it."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         config = {"model_type": self.model_type, **config_to_dict(self.config)}
-        (directory / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
         state = {k: v.detach().to("cpu").contiguous() for k, v in self.state_dict().items()}
+        saved = next((v.dtype for v in state.values() if v.is_floating_point()), torch.float32)
+        if saved != torch.float32:  # reloaded in this dtype unless from_pretrained(dtype=...) says otherwise
+            config[SAVED_DTYPE_KEY] = str(saved).removeprefix("torch.")
+        (directory / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
         save_file(_unshare(state), str(directory / WEIGHTS_NAME), metadata={"model_type": self.model_type})
         return directory
 
@@ -166,7 +173,8 @@ class PretrainedModel(torch.nn.Module):
         The Hub keywords are huggingface_hub's: ``revision`` pins a branch, tag or commit (``"org/name@rev"``
         does too), ``cache_dir`` replaces the Hub cache, ``force_download`` ignores it, ``token`` authenticates,
         ``local_files_only`` never touches the network. ``map_location`` is the device; ``dtype`` (or its
-        transformers name ``torch_dtype``) casts the floating-point tensors, "auto" to the dtype they were saved in.
+        transformers name ``torch_dtype``) casts the floating-point tensors, "auto" to the dtype they were saved in;
+        without it, a model saved in half precision (config.json's ``"torch_dtype"``) loads in half precision.
         """
         if dtype is not None and torch_dtype is not None and dtype != torch_dtype:
             raise WeightsError(f"dtype={dtype!r} and torch_dtype={torch_dtype!r} disagree; pass one of them")
@@ -180,13 +188,14 @@ class PretrainedModel(torch.nn.Module):
         """Load config.json + model.safetensors from ``directory``, strictly, in eval mode."""
         data = read_config(directory)
         model_type = data.pop("model_type", None)
+        saved_dtype = data.pop(SAVED_DTYPE_KEY, None)
         if model_type != cls.model_type:
             raise WeightsError(f"{directory} holds a {model_type!r} model, not a {cls.model_type!r} model: "
                                f"pass the weights of a {cls.model_type} model")
         model = cls(config_from_dict(cls.config_class, data))
         state = load_safetensors(Path(directory) / WEIGHTS_NAME)
         model.load_state_dict_strict(state)
-        resolved = _resolve_dtype(dtype, state)
+        resolved = _resolve_dtype(saved_dtype if dtype is None else dtype, state)
         return model.to(map_location, dtype=resolved).eval() if resolved else model.to(map_location).eval()
 
     def load_state_dict_strict(self, state: dict[str, torch.Tensor]) -> None:

@@ -31,6 +31,9 @@ MODELS_PACKAGE = "zoo.models"
 #: Hub organisation that hosts the converted weights, and the tag every mirrored repo carries.
 HUB_ORG = "speechzoo"
 HUB_REVISION = "v0.1.0"
+#: The ``license`` of a release whose authors published none (no LICENSE file, no statement in the README or the
+#: release): using it beyond what the law allows needs the authors' permission.
+NO_LICENCE = "no licence stated by the authors"
 
 
 @dataclass(frozen=True)

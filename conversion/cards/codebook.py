@@ -36,14 +36,14 @@ import torch
 from zoo import audio
 
 codebook = {load}  # ({k}, 1024)
-wavlm, extract_features = torch.hub.load("speechzoo/speechzoo", "wavlm_large")
+wavlm, extract_features = torch.hub.load("speechzoo/speechzoo", "wavlm_large", trust_repo=True)
 wav, sr = audio.load("speech.flac")
 features = extract_features(wavlm, wav, sr, layer={layer})  # (T, 1024) at 50 Hz
 
 units = torch.cdist(features, codebook).argmin(dim=1)  # k-means units, one per frame
 
 # DP-SLM's coarser units: duration-penalised dynamic programming over the same codebook
-quantizer = torch.hub.load("speechzoo/speechzoo", "dpdp_quantizer_from_codebook", codebook, lmbda=4500)
+quantizer = torch.hub.load("speechzoo/speechzoo", "dpdp_quantizer_from_codebook", codebook, lmbda=4500, trust_repo=True)
 quantized_features, units = quantizer(features)
 units = torch.unique_consecutive(units)
 """,

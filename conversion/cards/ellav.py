@@ -17,7 +17,7 @@ codec_ids_list, finished = ellav.generate(
     prompts=[{prompt}], max_tokens=1000, max_codec_tokens_per_phone=10,
     temperature=1.0, top_p=0.8, chunk_size=None, progress=True)  # KV-cached, batched over prompts
 
-wavtokenizer, encode, decode = torch.hub.load("speechzoo/speechzoo", "wavtokenizer", "small_600_24k_4096")
+wavtokenizer, encode, decode = torch.hub.load("speechzoo/speechzoo", "wavtokenizer", "small_600_24k_4096", trust_repo=True)
 wav, sr = decode(wavtokenizer, codec_ids_list[0][None, None, :])  # (1, 600 * T) at 24 kHz
 """
 

@@ -35,7 +35,7 @@ READER_USAGE = """
 import torch
 
 # {layers}
-reader = torch.hub.load("speechzoo/speechzoo", "{entry_point}", layer=LAYER, checkpoint="{checkpoint}")
+reader = torch.hub.load("speechzoo/speechzoo", "{entry_point}", layer=LAYER, checkpoint="{checkpoint}", trust_repo=True)
 features = reader.get_feats("speech.flac")   # 16 kHz audio -> (frames, dim) float32, as GSLM's get_feats
 features = reader(wav)                       # or a 1-D float waveform at 16 kHz
 """

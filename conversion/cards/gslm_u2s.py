@@ -30,9 +30,9 @@ GSLM_U2S_CODE = ("[facebookresearch/fairseq](https://github.com/facebookresearch
 U2S_USAGE = """
 import torch
 
-taco = torch.hub.load("speechzoo/speechzoo", "tacotron2", dense="{dense}", vocab_size={vocab_size})
-waveglow = torch.hub.load("speechzoo/speechzoo", "waveglow")
-denoiser = torch.hub.load("speechzoo/speechzoo", "waveglow_denoiser", waveglow)
+taco = torch.hub.load("speechzoo/speechzoo", "tacotron2", dense="{dense}", vocab_size={vocab_size}, trust_repo=True)
+waveglow = torch.hub.load("speechzoo/speechzoo", "waveglow", trust_repo=True)
+denoiser = torch.hub.load("speechzoo/speechzoo", "waveglow_denoiser", waveglow, trust_repo=True)
 
 ids = taco.encode("71 12 12 57 57 3 ...")  # {dense} k-means-{vocab_size} units, through this model's code_dict
 g = torch.Generator().manual_seed(0)        # the prenet dropout stays on at inference, as in the original

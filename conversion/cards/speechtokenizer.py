@@ -28,7 +28,7 @@ detail (speaker, prosody, channel). Trained on LibriSpeech.""",
 import torch
 from zoo import audio
 
-model = torch.hub.load("speechzoo/speechzoo", "speechtokenizer")   # eval mode; codebooks are frozen buffers
+model = torch.hub.load("speechzoo/speechzoo", "speechtokenizer", trust_repo=True)   # eval mode; codebooks are frozen buffers
 wav, sr = audio.load("speech.flac", sample_rate=model.sample_rate)  # (1, N) at 16 kHz
 codes = model.encode(wav[None])              # (8, 1, ceil(N / 320)) int64
 semantic_tokens = codes[0]                   # (1, T)

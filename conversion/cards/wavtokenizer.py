@@ -33,7 +33,7 @@ def _usage(weights: Weights) -> str:
 import torch
 from zoo import audio
 
-model, encode, decode = torch.hub.load("speechzoo/speechzoo", "{variant}")
+model, encode, decode = torch.hub.load("speechzoo/speechzoo", "{variant}", trust_repo=True)
 wav, sr = audio.load("speech.flac")          # (1, samples), any rate: encode resamples to 24 kHz
 codes = encode(model, wav, sr)               # (1, 1, T) int64, T = ceil(samples_24k / {hop})
 wav_24k, sr_24k = decode(model, codes)       # (1, T * {hop}), 24000

@@ -54,6 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (`speechzoo list | head`): nothing more to say
+        sys.stdout = None
+        return 0
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ import torch
 
 from ..errors import InputError
 from ..modeling import PretrainedModel
-from ..registry import SourceFile, Weights
+from ..registry import NO_LICENCE, SourceFile, Weights
 
 #: Unit roundoff of float32 and float64, and of the float32 matrix products that torch may run at lower
 #: precision (``torch.set_float32_matmul_precision``: TF32 keeps 10 mantissa bits, bfloat16 7).
@@ -175,7 +175,7 @@ WAVLM_CODEBOOKS = tuple(
         kwargs={"layer": 11, "k": k},
         converter="codebook",
         source_files=(SourceFile(f"{_RELEASE}codebook-layer-11-k-{k}-{sha}.pt", sha),),
-        license="MIT",
+        license=NO_LICENCE,  # nicolvisser/WavLM-codebooks has no LICENSE (WavLM Large itself is MIT)
         paper="https://arxiv.org/abs/2505.23494",
         description=f"k-means codebook (K={k}) of WavLM-Large layer-11 features, from DP-SLM",
         sample_rate=16000,

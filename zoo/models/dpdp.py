@@ -232,8 +232,9 @@ def _to_numpy(distances: torch.Tensor) -> np.ndarray:
 
 # ------------------------------------------------------------------------------------------ checks
 def _check_options(lmbda: float, num_neighbors: int | None, num_codes: int) -> None:
-    if not math.isfinite(lmbda):
-        raise InputError(f"lmbda must be a finite number, got {lmbda}")
+    if not math.isfinite(lmbda) or lmbda < 0:
+        raise InputError(f"lmbda must be a finite number ≥ 0 (a penalty per segment; 0: plain nearest codes), got "
+                         f"{lmbda}")
     n = num_neighbors
     if n is not None and (isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= num_codes):
         raise InputError(f"num_neighbors must be None or an integer in 1..{num_codes} (the codebook size), got {n!r}")

@@ -42,7 +42,7 @@ from ..nn.transformer import (
     TransformerConfig,
     sample_top_p,
 )
-from ..registry import SourceFile, Weights
+from ..registry import NO_LICENCE, SourceFile, Weights
 
 SPECIAL_TOKENS = ("UNK", "BOS", "EOP", "EOS")
 UNK_ID, BOS_ID, EOP_ID, EOS_ID = range(len(SPECIAL_TOKENS))
@@ -278,7 +278,7 @@ WAVTOKENIZER_FRAME_RATE = 40.0
 
 def _weights(name: str, entry_point: str, kwargs: dict, filename: str, sha: str, description: str) -> Weights:
     return Weights(name=name, entry_point=entry_point, kwargs=kwargs, converter="ellav",
-                   source_files=(SourceFile(f"{_RELEASE}{filename}-{sha}.pt", sha),), license="unknown",
+                   source_files=(SourceFile(f"{_RELEASE}{filename}-{sha}.pt", sha),), license=NO_LICENCE,
                    paper=_PAPER, description=description, sample_rate=WAVTOKENIZER_SAMPLE_RATE,
                    frame_rate=WAVTOKENIZER_FRAME_RATE)
 

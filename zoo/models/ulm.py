@@ -48,7 +48,7 @@ from ..nn.transformer import (
     TransformerConfig,
     sample_top_p,
 )
-from ..registry import SourceFile, Weights
+from ..registry import NO_LICENCE, SourceFile, Weights
 
 #: Batch size of the original ZeroSpeech scoring script.
 SCORING_BATCH_SIZE = 128
@@ -222,7 +222,7 @@ def _weights(entry_point: str, hours: str, steps: str, released: dict) -> tuple[
             converter="ulm",
             source_files=(SourceFile(f"{_RELEASE}mistral-ulm-k-{k}-lmbda-{lmbda}-hours-{hours}-steps-{steps}-"
                                      f"{sha}.pt", sha),),
-            license="unknown",
+            license=NO_LICENCE,
             paper=_PAPER,
             description=f"Mistral-style unit LM over deduplicated WavLM-Large layer-11 DPDP units (k={k}, "
                         f"lmbda={lmbda}), trained on {hours} hours for {steps} steps, from DP-SLM",

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -314,8 +315,12 @@ class Encoder(nn.Module):
 
     def num_blocks(self, output_layer: int | None) -> int:
         """Blocks to run for the original's ``output_layer``: L in 1..N stops after block L; None, 0, negative
-        values and values above N all run every block (the original's quirk)."""
+        values and values above N all run every block (the original's quirk; above N, with a warning, since that
+        is most likely a mistake such as layer 24 of a 12-block model)."""
         n = len(self.layers)
+        if output_layer is not None and output_layer > n:
+            warnings.warn(f"output layer {output_layer} of a {n}-block encoder: every block runs and the last "
+                          f"one's output is returned (as the original does); pass a layer in 1..{n}", stacklevel=3)
         return output_layer if output_layer is not None and 1 <= output_layer <= n else n
 
     def forward(self, x: torch.Tensor, frame_lengths: torch.Tensor | None, output_layer: int | None

@@ -91,6 +91,12 @@ class SpeechToUnits:
     def __init__(self, wavlm: WavLM, quantizer: DPDPQuantizer, layer: int = WAVLM_LAYER) -> None:
         self.wavlm, self.quantizer, self.layer = wavlm, quantizer, layer
 
+    def to(self, device: str | torch.device) -> SpeechToUnits:
+        """Move both models to ``device``; returns self, as ``nn.Module.to`` does."""
+        self.wavlm.to(device)
+        self.quantizer.to(device)
+        return self
+
     @classmethod
     def from_pretrained(cls, k: int, lmbda: float, *, num_neighbors: int | None = None, layer: int = WAVLM_LAYER,
                         map_location: str | torch.device = "cpu", progress: bool = True,
@@ -133,6 +139,17 @@ class DPSLM:
     def __init__(self, speech_to_units: SpeechToUnits, ellav: ELLAV, wavtokenizer: WavTokenizer,
                  ulm: UnitLanguageModel | None = None) -> None:
         self.speech_to_units, self.ellav, self.wavtokenizer, self.ulm = speech_to_units, ellav, wavtokenizer, ulm
+
+    def to(self, device: str | torch.device) -> DPSLM:
+        """Move every model of the system to ``device``; returns self, as ``nn.Module.to`` does.
+
+        >>> dpslm = DPSLM.from_pretrained(k=500, lmbda=4500).to("cuda")   # doctest: +SKIP
+        """
+        self.speech_to_units.to(device)
+        for model in (self.ellav, self.wavtokenizer, self.ulm):
+            if model is not None:
+                model.to(device)
+        return self
 
     @classmethod
     def from_pretrained(cls, k: int, lmbda: int, *, with_ulm: bool = True, num_neighbors: int | None = None,
