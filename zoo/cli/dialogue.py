@@ -2,7 +2,7 @@
 
 * ``speechzoo dialogue A_B.wav -o OUT.wav --seconds 20`` (or ``speechzoo dialogue A.wav B.wav -o OUT.wav``):
   a two-speaker conversation continued end to end (:mod:`zoo.pipelines.dgslm`), written as a stereo 16 kHz file of
-  the resynthesised prompt followed by the continuation.
+  the resynthesised prompt followed by the continuation (32-bit float unless ``--subtype``).
 * ``speechzoo dialogue-sample --in-file CODES --out-file OUT``: continue two-channel unit dialogues with dGSLM's
   SpeechDLM, reading and writing the files of fairseq's ``examples/textless_nlp/dgslm/sample_speech_dlm.py`` (same
   flags and defaults: sampling with 5 samples per prompt, the best one kept, ``max_len_b`` 500, seed 123).
@@ -30,7 +30,7 @@ from ..models.speech_dlm import (
 )
 from ..pipelines.dgslm import COMPONENTS, SAMPLES_PER_PROMPT, DialogueGSLM
 from .inputs import positive_int
-from .options import add_device, add_out, add_weights, weights_by_name
+from .options import add_device, add_out, add_subtype, add_weights, weights_by_name
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -54,6 +54,7 @@ def add_dialogue(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=123, help="seed of the sampling (default: 123)")
     add_weights(p, components=COMPONENTS)
     add_device(p)
+    add_subtype(p)
     p.set_defaults(func=run_dialogue)
 
 
@@ -67,7 +68,7 @@ def run_dialogue(args: argparse.Namespace) -> int:
                                      temperature=args.temperature, duration_temperature=args.dur_temperature,
                                      sampling_topk=args.sampling_topk, progress=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    audio.save(args.out, stereo, model.sample_rate)
+    audio.save(args.out, stereo, model.sample_rate, args.subtype)
     print(f"wrote {args.out} ({stereo.shape[-1] / model.sample_rate:.1f} s, 2 channels)")
     return 0
 
@@ -96,7 +97,7 @@ def add_dialogue_sample(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out-file", required=True, type=Path, help="file to write the continued codes to")
     p.add_argument("--weights", help="converted SpeechDLM directory or Hub repo id (default: the released model)")
     p.add_argument("--variant", default="speech_dlm_base", help="released SpeechDLM (default: speech_dlm_base)")
-    p.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
+    add_device(p)
     p.add_argument("--prefix-size", type=positive_int, help="keep only the first N units of each prompt")
     p.add_argument("--batch-max-tokens", dest="max_tokens", type=positive_int, default=9216,
                    help="padded prompt tokens per batch")
