@@ -88,5 +88,5 @@ def test_from_tensor_needs_a_matrix():
 def test_model_cards_are_generated_and_current():
     assert model_cards.main(["--check"]) == 0
     card = model_cards.cards()[model_cards.CARDS / "wavlm-large-layer11-kmeans500.md"]
-    assert 'torch.hub.load("speechzoo/speechzoo", "codebook", layer=11, k=500)' in card
+    assert 'torch.hub.load("speechzoo/speechzoo", "codebook", layer=11, k=500, trust_repo=True)' in card
     assert "codebook-layer-11-k-500-2c2dee95.pt" in card and "λ ∈ {0, 600, 1500, 2800, 4500, 7000}" in card

@@ -335,6 +335,6 @@ def test_model_cards_are_current():
     assert model_cards.main(["--check"]) == 0
     card = model_cards.cards()[model_cards.CARDS / "hubert-base-ls960-kmeans-100.md"]
     assert 'torch.hub.load("speechzoo/speechzoo", "gslm_kmeans", dense_model=\'hubert-base-ls960\', ' \
-           "vocab_size=100)" in card
+           "vocab_size=100, trust_repo=True)" in card
     assert "f14a3104615485381fc489701d6761c9abbdbb0d43607cf55518a1e2891023fe" in card
 
