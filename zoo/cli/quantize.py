@@ -1,6 +1,8 @@
 """``speechzoo quantize``: GSLM's ``quantize_with_kmeans.py``, with its flags and its output byte for byte.
 
-Writes one ``name|u1 u2 ...`` line per manifest entry, in manifest order (``--hide-fname``: the units alone).
+Writes one ``name|u1 u2 ...`` line per manifest entry, in manifest order (``--hide-fname``: the units alone), each
+as soon as its file is done: a file that cannot be read stops the run with the lines before it written, or with
+``--skip-errors`` is left out and reported at the end (exit status 2).
 ``name`` is the original's: the file's base name with ``str.rstrip("." + extension)``, which strips a SET of
 characters (``speaker_a.flac`` becomes ``speaker_``), then ``-channel{c}`` with ``--channel_id c``. Keeping the
 quirk keeps the names that GSLM's later steps (and existing unit files) use.
@@ -26,14 +28,15 @@ import torch
 from tqdm.auto import tqdm
 
 from ..download import load_release
-from ..errors import InputError
+from ..errors import InputError, SpeechZooError
 from ..models.codebook import Codebook
 from ..models.cpc import CPC, CpcFeatureReader
 from ..models.feature_reader import FeatureReader
 from ..models.hubert import Hubert, HubertFeatureReader, Wav2Vec2, Wav2VecFeatureReader
 from ..models.logmel import LogMelFeatureReader
 from ..registry import all_weights
-from .inputs import read_manifest
+from .inputs import Failures, read_manifest
+from .options import add_device, add_skip_errors
 
 FEATURE_TYPES = ("logmel", "hubert", "w2v2", "cpc")
 #: feature type -> (dense model class, the hubconf entry point whose releases it loads)
@@ -64,7 +67,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="the audio channel of stereo files (1-based); appends -channel{c} to the names")
     p.add_argument("--hide-fname", "--hide_fname", dest="hide_fname", action="store_true",
                    help="write the units only, without names")
-    p.add_argument("--device", default="cpu", help="torch device for the k-means, e.g. cuda")
+    add_device(p)
+    add_skip_errors(p)
     p.set_defaults(func=run)
 
 
@@ -72,19 +76,40 @@ def run(args: argparse.Namespace) -> int:
     root, files = read_manifest(args.manifest_path)
     kmeans = load_kmeans(args.kmeans_model_path, map_location=args.device)
     if args.features_path is not None:
-        features = (torch.from_numpy(f) for f in load_features(args.features_path, len(files)))
+        dump = load_features(args.features_path, len(files))
     else:
         reader = load_reader(args.feature_type, args.acoustic_model_path, args.layer, map_location=args.device)
         channel = int(args.channel_id) if args.channel_id else None
-        features = (reader.get_feats(os.path.join(root, name), channel_id=channel) for name in files)
-    with torch.inference_mode():
-        lines = [quantized_line(name, kmeans(utterance).tolist(), args.extension, args.channel_id, args.hide_fname)
-                 for name, utterance in zip(files, tqdm(features, total=len(files), desc="quantizing", unit="file",
-                                                        disable=args.features_path is not None))]
-    args.out_quantized_file_path.parent.mkdir(parents=True, exist_ok=True)
-    args.out_quantized_file_path.write_text("".join(lines), encoding="utf-8", newline="\n")
-    print(f"wrote {len(files)} lines to {args.out_quantized_file_path}")
-    return 0
+
+    def features(index: int, name: str) -> torch.Tensor:
+        if args.features_path is not None:
+            return torch.from_numpy(dump[index])
+        return reader.get_feats(os.path.join(root, name), channel_id=channel)
+
+    failures, lines = Failures(args), 0
+    out = None  # opened with the first line: a run that fails from the start leaves no file
+    try:
+        with torch.inference_mode():
+            for index, name in enumerate(tqdm(files, desc="quantizing", unit="file",
+                                              disable=args.features_path is not None)):
+                try:
+                    units = kmeans(features(index, name)).tolist()
+                except SpeechZooError as e:
+                    failures.add(name, e)
+                    failures.check()
+                    continue
+                if out is None:
+                    args.out_quantized_file_path.parent.mkdir(parents=True, exist_ok=True)
+                    out = open(args.out_quantized_file_path, "w", encoding="utf-8", newline="\n")  # noqa: SIM115
+                # each line is written as its file is done: a later bad file costs none of them
+                out.write(quantized_line(name, units, args.extension, args.channel_id, args.hide_fname))
+                out.flush()
+                lines += 1
+    finally:
+        if out is not None:
+            out.close()
+    print(f"wrote {lines} lines to {args.out_quantized_file_path}")
+    return failures.report()
 
 
 def quantized_line(fname: str, units: list[int], extension: str = ".flac", channel_id: str | int | None = None,
