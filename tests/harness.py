@@ -84,10 +84,18 @@ def case_names(pattern: str) -> list[str]:
 
 def conversion_cli(*args: str | os.PathLike, cwd: str | os.PathLike = ROOT) -> subprocess.CompletedProcess:
     """``python -m conversion ARGS...`` in a subprocess running this checkout's code; its exit code and output."""
-    path = [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(path)}
-    return subprocess.run([sys.executable, "-m", "conversion", *map(str, args)], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=600)
+    return command([sys.executable, "-m", "conversion", *args], cwd=cwd)
+
+
+def command(argv: list[str | os.PathLike], *, env: dict[str, str] | None = None, cwd: str | os.PathLike = ROOT,
+            ) -> subprocess.CompletedProcess:
+    """``argv`` (the ``speechzoo`` console script, ``python -c``, pip...) in a subprocess, its exit code and output.
+    ``env`` replaces the environment; by default it is this one with this checkout first on PYTHONPATH."""
+    if env is None:
+        path = [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(path)}
+    return subprocess.run(list(map(str, argv)), cwd=cwd, env=env, capture_output=True, text=True, timeout=600,
+                          check=False)
 
 
 def speechzoo_cli(*args: str | os.PathLike, nproc: int = 1, master_port: int = 29533,

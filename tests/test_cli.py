@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -19,7 +17,7 @@ from zoo.f0 import yaapt_f0
 from zoo.models.codebook import Codebook
 from zoo.registry import all_weights
 
-from harness import FIXTURES, ROOT, conversion_cli
+from harness import FIXTURES, conversion_cli
 
 CODEBOOK_PT = next((FIXTURES / "wavlm/codebook_argmin/original").glob("codebook-*.pt"))
 
@@ -139,8 +137,7 @@ def test_version(capsys):
 
 
 def test_convert_help_is_whole_and_says_the_files_of_every_kind():
-    result = subprocess.run([sys.executable, "-m", "conversion", "--help"], capture_output=True, text=True,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    result = conversion_cli("--help")
     assert result.returncode == 0
     assert "write config.json + model.safetensors that weights=DIR loads." in result.stdout  # not cut mid-sentence
     assert set(SOURCES) == set(kinds())

@@ -19,7 +19,7 @@ from zoo.models.codebook import Codebook
 from zoo.models.hifigan import CodeHiFiGAN, CodeHiFiGANConfig
 from zoo.registry import find
 
-from harness import ROOT, load_case
+from harness import ROOT, command, load_case
 from hub_server import FakeHub
 from test_gslm_pipeline import HUBERT_CASE, LAYER, MAX_FRAMES, U2S_CASE, K, tiny_tacotron2
 
@@ -79,7 +79,7 @@ def speechzoo(hub, home: Path, *args) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_ENDPOINT": hub[0].url, "HF_HOME": str(home),
            "OMP_NUM_THREADS": "1"}
     env.pop("HF_HUB_OFFLINE", None)
-    return subprocess.run(["speechzoo", *map(str, args)], env=env, capture_output=True, text=True, timeout=600)
+    return command(["speechzoo", *args], env=env)
 
 
 def errors(result: subprocess.CompletedProcess) -> list[str]:

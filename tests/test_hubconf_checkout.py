@@ -10,7 +10,7 @@ import textwrap
 
 import pytest
 
-from harness import ROOT
+from harness import ROOT, command
 
 pytestmark = pytest.mark.slow  # two fresh interpreters import torch and every model module
 
@@ -25,8 +25,8 @@ LOAD = textwrap.dedent("""
 
 def run(code: str, installed) -> subprocess.CompletedProcess:
     """``code`` in a fresh interpreter whose path puts ``installed`` (another zoo) first, as site-packages would."""
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=installed,
-                          env={"PYTHONPATH": str(installed), "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"})
+    return command([sys.executable, "-c", code], cwd=installed,
+                   env={"PYTHONPATH": str(installed), "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"})
 
 
 def test_hub_load_runs_the_checkouts_zoo_or_refuses_another_imported_one(tmp_path):

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import subprocess
 import sys
 import zipfile
 
@@ -15,7 +14,7 @@ import yaml
 from conversion import model_cards
 from zoo.registry import NO_LICENCE, all_weights
 
-from harness import ROOT
+from harness import ROOT, command
 
 #: The licences the releases' authors published (SPDX ids), or none.
 PUBLISHED = {"MIT", "Apache-2.0", "BSD-3-Clause", "CC-BY-NC-4.0", NO_LICENCE}
@@ -55,8 +54,8 @@ def test_the_wheel_ships_the_licence(tmp_path):
         shutil.copy(ROOT / name, source / name)
     for package in ("zoo", "conversion"):
         shutil.copytree(ROOT / package, source / package, ignore=shutil.ignore_patterns("__pycache__"))
-    result = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                             "-w", str(tmp_path / "dist"), str(source)], capture_output=True, text=True)
+    result = command([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
+                      tmp_path / "dist", source])
     assert result.returncode == 0, result.stderr
     (wheel,) = (tmp_path / "dist").glob("speechzoo-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
