@@ -177,7 +177,7 @@ def test_a_model_saved_in_half_precision_reloads_in_it_unless_told_otherwise(cod
     assert Codebook.from_pretrained(tmp_path).codebook.dtype == torch.float16
     assert Codebook.from_pretrained(tmp_path, torch_dtype="auto").codebook.dtype == torch.float16
     assert Codebook.from_pretrained(tmp_path, dtype=torch.float32).codebook.dtype == torch.float32
-    codebook.save_pretrained(tmp_path / "fp32")  # float32, the default, is not recorded
+    codebook.float().save_pretrained(tmp_path / "fp32")  # float32, the default, is not recorded
     assert "torch_dtype" not in json.loads((tmp_path / "fp32" / "config.json").read_text())
 
 

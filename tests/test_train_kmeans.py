@@ -14,7 +14,7 @@ import torch
 
 import hubconf
 from zoo.cli import build_parser, main
-from zoo.errors import InputError
+from zoo.errors import InputError, MissingDependencyError
 from zoo.formats import kmeans as kmeans_format
 from zoo.models.logmel import LogMelFeatureReader
 from zoo.train.kmeans import KMeansParams, fit_sklearn, fit_torch
@@ -148,7 +148,7 @@ def test_bad_inputs(tmp_path, capsys):
 def test_missing_sklearn_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "sklearn", None)
     monkeypatch.setitem(sys.modules, "sklearn.cluster", None)
-    with pytest.raises(InputError, match=r"speechzoo\[kmeans\].*--backend torch"):
+    with pytest.raises(MissingDependencyError, match=r"--backend torch.*pip install scikit-learn.*-e '\.\[kmeans\]'"):
         fit_sklearn(_blobs(0), KMeansParams(num_clusters=3))
 
 
