@@ -15,7 +15,8 @@ from .. import __version__
 from ..errors import SpeechZooError
 
 #: Modules of zoo.cli that add subcommands, in the order ``speechzoo --help`` lists them.
-COMMANDS = ("listing", "convert", "encode", "quantize", "dpslm", "codec", "vocode", "gslm", "train", "prepare", "dialogue")
+COMMANDS = ("listing", "convert", "encode", "quantize", "dpslm", "codec", "vocode", "gslm", "train", "prepare", "validate",
+            "dialogue")
 
 
 class Parser(argparse.ArgumentParser):

@@ -1,4 +1,5 @@
-"""``speechzoo prepare``: data preparation for speech-resynthesis training (its ``scripts/``).
+"""``speechzoo prepare``: data preparation for speech-resynthesis training (its ``scripts/``) and for the unit LMs
+(``fairseq-preprocess``).
 
     speechzoo prepare resample --srcdir LJSpeech/wavs -o data/wavs_16khz --trim --pad       (= preprocess.py)
     speechzoo quantize ... --manifest_path train.tsv --out_quantized_file_path units.txt     (the units)
@@ -10,6 +11,18 @@ input tree inside ``-o`` (the original flattens it, so files of the same name ov
 fails is reported and the others are still written. ``manifest`` writes ``train.txt``, ``val.txt`` and ``test.txt``
 (one ``{'audio', 'hubert', 'duration'}`` dict per line) from a fairseq audio manifest and its units. The originals'
 flag spellings (``--outdir``, ``--min-dur``, ``--ref-train``...) work too.
+
+``units`` is ``fairseq-preprocess --only-source`` for unit text: the dictionary (by count, ties in string order,
+``madeupword`` fillers up to a multiple of ``--padding-factor``) and the binarised splits the unit-LM trainers read,
+byte for byte as fairseq writes them. dGSLM shares one dictionary across both channels::
+
+    speechzoo prepare units --source-lang unitA --trainpref data/train --validpref data/valid -o bin
+    speechzoo prepare units --source-lang unitB --srcdict bin/dict.unitA.txt --trainpref data/train \\
+        --validpref data/valid -o bin
+
+writes ``bin/dict.unitA.txt``, ``bin/dict.unitB.txt`` and ``bin/{train,valid}.{unitA,unitB}.{bin,idx}`` (the names the
+dGSLM README renames fairseq's to). Without ``--source-lang``: ``dict.txt`` and ``{train,valid}.{bin,idx}`` from
+``TRAINPREF``/``VALIDPREF`` as they are (GSLM's unit LM).
 """
 from __future__ import annotations
 
@@ -18,6 +31,7 @@ import sys
 from pathlib import Path
 
 from ..errors import InputError, SpeechZooError
+from ..train.lm_data import prepare_units
 from ..train.resynthesis_data import manifest_samples, prepare_file, split_samples, write_manifests
 
 
@@ -48,6 +62,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         m.add_argument(f"--ref-{split}", f"--ref_{split}", dest=f"ref_{split}", type=Path,
                        help=f"split like this reference {split} manifest (by file name)")
     m.set_defaults(func=run_manifest)
+
+    u = steps.add_parser("units", help="fairseq-preprocess --only-source for unit text (the unit LMs' data)")
+    u.add_argument("--trainpref", type=Path, help="training text prefix (file TRAINPREF[.LANG])")
+    u.add_argument("--validpref", type=Path, help="validation text prefix")
+    u.add_argument("--testpref", type=Path, help="test text prefix")
+    u.add_argument("-o", "--out", "--destdir", dest="out", type=Path, required=True,
+                   help="output folder (fairseq's --destdir)")
+    u.add_argument("--source-lang", "-s", dest="source_lang", help="file suffix (a dGSLM channel, e.g. unitA)")
+    u.add_argument("--srcdict", type=Path, help="reuse this dict.txt instead of building one")
+    u.add_argument("--only-source", action="store_true", help="accepted for fairseq's command lines (always so)")
+    u.add_argument("--thresholdsrc", type=int, default=0, help="drop symbols seen fewer times (default 0)")
+    u.add_argument("--nwordssrc", type=int, default=-1, help="keep at most this many symbols (-1: all)")
+    u.add_argument("--padding-factor", type=int, default=8, help="pad the dictionary to a multiple of this")
+    u.set_defaults(func=run_units)
+
+
+def run_units(args: argparse.Namespace) -> int:
+    d = prepare_units(args.out, args.trainpref, args.validpref, args.testpref, args.source_lang, args.srcdict,
+                      args.thresholdsrc, args.nwordssrc, args.padding_factor)
+    print(f"dictionary of {len(d)} symbols; wrote {args.out}")
+    return 0
 
 
 def run_resample(args: argparse.Namespace) -> int:

@@ -5,7 +5,7 @@ import argparse
 import importlib
 
 #: Modules of zoo.cli that add a ``speechzoo train`` sub-command (each exposes ``register(subparsers)``).
-TRAINERS = ("train_kmeans", "train_speechtokenizer", "train_resynthesis")
+TRAINERS = ("train_kmeans", "train_speechtokenizer", "train_resynthesis", "train_lm")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -1,4 +1,5 @@
-"""Pieces of fairseq's on-disk formats that several converters share: ``dict.txt`` dictionaries and the checkpoint
+"""Pieces of fairseq's on-disk formats that several converters and the LM trainers share: ``dict.txt`` dictionaries,
+the binarised corpora of ``fairseq-preprocess`` (``.bin``/``.idx``, :func:`read_indexed_dataset`) and the checkpoint
 container written by ``fairseq-train`` (``fairseq/checkpoint_utils.py``).
 
 A checkpoint is a torch pickle ``{"args", "cfg", "model", ...}``. Hydra-era files (what ``fairseq-train`` writes
@@ -18,9 +19,12 @@ from __future__ import annotations
 import argparse
 import collections
 import re
+import struct
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from ..errors import ConversionError
@@ -34,10 +38,15 @@ OVERWRITE_FLAG = "#fairseq:overwrite"
 def read_dictionary(path: str | Path) -> tuple[str, ...]:
     """The symbols of a fairseq ``dict.txt`` in id order: the four specials, then one per ``symbol count [flag]``
     line in file order (``Dictionary.load``). A repeated symbol is an error, unless flagged ``#fairseq:overwrite``."""
+    return load_dictionary(path).symbols
+
+
+def load_dictionary(path: str | Path) -> FairseqDictionary:
+    """A fairseq ``dict.txt`` as a :class:`FairseqDictionary` with its counts (see :func:`read_dictionary`)."""
     path = Path(path)
     if not path.is_file():
         raise ConversionError(f"{path} does not exist")
-    symbols = list(FairseqDictionary.SPECIALS)
+    symbols, counts = list(FairseqDictionary.SPECIALS), [0] * len(FairseqDictionary.SPECIALS)
     seen = set(symbols)
     for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         fields = line.rstrip().rsplit(" ", 1)
@@ -51,7 +60,8 @@ def read_dictionary(path: str | Path) -> tuple[str, ...]:
             raise ConversionError(f"{path} line {n}: the symbol {fields[0]!r} appears twice")
         seen.add(fields[0])
         symbols.append(fields[0])
-    return tuple(symbols)
+        counts.append(int(fields[1]))
+    return FairseqDictionary(symbols, counts)
 
 
 def _is_int(text: str) -> bool:
@@ -60,6 +70,65 @@ def _is_int(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+#: fairseq's mmap indexed dataset (``fairseq/data/indexed_dataset.py``, ``MMapIndexedDataset``): ``PREFIX.idx``
+#: holds this magic, version 1 (uint64), a dtype code (uint8), the item count (uint64), the item sizes (int32)
+#: and their byte offsets in ``PREFIX.bin`` (int64); ``PREFIX.bin`` holds the items back to back.
+INDEX_MAGIC = b"MMIDIDX\x00\x00"
+INDEX_DTYPES = {1: np.uint8, 2: np.int8, 3: np.int16, 4: np.int32, 5: np.int64, 6: np.float64, 7: np.double,
+                8: np.uint16, 9: np.uint32, 10: np.uint64}
+
+
+def token_dtype(vocab_size: int) -> type[np.integer]:
+    """``best_fitting_int_dtype``: the storage type ``fairseq-preprocess`` picks for a vocabulary."""
+    return np.uint16 if vocab_size < 65500 else np.uint32 if vocab_size < 4294967295 else np.int64
+
+
+def read_indexed_dataset(prefix: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """``(tokens, sizes)`` of ``PREFIX.bin``/``PREFIX.idx``: every item's tokens back to back (memory-mapped, in the
+    stored dtype) and the int64 item lengths."""
+    index, data = Path(f"{prefix}.idx"), Path(f"{prefix}.bin")
+    for f in (index, data):
+        if not f.is_file():
+            raise ConversionError(f"{f} does not exist (a fairseq binarised split is PREFIX.bin + PREFIX.idx)")
+    header = index.read_bytes()[:34]
+    if len(header) < 26 or header[:9] != INDEX_MAGIC or struct.unpack("<Q", header[9:17])[0] != 1:
+        raise ConversionError(f"{index} is not a fairseq mmap index (MMIDIDX version 1); only --dataset-impl mmap "
+                              "(fairseq's default) is read")
+    dtype = INDEX_DTYPES.get(header[17])
+    if dtype is None:
+        raise ConversionError(f"{index}: unknown dtype code {header[17]}")
+    count = struct.unpack("<Q", header[18:26])[0]
+    sizes = np.fromfile(index, dtype=np.int32, count=count, offset=26).astype(np.int64)
+    pointers = np.fromfile(index, dtype=np.int64, count=count, offset=26 + 4 * count)
+    if len(sizes) != count or len(pointers) != count:
+        raise ConversionError(f"{index} is truncated: {count} items announced")
+    total = int(sizes.sum())
+    item = np.dtype(dtype).itemsize
+    if data.stat().st_size < total * item or (count and pointers[-1] != (total - sizes[-1]) * item):
+        raise ConversionError(f"{data} does not hold the {total} tokens that {index} describes back to back")
+    tokens = np.memmap(data, dtype=dtype, mode="r", shape=(total,)) if total else np.zeros(0, dtype)
+    return tokens, sizes
+
+
+def write_indexed_dataset(prefix: str | Path, items: Iterable[Sequence[int] | np.ndarray], vocab_size: int) -> None:
+    """Write ``PREFIX.bin``/``PREFIX.idx`` as ``fairseq-preprocess`` does (``MMapIndexedDatasetBuilder`` with the
+    dtype of :func:`token_dtype`), byte for byte."""
+    dtype = token_dtype(vocab_size)
+    sizes = []
+    with open(f"{prefix}.bin", "wb") as data:
+        for item in items:
+            array = np.asarray(item, dtype=dtype)
+            data.write(array.tobytes(order="C"))
+            sizes.append(array.size)
+    code = next(k for k, v in INDEX_DTYPES.items() if v == dtype)
+    sizes_array = np.asarray(sizes, dtype=np.int32)
+    pointers = np.concatenate([[0], np.cumsum(sizes_array, dtype=np.int64)[:-1]]) * np.dtype(dtype).itemsize
+    with open(f"{prefix}.idx", "wb") as index:
+        index.write(INDEX_MAGIC + struct.pack("<Q", 1) + struct.pack("<B", code) + struct.pack("<Q", len(sizes)))
+        index.write(sizes_array.tobytes(order="C"))
+        index.write(np.asarray(pointers[:len(sizes)], dtype=np.int64).tobytes(order="C"))
 
 
 #: Globals that a fairseq checkpoint may pickle besides tensors: read as inert stubs (module prefixes), or as the

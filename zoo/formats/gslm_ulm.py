@@ -78,6 +78,9 @@ def config_from_args(model: dict[str, Any], task: dict[str, Any], symbols: tuple
         no_final_norm = True
     if model.get("decoder_final_norm") is not None:
         no_final_norm = not model["decoder_final_norm"]
+    # fairseq builds the model named exactly transformer_lm from its dataclass (decoder_normalize_before default
+    # False: post-LN layers, no final norm); every other arch name runs base_lm_architecture, which forces pre-LN
+    normalize_before = bool(model.get("decoder_normalize_before", False)) if arch == "transformer_lm" else True
     max_positions = (model.get("max_target_positions") or model.get("tokens_per_sample")
                      or task.get("tokens_per_sample") or DEFAULT_MAX_TARGET_POSITIONS)
     try:
@@ -86,7 +89,8 @@ def config_from_args(model: dict[str, Any], task: dict[str, Any], symbols: tuple
             layers=int(model["decoder_layers"]), attention_heads=int(model["decoder_attention_heads"]),
             max_target_positions=int(max_positions), learned_pos=bool(model.get("decoder_learned_pos", False)),
             activation_fn=str(model.get("activation_fn", "relu")),
-            scale_embedding=not model.get("no_scale_embedding", False), final_layer_norm=not no_final_norm,
+            scale_embedding=not model.get("no_scale_embedding", False),
+            final_layer_norm=normalize_before and not no_final_norm, normalize_before=normalize_before,
             add_bos_token=bool(task.get("add_bos_token", False)))
     except KeyError as e:
         raise ConversionError(f"{source}: the model settings lack {e}") from e

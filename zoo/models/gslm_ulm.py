@@ -73,6 +73,7 @@ class GSLMUnitLMConfig:
     activation_fn: str = "relu"
     scale_embedding: bool = True      # x = sqrt(embed_dim) · E[tokens] (fairseq's no_scale_embedding=False)
     final_layer_norm: bool = True     # decoder.layer_norm after the last layer (no_decoder_final_norm=False)
+    normalize_before: bool = True     # pre-LN layers; False: post-LN (hydra fairseq's --arch transformer_lm)
     add_bos_token: bool = False       # the task's flag: sequences start with <s> instead of </s>
 
     def __post_init__(self) -> None:
@@ -96,7 +97,8 @@ class GSLMUnitLM(PretrainedModel):
         self.embed_scale = math.sqrt(config.embed_dim) if config.scale_embedding else 1.0
         self.embed_tokens = nn.Embedding(len(self.dictionary), config.embed_dim)
         self.layers = nn.ModuleList(
-            DecoderLayer(config.embed_dim, config.ffn_embed_dim, config.attention_heads, config.activation_fn)
+            DecoderLayer(config.embed_dim, config.ffn_embed_dim, config.attention_heads, config.activation_fn,
+                         config.normalize_before)
             for _ in range(config.layers))
         self.layer_norm = nn.LayerNorm(config.embed_dim) if config.final_layer_norm else None
         self.embed_positions = PositionalEmbedding(config.max_target_positions, config.embed_dim, self.padding_idx,

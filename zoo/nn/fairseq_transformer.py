@@ -209,13 +209,17 @@ class MultiheadAttention(nn.Module):
 
 
 class DecoderLayer(nn.Module):
-    """fairseq's ``TransformerDecoderLayer`` without encoder attention, pre-LN (see the module docstring)."""
+    """fairseq's ``TransformerDecoderLayer`` without encoder attention: pre-LN (see the module docstring), or with
+    ``normalize_before=False`` post-LN, ``x = LN1(x + attn(x)); x = LN2(x + fc2(activation(fc1(x))))`` (what
+    ``--arch transformer_lm`` builds in hydra-era fairseq, whose dataclass default is post-LN)."""
 
-    def __init__(self, embed_dim: int, ffn_embed_dim: int, heads: int, activation_fn: str = "relu") -> None:
+    def __init__(self, embed_dim: int, ffn_embed_dim: int, heads: int, activation_fn: str = "relu",
+                 normalize_before: bool = True) -> None:
         super().__init__()
         if activation_fn not in ACTIVATIONS:
             raise InputError(f"activation_fn {activation_fn!r} is not one of {sorted(ACTIVATIONS)}")
         self.activation = ACTIVATIONS[activation_fn]
+        self.normalize_before = normalize_before
         self.self_attn = MultiheadAttention(embed_dim, heads)
         self.self_attn_layer_norm = nn.LayerNorm(embed_dim)
         self.fc1 = nn.Linear(embed_dim, ffn_embed_dim)
@@ -224,8 +228,13 @@ class DecoderLayer(nn.Module):
 
     def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None, is_causal: bool = False,
                 cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
+        if not self.normalize_before:
+            return self.feed_forward(self.self_attn_layer_norm(x + self.self_attn(x, attn_mask, is_causal, cache,
+                                                                                  layer)))
         return self.feed_forward(x + self.self_attn(self.self_attn_layer_norm(x), attn_mask, is_causal, cache, layer))
 
     def feed_forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``x + fc2(activation(fc1(final_layer_norm(x))))``."""
+        """``x + fc2(activation(fc1(final_layer_norm(x))))`` (post-LN: ``final_layer_norm(x + fc2(...(x)))``)."""
+        if not self.normalize_before:
+            return self.final_layer_norm(x + self.fc2(self.activation(self.fc1(x))))
         return x + self.fc2(self.activation(self.fc1(self.final_layer_norm(x))))

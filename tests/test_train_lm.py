@@ -1,0 +1,275 @@
+"""``speechzoo prepare units`` / ``train speech_dlm|gslm_ulm`` / ``validate`` against fairseq-preprocess, fairseq-train
+and fairseq-validate runs (tests/fixtures/train_ulm, train_speech_dlm): every logged value, the weights after one
+update, the dictionaries and binarised files byte for byte; exact resume; from-scratch runs that learn and export."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import hubconf
+from zoo.cli import main
+from zoo.formats import rename
+from zoo.formats import gslm_ulm as gslm_ulm_format
+from zoo.formats import speech_dlm as speech_dlm_format
+from zoo.train.fairseq_optim import FairseqAdam, inverse_sqrt
+from zoo.train.lm import TIMING_KEYS, LMTrainConfig
+from zoo.train.lm_data import batch_by_size, ordered_indices, token_blocks
+
+from harness import ROOT, load_case
+
+ULM = load_case("train_ulm/tiny_eos_clip_warmup")
+DLM = load_case("train_speech_dlm/tiny_edge_dur_delayed")
+CASES = {"gslm_ulm": ULM, "speech_dlm": DLM}
+RENAMES = {"gslm_ulm": gslm_ulm_format.RENAME, "speech_dlm": speech_dlm_format.RENAME}
+
+
+def _case_args(model: str) -> list[str]:
+    case = CASES[model]
+    return ["--data", str(case.path / "data"), "--init-from", str(case.original / "checkpoint_init.pt"),
+            "--config", str(case.path / "train_config.json"), "--seed", str(case.meta["training"]["seed"])]
+
+
+def _train(model: str, *args: str | os.PathLike) -> None:
+    assert main(["train", model, "--no-progress", *map(str, args)]) == 0
+
+
+def _records(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def _assert_record(got: dict, want: dict, tolerance: dict, tag: str) -> None:
+    for key, value in want.items():
+        if key in TIMING_KEYS:
+            continue
+        assert key in got, f"{tag}: {key} not logged"
+        rtol = 1e-6 if key == "lr" else tolerance["rtol"]
+        atol = 0.0 if key == "lr" else tolerance["atol"]
+        assert got[key] == pytest.approx(value, rel=rtol, abs=atol), f"{tag}: {key}"
+
+
+@pytest.fixture(scope="module", params=sorted(CASES))
+def three_updates(request, tmp_path_factory):
+    """The case's fairseq-train command (3 updates, a validation after each epoch) run by speechzoo."""
+    model = request.param
+    out = tmp_path_factory.mktemp(model)
+    _train(model, *_case_args(model), "--max-updates", 3, "--log-jsonl", out / "log.jsonl", "--out", out / "model")
+    return model, _records(out / "log.jsonl"), out
+
+
+def test_every_logged_value_is_fairseqs(three_updates):
+    model, records, _ = three_updates
+    case = CASES[model]
+    for split in ("train", "valid"):
+        got = {r["num_updates"]: r for r in records if r["split"] == split}
+        expected = case.meta["expected"][split]
+        assert sorted(got) == [w["num_updates"] for w in expected]
+        for want in expected:
+            _assert_record(got[want["num_updates"]], want, case.meta["tolerance"], f"{model} {split}")
+
+
+def test_training_state_and_export_are_written(three_updates):
+    model, records, out = three_updates
+    assert (out / "model" / "checkpoints" / "checkpoint_last.safetensors").is_file()
+    loaded = (hubconf.gslm_ulm if model == "gslm_ulm" else hubconf.speech_dlm)(weights=out / "model")
+    assert loaded is not None
+
+
+@pytest.mark.parametrize("model", sorted(CASES))
+def test_validate_is_fairseq_validate(model, tmp_path):
+    case = CASES[model]
+    args = _case_args(model)
+    args[args.index("--init-from")] = "--path"
+    assert main(["validate", model, *args, "--subset", "valid", "--log-jsonl", str(tmp_path / "v.jsonl")]) == 0
+    (record,) = _records(tmp_path / "v.jsonl")
+    assert record["split"] == "valid"
+    _assert_record(record, case.meta["expected"]["validate_init"][0], case.meta["tolerance"], f"{model} validate")
+
+
+@pytest.mark.parametrize("model", sorted(CASES))
+def test_weights_after_one_update_are_fairseqs(model, tmp_path):
+    case = CASES[model]
+    _train(model, *_case_args(model), "--max-updates", 1, "--out", tmp_path / "out")
+    got = load_file(str(tmp_path / "out" / "model.safetensors"))
+    for stage in ("param_init", "param_after_update1"):
+        want = rename({k.split(".", 1)[1]: v for k, v in case.io.items() if k.startswith(stage + ".")},
+                      RENAMES[model])
+        assert want, f"{case.name} has no {stage}.* tensors"
+        if stage == "param_init":  # the tensors moved: update 1 did something
+            assert any(not torch.allclose(got[k], v, atol=1e-6) for k, v in want.items())
+            continue
+        tol = case.meta["tolerance"]["params"]
+        for key, value in want.items():
+            torch.testing.assert_close(got[key], value, atol=tol["atol"], rtol=tol["rtol"], msg=key)
+
+
+@pytest.mark.parametrize("model", sorted(CASES))
+def test_prepare_units_is_fairseq_preprocess_byte_for_byte(model, tmp_path):
+    data = CASES[model].path / "data"
+    if model == "gslm_ulm":
+        assert main(["prepare", "units", "--only-source", "--trainpref", str(data / "train.txt"),
+                     "--validpref", str(data / "valid.txt"), "--destdir", str(tmp_path)]) == 0
+        written = {"dict.txt": "dict.txt", "train.bin": "train.bin", "train.idx": "train.idx",
+                   "valid.bin": "valid.bin", "valid.idx": "valid.idx"}
+    else:
+        common = ["--only-source", "--trainpref", str(data / "train"), "--validpref", str(data / "valid"),
+                  "--destdir", str(tmp_path)]
+        assert main(["prepare", "units", "--source-lang", "unitA", *common]) == 0
+        assert main(["prepare", "units", "--source-lang", "unitB", "--srcdict", str(tmp_path / "dict.unitA.txt"),
+                     *common]) == 0
+        written = {f"{name}": name for name in ["dict.unitA.txt", "dict.unitB.txt"] + [
+            f"{split}.{ch}.{ext}" for split in ("train", "valid") for ch in ("unitA", "unitB") for ext in ("bin", "idx")]}
+    for ours, theirs in written.items():
+        assert (tmp_path / ours).read_bytes() == (data / theirs).read_bytes(), ours
+
+
+def test_raw_text_trains_as_the_binarised_files(tmp_path):
+    """Without .bin/.idx the trainer encodes the raw text with the dictionaries: the same numbers."""
+    data = tmp_path / "data"
+    shutil.copytree(DLM.path / "data", data, ignore=shutil.ignore_patterns("*.bin", "*.idx"))
+    args = _case_args("speech_dlm")
+    args[args.index("--data") + 1] = str(data)
+    _train("speech_dlm", *args, "--max-updates", 1, "--disable-validation", "--log-jsonl", tmp_path / "log.jsonl")
+    (record,) = _records(tmp_path / "log.jsonl")
+    _assert_record(record, DLM.meta["expected"]["train"][0], DLM.meta["tolerance"], "raw text")
+
+
+def test_blocks_and_batch_order_are_fairseqs():
+    training = DLM.meta["training"]
+    sizes = np.array([len(line.split()) + 1 for line in (DLM.path / "data" / "train.unitA").read_text().splitlines()])
+    blocks = token_blocks(sizes, 16, "none")
+    assert (blocks[:, 1] - blocks[:, 0]).tolist() == training["block_sizes"]
+    assert ordered_indices(blocks[:, 1] - blocks[:, 0], training["seed"]).tolist() == training["batch_order"]
+
+
+def test_a_last_batch_off_the_multiple_is_dropped():
+    """fairseq's batch_by_size: rows kept multiples of required_batch_size_multiple, the odd last batch dropped."""
+    sizes = np.full(20, 4)
+    batches = batch_by_size(np.arange(20), sizes, max_tokens=40, max_sentences=None, multiple=8)
+    assert [len(b) for b in batches] == [8, 8]
+    assert [len(b) for b in batch_by_size(np.arange(20), sizes, 40, None, 1)] == [10, 10]
+    assert [len(b) for b in batch_by_size(np.arange(5), np.full(5, 4), 40, None, 8)] == [5]  # < 8: kept whole
+
+
+def test_adam_is_fairseqs_not_torchs():
+    """eps outside the bias correction, decoupled weight decay: torch.optim.Adam differs, the formula does not."""
+    torch.manual_seed(0)
+    p0, grads = torch.randn(5), [torch.randn(5) for _ in range(3)]
+    p = torch.nn.Parameter(p0.clone())
+    opt = FairseqAdam([p], lr=1e-2, betas=(0.9, 0.98), eps=1e-3, weight_decay=0.1)
+    w, m, v = p0.clone().double(), torch.zeros(5, dtype=torch.double), torch.zeros(5, dtype=torch.double)
+    for k, g in enumerate(grads, 1):
+        p.grad = g.clone()
+        opt.step()
+        g = g.double()
+        m, v = 0.9 * m + 0.1 * g, 0.98 * v + 0.02 * g * g
+        w = w - 0.1 * 1e-2 * w
+        w = w - 1e-2 * math.sqrt(1 - 0.98 ** k) / (1 - 0.9 ** k) * m / (v.sqrt() + 1e-3)
+    torch.testing.assert_close(p.data.double(), w, atol=1e-6, rtol=1e-6)
+    q = torch.nn.Parameter(p0.clone())
+    torch_adam = torch.optim.Adam([q], lr=1e-2, betas=(0.9, 0.98), eps=1e-3, weight_decay=0.1)
+    for g in grads:
+        q.grad = g.clone()
+        torch_adam.step()
+    assert not torch.allclose(q.data, p.data, atol=1e-4)
+
+
+def test_inverse_sqrt_logs_the_next_updates_rate():
+    assert [inverse_sqrt(n, 5e-4, 4, 2e-4) for n in (1, 2, 3)] == pytest.approx(
+        [r["lr"] for r in ULM.meta["expected"]["train"]], rel=1e-12)
+    assert inverse_sqrt(0, 5e-4, 4000) == 0.0 and inverse_sqrt(0, 5e-4, 0) == 5e-4
+
+
+def test_resume_continues_exactly(tmp_path):
+    """1 update, then --resume to 2: the same weights and log as 2 updates in one go."""
+    args = [*_case_args("speech_dlm"), "--disable-validation"]
+    _train("speech_dlm", *args, "--max-updates", 2, "--out", tmp_path / "straight", "--log-jsonl", tmp_path / "a.jsonl")
+    _train("speech_dlm", *args, "--max-updates", 1, "--out", tmp_path / "first")
+    state = tmp_path / "first" / "checkpoints" / "checkpoint_last.safetensors"
+    _train("speech_dlm", "--data", DLM.path / "data", "--resume", state, "--max-updates", 2,
+           "--out", tmp_path / "resumed", "--log-jsonl", tmp_path / "b.jsonl")
+    straight = load_file(str(tmp_path / "straight" / "model.safetensors"))
+    resumed = load_file(str(tmp_path / "resumed" / "model.safetensors"))
+    assert straight.keys() == resumed.keys()
+    for key in straight:
+        assert torch.equal(straight[key], resumed[key]), key
+    (last,) = _records(tmp_path / "b.jsonl")
+    want = _records(tmp_path / "a.jsonl")[-1]
+    assert last["num_updates"] == 2
+    assert {k: v for k, v in last.items() if k not in TIMING_KEYS} == {
+        k: v for k, v in want.items() if k not in TIMING_KEYS}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", sorted(CASES))
+def test_from_scratch_learns_and_exports(model, tmp_path):
+    """A fresh tiny model on the case's data: the validation loss falls, and the export loads through hubconf and
+    generates."""
+    case = CASES[model]
+    arch = (["--arch", "speech_dlm", "--decoder-cross-layers", "1", "--share-decoder-input-output-embed"]
+            if model == "speech_dlm" else ["--arch", "transformer_lm"])
+    _train(model, "--data", case.path / "data", "--config", case.path / "train_config.json", *arch,
+           "--decoder-layers", 2, "--decoder-embed-dim", 32, "--decoder-ffn-embed-dim", 64,
+           "--decoder-attention-heads", 4, "--lr", 3e-3, "--warmup-updates", 5, "--warmup-init-lr", 1e-4,
+           "--max-updates", 40, "--validate-interval", 40, "--log-jsonl", tmp_path / "log.jsonl",
+           "--out", tmp_path / "out")
+    valid = [r for r in _records(tmp_path / "log.jsonl") if r["split"] == "valid"]
+    train = [r for r in _records(tmp_path / "log.jsonl") if r["split"] == "train"]
+    assert train[-1]["loss"] < train[0]["loss"] - 0.5
+    assert valid[-1]["num_updates"] == 40
+    if model == "gslm_ulm":
+        lm = hubconf.gslm_ulm(weights=tmp_path / "out")
+        first = lm.score((case.path / "data" / "valid.txt").read_text().splitlines()[0])
+        assert torch.isfinite(first["positional_scores"]).all()
+        (line,) = lm.sample_prompts(["a|" + (case.path / "data" / "valid.txt").read_text().split("\n")[0]],
+                                    beam=1, max_len_b=10, prefix_size=-1)
+        assert line.startswith("a__0|")
+    else:
+        dlm = hubconf.speech_dlm(weights=tmp_path / "out")
+        out = dlm.sample([{"unitA": "1 1 8 8", "unitB": "3 3 3 5"}], max_len_b=8, beam=1)
+        assert all(len(out[0][ch].split()) == 8 for ch in ("unitA", "unitB"))
+
+
+@pytest.mark.slow
+def test_ddp_two_processes_equal_one_with_update_freq(tmp_path):
+    """torchrun, 2 gloo processes, update_freq 1 == one process, update_freq 2 (the same global batches)."""
+    data = ULM.path / "data"
+    common = ["--data", data, "--init-from", ULM.original / "checkpoint_init.pt", "--config",
+              ULM.path / "train_config.json", "--max-tokens", 40, "--max-updates", 2, "--disable-validation",
+              "--no-progress"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+           "OMP_NUM_THREADS": "1"}
+    ddp = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+                          "--master-port", "29517", "-m", "zoo.cli", "train", "gslm_ulm", *map(str, common),
+                          "--update-freq", "1", "--out", str(tmp_path / "ddp"), "--log-jsonl",
+                          str(tmp_path / "ddp.jsonl")], env=env, capture_output=True, text=True, timeout=900)
+    assert ddp.returncode == 0, ddp.stderr[-2000:]
+    _train("gslm_ulm", *common, "--update-freq", 2, "--out", tmp_path / "one", "--log-jsonl", tmp_path / "one.jsonl")
+    a, b = load_file(str(tmp_path / "ddp" / "model.safetensors")), load_file(str(tmp_path / "one" / "model.safetensors"))
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], atol=1e-6, rtol=1e-5, msg=key)
+    for x, y in zip(_records(tmp_path / "ddp.jsonl"), _records(tmp_path / "one.jsonl"), strict=True):
+        for key in ("loss", "gnorm", "wpb", "bsz", "lr"):
+            assert x[key] == pytest.approx(y[key], rel=1e-5), key
+
+
+def test_config_errors_are_clear(tmp_path, capsys):
+    bad = tmp_path / "cfg.json"
+    bad.write_text(json.dumps({"optimizer": {"_name": "sgd"}}))
+    assert main(["train", "gslm_ulm", "--data", str(ULM.path / "data"), "--config", str(bad),
+                 "--max-updates", "1"]) == 2
+    assert "optimizer 'sgd' is not supported" in capsys.readouterr().err
+    assert main(["train", "speech_dlm", *_case_args("speech_dlm")[:2], "--config",
+                 str(ULM.path / "train_config.json"), "--max-updates", "1"]) == 2
+    assert "language_modeling" in capsys.readouterr().err
+    with pytest.raises(Exception, match="general_unit_loss_weight"):
+        LMTrainConfig(next_unit_prediction="True", max_tokens=10)
