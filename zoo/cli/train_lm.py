@@ -83,8 +83,16 @@ ARCH_OPTIONS: tuple[tuple[str, Any], ...] = (
 ARCH_SWITCHES = ("--decoder-learned-pos", "--share-decoder-input-output-embed", "--no-scale-embedding")
 
 
+#: Options whose fairseq field names would read as the zoo's shared ``--batch-size``/``--weights``: stored
+#: under fairseq's older names (batch_size was max_sentences), given to the config under the current ones.
+DESTS = {"--batch-size-valid": "max_sentences_valid", "--required-batch-size-multiple": "required_rows_multiple",
+         "--channel-weights": "channel_loss_factors", "--main-and-cross-weights": "main_and_cross_factors"}
+FIELDS = {"max_sentences_valid": "batch_size_valid", "required_rows_multiple": "required_batch_size_multiple",
+          "channel_loss_factors": "channel_weights", "main_and_cross_factors": "main_and_cross_weights"}
+
+
 def _dest(flag: str) -> str:
-    return flag[2:].replace("-", "_")
+    return DESTS.get(flag, flag[2:].replace("-", "_"))
 
 
 def add_common(p: argparse.ArgumentParser) -> None:
@@ -146,7 +154,7 @@ def config_sections(args: argparse.Namespace) -> dict[str, Any]:
 
 def overrides(args: argparse.Namespace) -> dict[str, Any]:
     names = [_dest(f) for f, *_ in TRAIN_OPTIONS] + [_dest(f) for f, _ in TRAIN_SWITCHES] + ["max_update"]
-    return {"task": args.task, **{n: getattr(args, n, None) for n in names}}
+    return {"task": args.task, **{FIELDS.get(n, n): getattr(args, n, None) for n in names}}
 
 
 def build_config(sections: dict[str, Any], args: argparse.Namespace,

@@ -171,8 +171,9 @@ class LMTrainConfig:
             problems.append("update_freq, tokens_per_sample and required_batch_size_multiple must be >= 1")
         if not self.max_tokens and not self.batch_size:
             problems.append("give max_tokens or batch_size (fairseq: --max-tokens or --batch-size)")
-        if self.lr <= 0 or self.warmup_updates < 0:
-            problems.append(f"lr must be > 0 and warmup_updates >= 0 (got {self.lr}, {self.warmup_updates})")
+        if self.lr <= 0 or self.warmup_updates < 1:
+            problems.append(f"lr must be > 0 and warmup_updates >= 1 (fairseq's inverse_sqrt divides by it; got "
+                            f"{self.lr}, {self.warmup_updates})")
         if self.add_bos_token:
             problems.append("add_bos_token is not supported (no released unit LM uses it)")
         if self.fp16 and self.bf16:
