@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,7 +16,7 @@ from zoo import audio
 from zoo.cli import main
 from zoo.pipelines import SpeechToUnits, Units
 
-from harness import load_case
+from harness import ROOT, load_case
 
 CODEBOOK_CASE = load_case("wavlm/codebook_argmin")
 WAVLM_CASE = load_case("wavlm/tiny_large_like_speech")
@@ -90,3 +93,73 @@ def test_cli_reports_missing_input(weights, tmp_path, capsys):
     assert main(["encode", str(tmp_path / "nothing.wav"), "--k", "20", "--lmbda", "0", "-o",
                  str(tmp_path / "u.jsonl")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------ kills and Ctrl-C
+# The encode command runs in a subprocess; an audit hook sees the output file being opened for writing and then
+# kills (SIGKILL) or interrupts (SIGINT) the process from a timer thread, and Path.write_text is slowed down, as a
+# slow disk would make it, so that an implementation which rewrites the whole file would be caught in the act.
+_WRAPPER = """
+import os, pathlib, signal, sys, threading, time
+out, signum, delay, modes = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
+fired = []
+def hook(event, args):
+    if event == "open" and str(args[0]) == out and isinstance(args[1], str) and set(args[1]) & set(modes) \\
+            and not fired:
+        fired.append(True)
+        threading.Timer(delay, os.kill, (os.getpid(), signum)).start()
+sys.addaudithook(hook)
+write_text = pathlib.Path.write_text
+def slow_write_text(self, data, *a, **k):
+    with open(self, "w") as f:
+        time.sleep(5)
+        f.write(data)
+pathlib.Path.write_text = slow_write_text
+from zoo.cli import main
+sys.exit(main(sys.argv[5:]))
+"""
+
+
+def _encode_argv(inputs: Path, out: Path, weights: dict[str, Path]) -> list[str]:
+    return ["encode", str(inputs), "--k", str(K), "--lmbda", "0", "--num-neighbors", str(K), "--layer",
+            str(CODEBOOK_LAYER), "--wavlm-weights", str(weights["wavlm"]), "--codebook-weights",
+            str(weights["codebook"]), "--batch-size", "1", "-o", str(out)]
+
+
+def _run_wrapped(argv: list[str], out: Path, signum: int, delay: float, modes: str):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-c", _WRAPPER, str(out), str(signum), str(delay), modes, *argv],
+                          env=env, capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.slow
+def test_kill_during_resume_keeps_every_finished_line(weights, speech, tmp_path):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for name in "abc":
+        audio.save(inputs / f"{name}.flac", speech, 16000)
+    out = tmp_path / "units.jsonl"
+    argv = _encode_argv(inputs, out, weights)
+    assert main(argv) == 0
+    finished = out.read_text().splitlines(keepends=True)[:2]
+    out.write_text("".join(finished) + '{"name": "')  # a run killed while writing its third line
+
+    killed = _run_wrapped(argv, out, signal.SIGKILL, 0.05, "wa+")  # killed 50 ms after it opens the output to fix it
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert out.read_text().splitlines(keepends=True)[:2] == finished, "a kill during the resume lost finished lines"
+
+    assert main(argv) == 0
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [Path(line["name"]).name for line in lines] == ["a.flac", "b.flac", "c.flac"]
+    assert all(Units(line["units"], line["durations"]) == expected_units() for line in lines)
+
+
+@pytest.mark.slow
+def test_ctrl_c_says_how_to_resume(weights, speech, tmp_path):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    audio.save(inputs / "a.flac", speech, 16000)
+    out = tmp_path / "units.jsonl"
+    interrupted = _run_wrapped(_encode_argv(inputs, out, weights), out, signal.SIGINT, 0.0, "a")
+    assert interrupted.returncode == 130
+    assert interrupted.stderr.strip() == "speechzoo encode: interrupted — run the same command again to resume"

@@ -9,13 +9,18 @@ layer-11 features quantised by DPDP over the released k-means codebook; GSLM: th
 by its k-means. ``--format gslm`` writes GSLM's quantized-file lines ``id|u1 u2 ...`` instead (the settings go to
 ``OUT.settings.json`` beside it). Files are read in order, encoded in batches, and appended as they finish, so an
 interrupted run resumes where it stopped: files already in the output (by resolved path) are skipped, and
-resuming with other settings is refused. A file that cannot be read or encoded stops the run after the finished
-ones are written; with ``--skip-errors`` it is reported at the end (exit status 2) and the others are encoded.
+resuming with other settings is refused; a half-written last line (a killed run) is cut off by truncating the file
+at its last newline, never by rewriting it, so a second kill loses nothing already encoded; Ctrl-C stops with exit
+code 130. A file that cannot be read or
+encoded stops the run after the finished ones are written; with ``--skip-errors`` it is reported at the end (exit
+status 2) and the others are encoded.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -71,7 +76,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+#: What Ctrl-C prints (exit code 130, as a shell reports SIGINT): every finished line is already in the output.
+INTERRUPTED = "interrupted — run the same command again to resume"
+
+
 def run(args: argparse.Namespace) -> int:
+    try:
+        return _encode(args)
+    except KeyboardInterrupt:
+        print(f"speechzoo encode: {INTERRUPTED}", file=sys.stderr)
+        return 130
+
+
+def _encode(args: argparse.Namespace) -> int:
     if args.dense is None and (args.k is None or args.lmbda is None):
         raise InputError("give --k and --lmbda (DP-SLM units) or --dense NAME (GSLM units)")
     files = expand(args.inputs)
@@ -179,10 +196,29 @@ def _names_in(path: Path, output_format: str = "jsonl") -> set[str] | None:
     output yet); a half-written last line (a killed run) is dropped."""
     if not path.exists() or path.stat().st_size == 0:
         return None
-    lines = path.read_text().splitlines(keepends=True)
-    if lines and not lines[-1].endswith("\n"):
-        path.write_text("".join(lines[:-1]))
-        lines = lines[:-1]
+    _cut_partial_line(path)
+    lines = path.read_text().splitlines()
     if output_format == "gslm":
         return {line.split("|", 1)[0] for line in lines if line.strip()}
     return {r.source for r in units_file.read(path, allow_empty=True).records}
+
+
+def _cut_partial_line(path: Path, block: int = 1 << 16) -> None:
+    """Truncate ``path`` just after its last newline, in place: only a half-written last line is removed, and a kill
+    at any moment leaves either the file as it was or the file without that line (rewriting the whole file instead
+    would leave it empty for as long as the rewrite takes)."""
+    with open(path, "rb+") as f:
+        end = f.seek(0, os.SEEK_END)
+        position = end
+        while position > 0:
+            start = max(0, position - block)
+            f.seek(start)
+            newline = f.read(position - start).rfind(b"\n")
+            if newline >= 0:
+                cut = start + newline + 1
+                break
+            position = start
+        else:
+            cut = 0
+        if cut < end:
+            f.truncate(cut)
