@@ -108,3 +108,12 @@ def speechzoo_cli(*args: str | os.PathLike, nproc: int = 1, master_port: int = 2
                  str(master_port)] if nproc > 1 else [sys.executable])
     return subprocess.run([*launcher, "-m", "zoo.cli", *map(str, args)], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=900, check=False)
+
+
+def python_process(code: str, *args: str | os.PathLike, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """``python -c CODE ARGS...`` started in a subprocess running this checkout's code (text pipes for its output),
+    for tests that kill, interrupt or race processes; ``env`` is added to the environment."""
+    path = [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(path), "OMP_NUM_THREADS": "1", **(env or {})}
+    return subprocess.Popen([sys.executable, "-c", code, *map(str, args)], cwd=ROOT, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)

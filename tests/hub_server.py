@@ -4,17 +4,27 @@ without the internet.
 
 Repos are served at every revision. For each file the server announces what the real Hub announces: the commit, the
 ETag (the SHA-256 for LFS files such as ``*.safetensors``, a git blob id otherwise) and the size. ``corrupt`` makes it
-send other bytes than the ones it announced, as a broken mirror or a man in the middle would.
+send other bytes than the ones it announced, as a broken mirror or a man in the middle would; ``fault`` makes the
+next requests for a path misbehave as flaky servers do (:data:`FAULTS`), and ``slow`` sends every body in small
+pieces with pauses, so that a test can kill a process in the middle of a download.
 """
 from __future__ import annotations
 
 import hashlib
 import threading
+import time
+from collections import deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 _LFS_SUFFIXES = (".safetensors", ".bin", ".pt", ".ckpt")
+
+#: How ``fault`` makes a response misbehave: "500" (an internal server error), "truncate" (the right Content-Length,
+#: then the connection is closed half-way through the body), "short" (a Content-Length larger than the body sent),
+#: "html" (an HTML page with status 200, as a login or error page served in place of the file), "stall" (the request
+#: is accepted and never answered) and "drop" (the connection is closed before any response).
+FAULTS = ("500", "truncate", "short", "html", "stall", "drop")
 
 
 class FakeHub:
@@ -24,6 +34,9 @@ class FakeHub:
         self.sent: dict[tuple[str, str], bytes] = {}  # (repo, file) -> bytes actually sent, if not the announced
         self.requests: list[str] = []
         self.authorizations: list[str | None] = []  # the Authorization header of each request
+        self.faults: dict[tuple[str, str], deque[str]] = {}  # (method, path) -> the next responses' faults
+        self.slow_seconds = 0.0  # with slow(): the pause between two pieces of a body
+        self._stop = threading.Event()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
@@ -37,6 +50,7 @@ class FakeHub:
         return self
 
     def __exit__(self, *exc) -> None:
+        self._stop.set()  # releases stalled requests
         self._server.shutdown()
         self._server.server_close()
 
@@ -51,6 +65,30 @@ class FakeHub:
     def corrupt(self, repo_id: str, filename: str, data: bytes) -> None:
         """Announce the genuine file's hash and size but send ``data``."""
         self.sent[(repo_id, filename)] = data
+
+    def fault(self, path: str, *faults: str, method: str = "GET") -> None:
+        """The next ``len(faults)`` ``method`` requests of ``path`` (a raw path, or ``org/name/filename`` for a repo
+        file at any revision) misbehave, one fault each (:data:`FAULTS`); later ones are answered normally."""
+        assert set(faults) <= set(FAULTS), faults
+        self.faults.setdefault((method, "/" + path.lstrip("/")), deque()).extend(faults)
+
+    def slow(self, seconds_per_piece: float) -> None:
+        """Send every body in 64 pieces with a pause of ``seconds_per_piece`` between two."""
+        self.slow_seconds = seconds_per_piece
+
+    def gets(self, path: str) -> int:
+        """How many GET requests asked for ``path`` (a raw path, or the ``/resolve/`` path of a repo file)."""
+        return sum(r == f"GET /{path.lstrip('/')}" for r in self.requests)
+
+    def _next_fault(self, method: str, path: str) -> str | None:
+        parts = path.lstrip("/").split("/")
+        keys = [(method, path)]
+        if len(parts) >= 5 and parts[2] == "resolve":  # /{org}/{name}/resolve/{revision}/{filename}
+            keys.append((method, "/" + "/".join(parts[:2] + parts[4:])))
+        for key in keys:
+            if self.faults.get(key):
+                return self.faults[key].popleft()
+        return None
 
     def _handler(self):
         hub = self
@@ -68,6 +106,19 @@ class FakeHub:
             def _respond(self, body: bool) -> None:
                 hub.requests.append(f"{self.command} {self.path}")
                 hub.authorizations.append(self.headers.get("Authorization"))
+                self.fault = hub._next_fault(self.command, self.path)
+                if self.fault == "stall":
+                    hub._stop.wait(60)
+                    self.close_connection = True
+                    return
+                if self.fault == "drop":
+                    self.close_connection = True
+                    return
+                if self.fault == "500":
+                    return self._send(500, b"internal server error", {}, body)
+                if self.fault == "html":
+                    return self._send(200, b"<!DOCTYPE html><html><body>Sign in to continue</body></html>",
+                                      {"Content-Type": "text/html; charset=utf-8"}, body)
                 if self.path in hub.raw:
                     return self._send(200, hub.raw[self.path], {}, body)
                 parts = self.path.lstrip("/").split("/")
@@ -96,9 +147,23 @@ class FakeHub:
                 self.send_response(status)
                 for k, v in headers.items():
                     self.send_header(k, v)
-                self.send_header("Content-Length", str(len(data)))
+                announced = len(data) + (1000 if self.fault == "short" else 0)
+                self.send_header("Content-Length", str(announced))
                 self.end_headers()
-                if body:
+                if not body:
+                    return
+                if self.fault == "truncate":
+                    data = data[: len(data) // 2]
+                if self.fault in ("truncate", "short"):
+                    self.close_connection = True
+                if hub.slow_seconds and status == 200:
+                    piece = max(1, len(data) // 64)
+                    for start in range(0, len(data), piece):
+                        self.wfile.write(data[start: start + piece])
+                        self.wfile.flush()
+                        if hub._stop.wait(hub.slow_seconds):
+                            return
+                else:
                     self.wfile.write(data)
 
         return Handler

@@ -3,10 +3,7 @@ fixtures): the units of the original helper + codebook, deduplicated, with durat
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,7 +13,7 @@ from zoo import audio
 from zoo.cli import main
 from zoo.pipelines import SpeechToUnits, Units
 
-from harness import ROOT, load_case
+from harness import load_case, python_process
 
 CODEBOOK_CASE = load_case("wavlm/codebook_argmin")
 WAVLM_CASE = load_case("wavlm/tiny_large_like_speech")
@@ -127,9 +124,9 @@ def _encode_argv(inputs: Path, out: Path, weights: dict[str, Path]) -> list[str]
 
 
 def _run_wrapped(argv: list[str], out: Path, signum: int, delay: float, modes: str):
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-c", _WRAPPER, str(out), str(signum), str(delay), modes, *argv],
-                          env=env, capture_output=True, text=True, timeout=120)
+    process = python_process(_WRAPPER, out, signum, delay, modes, *argv)
+    process.stdout_text, process.stderr = process.communicate(timeout=120)
+    return process
 
 
 @pytest.mark.slow

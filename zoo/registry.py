@@ -65,6 +65,7 @@ class Weights:
     converter_options: dict[str, Any] = field(default_factory=dict)
     repo_id: str = ""              # converted safetensors on the Hub; default HUB_ORG/name
     revision: str = HUB_REVISION
+    mirrored: bool = False         # uploaded to repo_id@revision: until then the public Hub is not asked for it
 
     def __post_init__(self) -> None:
         if not self.repo_id:
@@ -74,10 +75,17 @@ class Weights:
     def source_url(self) -> str:
         return self.source_files[0].url
 
+    @property
+    def verified(self) -> bool:
+        """Whether every original file has a published checksum (SHA-256 or MD5) that its download is checked
+        against; an unverified release's download is recorded by its own SHA-256 in the cache manifest."""
+        return all(s.sha256 is not None or s.md5 is not None for s in self.source_files)
+
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready description, as ``speechzoo list --json`` prints it."""
         d = dataclasses.asdict(self)
         d["source_url"] = self.source_url
+        d["verified"] = self.verified
         return d
 
 
