@@ -133,7 +133,7 @@ def test_a_stalled_server_times_out(hub, monkeypatch):
     hub.fault(RELEASE_PATH, "stall")
     start = time.monotonic()
     assert torch.equal(zoo.download.load_release(Codebook, entry, progress=False).codebook, CODEBOOK)
-    assert time.monotonic() - start < 10
+    assert time.monotonic() - start < 30
     assert hub.gets(RELEASE_PATH) == 2
 
     hub.fault(RELEASE_PATH, *["stall"] * zoo.hub.DOWNLOAD_ATTEMPTS)
@@ -404,7 +404,7 @@ def start_loader(entry_url: str, digest: str | None, stage: str, marker: Path,
     return python_process(_LOADER, entry_url, digest or "", stage, marker, repo_id)
 
 
-def wait_for(condition, timeout: float = 60.0) -> None:
+def wait_for(condition, timeout: float = 180.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         assert time.monotonic() < deadline, "the subprocess never reached the stage to kill it at"
@@ -449,7 +449,7 @@ def test_four_processes_on_an_empty_cache_download_and_convert_once(hub, tmp_pat
     hub.slow(0.02)  # a download takes over a second, so the four overlap
     go = tmp_path / "go"
     processes = [start_loader(entry.source_url, sha256(data), "race", go) for _ in range(4)]
-    wait_for(lambda: len(list(tmp_path.glob("go.*"))) == 4, timeout=120)  # all four imported, ready to load
+    wait_for(lambda: len(list(tmp_path.glob("go.*"))) == 4, timeout=240)  # all four imported, ready to load
     go.touch()
     results = [p.communicate(timeout=300) for p in processes]
     assert [p.returncode for p in processes] == [0] * 4, [err for _, err in results]
