@@ -3,6 +3,7 @@ fixtures): the units of the original helper + codebook, deduplicated, with durat
 from __future__ import annotations
 
 import json
+import os
 import signal
 from pathlib import Path
 
@@ -138,16 +139,16 @@ def test_kill_during_resume_keeps_every_finished_line(weights, speech, tmp_path)
     out = tmp_path / "units.jsonl"
     argv = _encode_argv(inputs, out, weights)
     assert main(argv) == 0
-    finished = out.read_text().splitlines(keepends=True)[:2]
-    out.write_text("".join(finished) + '{"name": "')  # a run killed while writing its third line
+    finished = out.read_text().splitlines(keepends=True)[:3]  # the header, a and b
+    out.write_text("".join(finished) + '{"id": "')  # a run killed while writing c's line
 
     killed = _run_wrapped(argv, out, signal.SIGKILL, 0.05, "wa+")  # killed 50 ms after it opens the output to fix it
     assert killed.returncode == -signal.SIGKILL, killed.stderr
-    assert out.read_text().splitlines(keepends=True)[:2] == finished, "a kill during the resume lost finished lines"
+    assert out.read_text().splitlines(keepends=True)[:3] == finished, "a kill during the resume lost finished lines"
 
     assert main(argv) == 0
-    lines = [json.loads(line) for line in out.read_text().splitlines()]
-    assert [Path(line["name"]).name for line in lines] == ["a.flac", "b.flac", "c.flac"]
+    _, *lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [line["id"] for line in lines] == ["a", "b", "c"]
     assert all(Units(line["units"], line["durations"]) == expected_units() for line in lines)
 
 
