@@ -100,7 +100,7 @@ def integer_problems(draw):
         codebook[draw(st.integers(1, num_codes - 1))] = codebook[0]
     features = torch.tensor(draw(st.lists(st.lists(values, min_size=dim, max_size=dim), min_size=num_frames,
                                           max_size=num_frames)), dtype=torch.float32).reshape(num_frames, dim)
-    lmbda = float(draw(st.sampled_from([0, 1, 2, 3, 7, 30, 10**6, -1])))
+    lmbda = float(draw(st.sampled_from([0, 1, 2, 3, 7, 30, 10**6])))
     num_neighbors = draw(st.one_of(st.none(), st.just(1), st.just(num_codes), st.integers(1, num_codes)))
     return features, codebook, lmbda, num_neighbors
 
