@@ -285,8 +285,12 @@ def test_ddp_two_processes_equal_one_with_update_freq(tmp_path, monkeypatch):
               str(tmp_path / "ddp.jsonl")])
     _train("gslm_ulm", *common, "--update-freq", 2, "--out", tmp_path / "one", "--log-jsonl", tmp_path / "one.jsonl")
     a, b = load_file(str(tmp_path / "ddp" / "model.safetensors")), load_file(str(tmp_path / "one" / "model.safetensors"))
+    peak_lr = json.loads((ULM.path / "train_config.json").read_text())["optimization"]["lr"][0]
     for key in a:
-        torch.testing.assert_close(a[key], b[key], atol=1e-6, rtol=1e-5, msg=key)
+        if key.endswith("self_attn.k_proj.bias"):  # zero true gradient: Adam amplifies summation-order noise
+            assert (a[key] - b[key]).abs().max() < 2 * peak_lr / 20, key
+        else:
+            torch.testing.assert_close(a[key], b[key], atol=1e-6, rtol=1e-5, msg=key)
     for x, y in zip(_records(tmp_path / "ddp.jsonl"), _records(tmp_path / "one.jsonl"), strict=True):
         for key in ("loss", "gnorm", "wpb", "bsz", "lr"):
             assert x[key] == pytest.approx(y[key], rel=1e-5), key

@@ -33,7 +33,7 @@ Example (a two-update run on a tiny random model)::
     >>> from zoo.train.lm_data import prepare_units
     >>> data = tempfile.mkdtemp()
     >>> _ = open(f"{data}/t.txt", "w").write("1 2 3 4\\n4 3 2\\n2 2 1 3 4\\n")
-    >>> d = prepare_units(data, f"{data}/t", validpref=f"{data}/t")
+    >>> d = prepare_units(data, f"{data}/t.txt", validpref=f"{data}/t.txt")
     >>> model = GSLMUnitLM(GSLMUnitLMConfig(symbols=d.symbols, embed_dim=16, ffn_embed_dim=32, layers=1,
     ...                                     attention_heads=2, max_target_positions=32))
     >>> cfg = LMTrainConfig(task="language_modeling", lr=1e-3, warmup_updates=2, max_tokens=64,
