@@ -9,14 +9,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import torch
-from tqdm.auto import tqdm
-
 from .. import audio
-from ..errors import SpeechZooError
 from ..models.wavlm import SAMPLE_RATE as WAVLM_RATE
 from ..pipelines.dpslm import DPSLM, ELLAV_TEMPERATURE, ELLAV_TOP_P
-from .inputs import Failures, batches, each_good, expand, item_ids, output_path
+from .inputs import expand, resynthesize_files
 from .options import (
     add_batch_size,
     add_device,
@@ -64,30 +60,11 @@ def _system(args: argparse.Namespace, with_ulm: bool) -> DPSLM:
 
 def run_resynthesize(args: argparse.Namespace) -> int:
     files = expand(args.inputs)
-    ids = item_ids(files)
     dpslm = _system(args, with_ulm=False)
-    failures, written = Failures(args), 0
-
-    def resynthesize(items: list[tuple[Path, Path, torch.Tensor]]) -> list[torch.Tensor]:
-        return dpslm.resynthesize([wav for _, _, wav in items], WAVLM_RATE, batch_size=args.batch_size,
-                                  temperature=args.temperature, top_p=args.top_p)
-
-    with tqdm(total=len(files), desc="resynthesizing", unit="file") as bar:
-        for batch in batches(files, args.batch_size):
-            loaded = []
-            for path in batch:
-                try:
-                    wav = audio.load(path, sample_rate=WAVLM_RATE)[0][0]
-                    loaded.append((path, output_path(args.out, ids[path], ".wav"), wav))
-                except SpeechZooError as e:
-                    failures.add(path, e)
-            for (_, out, _), speech in each_good(loaded, resynthesize, failures, lambda item: item[0]):
-                audio.save(out, speech, dpslm.sample_rate, args.subtype)
-                written += 1
-            failures.check()
-            bar.update(len(batch))
-    print(f"wrote {written} files to {args.out}")
-    return failures.report()
+    return resynthesize_files(args, files, WAVLM_RATE, dpslm.sample_rate,
+                              lambda wavs: dpslm.resynthesize(wavs, WAVLM_RATE, batch_size=args.batch_size,
+                                                              temperature=args.temperature, top_p=args.top_p),
+                              "resynthesizing")
 
 
 def run_continue(args: argparse.Namespace) -> int:

@@ -24,7 +24,6 @@ import itertools
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
 from .. import audio
 from .. import units as units_file
@@ -45,12 +44,10 @@ from ..pipelines.gslm import (
 )
 from .inputs import (
     Failures,
-    batches,
-    each_good,
     expand,
-    item_ids,
     output_path,
     positive_int,
+    resynthesize_files,
 )
 from .options import (
     add_batch_size,
@@ -229,31 +226,12 @@ def _gslm(args: argparse.Namespace, with_unit_lm: bool) -> GSLM:
 
 def run_resynthesize(args: argparse.Namespace) -> int:
     files = expand(args.inputs)
-    ids = item_ids(files)
     gslm = _gslm(args, with_unit_lm=False)
     rate = ASR_SAMPLE_RATE if args.to_16k else gslm.sample_rate
-    failures, written = Failures(args), 0
-
-    def resynthesize(items: list[tuple[Path, Path, torch.Tensor]]) -> list[torch.Tensor]:
-        return gslm.resynthesize([wav for _, _, wav in items], output_sample_rate=rate, seed=args.seed,
-                                 batch_size=args.batch_size)
-
-    with tqdm(total=len(files), desc="resynthesize", unit="file") as bar:
-        for batch in batches(files, args.batch_size):
-            loaded = []
-            for path in batch:
-                try:
-                    wav = audio.load(path, sample_rate=SAMPLE_RATE)[0][0]
-                    loaded.append((path, output_path(args.out, ids[path], ".wav"), wav))
-                except SpeechZooError as e:
-                    failures.add(path, e)
-            for (_, out, _), speech in each_good(loaded, resynthesize, failures, lambda item: item[0]):
-                audio.save(out, speech, rate, args.subtype)
-                written += 1
-            failures.check()
-            bar.update(len(batch))
-    print(f"wrote {written} files to {args.out}")
-    return failures.report()
+    return resynthesize_files(args, files, SAMPLE_RATE, rate,
+                              lambda wavs: gslm.resynthesize(wavs, output_sample_rate=rate, seed=args.seed,
+                                                             batch_size=args.batch_size),
+                              "resynthesize")
 
 
 def run_continue(args: argparse.Namespace) -> int:

@@ -15,6 +15,10 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path, PurePosixPath
 from typing import TypeVar
 
+import torch
+from tqdm.auto import tqdm
+
+from .. import audio
 from ..errors import InputError, SpeechZooError
 
 #: Audio file extensions picked up when a folder is given.
@@ -173,3 +177,30 @@ def each_good(items: Sequence[T], work: Callable[[Sequence[T]], Sequence[R]], fa
             failures.add(name(items[0]), e)
             return []
     return [pair for item in items for pair in each_good([item], work, failures, name)]
+
+
+def resynthesize_files(args: argparse.Namespace, files: Sequence[Path], read_rate: int, write_rate: int,
+                       resynthesize: Callable[[list[torch.Tensor]], Sequence[torch.Tensor]], desc: str) -> int:
+    """The resynthesis commands' loop: each of ``files`` read at ``read_rate`` (mono), ``resynthesize``-d in
+    batches of ``args.batch_size``, written at ``write_rate`` to ``args.out`` under its :func:`item_ids` id. A bad
+    file costs only itself (:class:`Failures`); returns the exit status."""
+    ids = item_ids(files)
+    failures, written = Failures(args), 0
+    with tqdm(total=len(files), desc=desc, unit="file") as bar:
+        for batch in batches(files, args.batch_size):
+            loaded = []
+            for path in batch:
+                try:
+                    loaded.append((path, output_path(args.out, ids[path], ".wav"),
+                                   audio.load(path, sample_rate=read_rate)[0][0]))
+                except SpeechZooError as e:
+                    failures.add(path, e)
+            done = each_good(loaded, lambda items: resynthesize([wav for _, _, wav in items]), failures,
+                             lambda item: item[0])
+            for (_, out, _), speech in done:
+                audio.save(out, speech, write_rate, args.subtype)
+                written += 1
+            failures.check()
+            bar.update(len(batch))
+    print(f"wrote {written} files to {args.out}")
+    return failures.report()
