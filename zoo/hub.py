@@ -295,7 +295,7 @@ def snapshot(name_or_path: str | os.PathLike, *, revision: str | None = None, pr
     that the Hub does not have says it was read as one.
     """
     path = Path(name_or_path).expanduser()
-    if path.is_dir():
+    if _is_dir(path):
         return path
     name = str(name_or_path)
     if looks_local(name):
@@ -314,6 +314,15 @@ def snapshot(name_or_path: str | os.PathLike, *, revision: str | None = None, pr
         raise type(e)(f"{e} ({name!r} was read as a Hub repo id: there is no directory of that name here)") from None
 
 
+def _is_dir(path: Path) -> bool:
+    """``path.is_dir()``, False where the path cannot be looked at (a working directory this user may not read: a
+    repo id is then a repo id, not a permission error)."""
+    try:
+        return path.is_dir()
+    except PermissionError:
+        return False
+
+
 def looks_local(name: str) -> bool:
     """Whether ``weights=name`` names a local path rather than a Hub repo id ``org/name[@revision]``."""
     stem = name.partition("@")[0]
@@ -321,7 +330,7 @@ def looks_local(name: str) -> bool:
     first = stem.split("/", 1)[0]
     return (name.startswith(("~", ".")) or os.path.isabs(name) or stem.count("/") > 1
             or any(s in stem for s in separators)
-            or ("/" in stem and first not in ("", ".") and Path(first).is_dir()))
+            or ("/" in stem and first not in ("", ".") and _is_dir(Path(first))))
 
 
 def download_url(url: str, destination: str | os.PathLike, *, progress: bool = True,
