@@ -332,7 +332,9 @@ import filelock, httpx2, huggingface_hub.file_download, zoo.download
 from zoo.errors import WeightsError
 from zoo.models.codebook import Codebook
 from zoo.registry import SourceFile, Weights
+import zoo.formats.codebook  # loaded now: the checkout (e.g. a mktemp -d clone) may be unreadable to nobody
 if os.geteuid() == 0:
+    os.chdir("/")
     os.setuid(65534)  # root may write anywhere: the test runs as nobody
 entry = Weights(name="test-codebook", entry_point="codebook", kwargs={}, converter="codebook",
                 source_files=(SourceFile(sys.argv[1], None),), license="MIT", paper="", description="test",
