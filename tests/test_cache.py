@@ -333,6 +333,7 @@ from zoo.errors import WeightsError
 from zoo.models.codebook import Codebook
 from zoo.registry import SourceFile, Weights
 import zoo.formats.codebook  # loaded now: the checkout (e.g. a mktemp -d clone) may be unreadable to nobody
+zoo.download.converter_version("codebook")
 if os.geteuid() == 0:
     os.chdir("/")
     os.setuid(65534)  # root may write anywhere: the test runs as nobody

@@ -29,6 +29,7 @@ works for every user who may write it.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib
 import importlib.util
@@ -75,6 +76,7 @@ def speechzoo_cache() -> Path:
 
 
 # ------------------------------------------------------------------------------------------ cache keys
+@functools.cache  # the code does not change while the process runs: read it once, not at every load
 def converter_version(converter: str) -> str:
     """A digest of the code of ``zoo.formats.<converter>``: a changed converter makes other weights."""
     spec = importlib.util.find_spec(f"zoo.formats.{converter}")
