@@ -1,25 +1,37 @@
-"""SpeechDLM training throughput on CPU at the released dGSLM architecture: tokens per second of one update, float32
-and bfloat16 autocast, beside fairseq's algorithm in the same run.
+"""SpeechDLM training throughput on CPU at the released dGSLM configuration, and ``speech_dlm_big``'s memory per
+token: tokens per second of one update, float32 and bfloat16 autocast, beside fairseq's algorithm in the same run.
 
-    python -m benchmarks.bench_train_lm [--tokens 512] [--rows 4] [--threads 2] [--repeats 3]
+    python -m benchmarks.bench_train_lm [--tokens 512] [--rows 2] [--bf16-tokens 32] [--big-tokens 128 256]
 
-Model: ``speech_dlm`` base as released (6 layers, the last 4 cross-channel, 512 wide, FFN 2048, 8 heads, 504
-symbols, duration head, tied output), random weights. Data: ``--rows`` blocks of ``--tokens`` random units per
-channel (the recipe trains on blocks of 6144 with 18432 tokens per batch; that is minutes per update on 2 CPU
-cores, so the default is smaller; tokens/s falls slowly with the block length, attention being quadratic).
-
-1. ``LMTrainer.train_step``: the whole update as ``speechzoo train speech_dlm`` runs it (edge-unit + delayed-duration
-   criterion, fairseq's Adam, clipping), float32 and bf16 autocast.
-2. Forward + next-unit loss + backward + Adam with the model's forward vs with a faithful re-implementation of
-   fairseq's ``CrossChannelTransformerDecoder`` forward (per-channel T×B×C loops, ``F.multi_head_attention_forward``
-   with fairseq's additive ``-inf`` mask: ``benchmarks.bench_speech_dlm.fairseq_forward``), the same weights, loss and
-   optimiser: the difference is the model's batched channels and attention.
+1. The recipe's update (``speechzoo train speech_dlm``, ``LMTrainer.train_step``) at the released architecture
+   (``speech_dlm`` base: 6 layers, the last 4 cross-channel, 512 wide, FFN 2048, 8 heads, 504 symbols, duration
+   head, tied output; random weights) with the README command's settings: edge-unit + delayed-duration targets,
+   dropout 0.1, attention dropout 0.1, Adam (0.9, 0.98), clip 1.0. Blocks: ``--rows`` × ``--tokens`` random units
+   per channel (the recipe trains on 6144-token blocks, 18432 tokens per batch: minutes per update on 2 CPU cores;
+   tokens/s falls slowly with the block, attention being quadratic).
+2. The same forward + next-unit loss + backward + Adam through (a) the trainer's op graph
+   (:func:`zoo.train.lm.speech_dlm_output`, fairseq's own ops: what ``train_step`` runs), (b) an independent
+   transcription of fairseq's ``CrossChannelTransformerDecoder`` (``benchmarks.bench_speech_dlm.fairseq_forward``,
+   the honest reference), (c) the model's batched inference forward (channels batched, SDPA on batch-first
+   tensors): what fairseq's exact rounding costs over the fastest forward.
+3. bf16 autocast. This CPU may lack bf16 units (``get_cpu_capability`` is printed; on AVX2 a bf16 matmul is
+   ~250× slower than float32): bf16 runs ``--bf16-rows`` × ``--bf16-tokens`` (reduced so that it finishes) beside
+   float32 at the same size, and the header prints the measured bf16/float32 matmul slowdown.
+4. ``speech_dlm_big`` (12 layers, all cross-channel, 1024 wide, FFN 4096, 16 heads; no released checkpoint): one
+   float32 update per block size of ``--big-tokens`` (1 row, 2 channels), each in a fresh process: peak RSS over
+   the RSS before the update, its slope between sizes (= memory per token, the fixed weights/gradients/Adam state
+   cancelling out), and tokens/s. The recipe's 6144-token block is extrapolated from the slope unless listed.
 """
 from __future__ import annotations
 
 import argparse
+import json
+import resource
 import statistics
+import subprocess
+import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +44,10 @@ from zoo.formats.fairseq import write_indexed_dataset
 from zoo.models.speech_dlm import SpeechDLM, SpeechDLMConfig
 from zoo.nn.dictionary import FairseqDictionary
 from zoo.train.fairseq_optim import FairseqAdam
-from zoo.train.lm import LMTrainConfig, LMTrainer
+from zoo.train.lm import LMTrainConfig, LMTrainer, speech_dlm_output
+
+#: ``speech_dlm_big`` (fairseq ``speech_dlm.py``): every layer cross-channel.
+BIG = {"embed_dim": 1024, "ffn_embed_dim": 4096, "attention_heads": 16, "layers": 12, "cross_layers": 12}
 
 
 def synthetic_data(folder: Path, symbols: tuple[str, ...], rows: int, tokens: int) -> None:
@@ -47,44 +62,101 @@ def synthetic_data(folder: Path, symbols: tuple[str, ...], rows: int, tokens: in
             write_indexed_dataset(folder / f"{split}.{ch}", [np.append(line, 2) for line in lines], len(symbols))
 
 
+def recipe(tokens: int, rows: int, precision: str = "fp32") -> LMTrainConfig:
+    """The dGSLM README's training settings for ``rows`` blocks of ``tokens`` per batch."""
+    return LMTrainConfig(task="speech_dlm_task", lr=5e-4, warmup_updates=20000, warmup_init_lr=1e-7,
+                         adam_betas=(0.9, 0.98), clip_norm=1.0, max_tokens=rows * tokens, tokens_per_sample=tokens,
+                         required_batch_size_multiple=1, dropout=0.1, attention_dropout=0.1, seed=100501,
+                         bf16=precision == "bf16")
+
+
+def update(model: SpeechDLM, folder: str, tokens: int, rows: int, precision: str = "fp32"):
+    """One ``train_step`` of the recipe on ``folder``'s synthetic data, as a callable."""
+    trainer = LMTrainer(model, recipe(tokens, rows, precision), folder, subsets=("train",))
+    group = trainer.epoch_groups()[0]
+    return lambda: trainer.train_step(group)
+
+
+def bf16_matmul_slowdown() -> float:
+    a, b = torch.randn(256, 1024), torch.randn(1024, 1024)
+    seconds = []
+    for dtype in (torch.float32, torch.bfloat16):
+        x, y = a.to(dtype), b.to(dtype)
+        x @ y
+        start = time.perf_counter()
+        x @ y
+        seconds.append(time.perf_counter() - start)
+    return seconds[1] / seconds[0]
+
+
+def row(label: str, seconds: list[float], tokens: int) -> str:
+    median = statistics.median(seconds)
+    return f"  {label:<52} {min(seconds):8.3f} {median:9.3f} {tokens / median:11.1f}"
+
+
+def big_one(tokens: int) -> None:
+    """Child process: one float32 update of speech_dlm_big on a block of ``tokens``; prints JSON."""
+    torch.manual_seed(0)
+    model = SpeechDLM(SpeechDLMConfig(max_target_positions=tokens, **BIG))
+    with tempfile.TemporaryDirectory() as tmp:
+        synthetic_data(Path(tmp), model.config.symbols, 1, tokens)
+        step = update(model, tmp, tokens, 1)
+        before = _rss_kib()
+        start = time.perf_counter()
+        step()
+        seconds = time.perf_counter() - start
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"tokens": tokens, "seconds": seconds, "rss_before_kib": before, "peak_kib": peak,
+                      "parameters": sum(p.numel() for p in set(model.parameters()))}))
+
+
+def _rss_kib() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tokens", type=int, default=512, help="tokens per block (tokens_per_sample)")
-    parser.add_argument("--rows", type=int, default=4, help="blocks per batch")
+    parser.add_argument("--tokens", type=int, default=512, help="tokens per block (tokens_per_sample), float32")
+    parser.add_argument("--rows", type=int, default=2, help="blocks per batch, float32")
+    parser.add_argument("--bf16-tokens", type=int, default=32, help="tokens per block for the bf16 comparison")
+    parser.add_argument("--bf16-rows", type=int, default=1)
+    parser.add_argument("--big-tokens", type=int, nargs="*", default=[128, 256],
+                        help="speech_dlm_big block sizes (one fresh process each)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--big-one", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.big_one:
+        big_one(args.big_one)
+        return
     torch.manual_seed(0)
-    config = SpeechDLMConfig(max_target_positions=args.tokens)
+    config = SpeechDLMConfig(max_target_positions=max(args.tokens, args.bf16_tokens))
     model = SpeechDLM(config)
+    print(f"torch {torch.__version__}, CPU capability {torch.backends.cpu.get_cpu_capability()}, "
+          f"{torch.get_num_threads()} threads; bf16/float32 time of a 256x1024x1024 matmul here: "
+          f"{bf16_matmul_slowdown():.0f}x")
+    print(f"SpeechDLM base (released dGSLM architecture), {sum(p.numel() for p in set(model.parameters())):,} "
+          f"parameters; recipe settings (edge + delayed duration, dropout 0.1, attention dropout 0.1, clip 1.0)\n")
+    header = f"  {'':<52} {'min s':>8} {'median s':>9} {'tokens/s':>11}"
     with tempfile.TemporaryDirectory() as tmp:
         synthetic_data(Path(tmp), config.symbols, args.rows, args.tokens)
         batch_tokens = 2 * args.rows * args.tokens
-        print(f"SpeechDLM base, {sum(p.numel() for p in set(model.parameters())):,} parameters; {args.rows} x "
-              f"{args.tokens} tokens x 2 channels per update; {torch.get_num_threads()} threads, torch "
-              f"{torch.__version__}\n")
-        print("One update (speechzoo train speech_dlm)              min s   median s   tokens/s (median)")
-        steps = {}
-        for precision in ("fp32", "bf16"):
-            cfg = LMTrainConfig(task="speech_dlm_task", lr=5e-4, warmup_updates=20000, warmup_init_lr=1e-7,
-                                adam_betas=(0.9, 0.98), clip_norm=1.0, max_tokens=batch_tokens,
-                                tokens_per_sample=args.tokens, required_batch_size_multiple=1, dropout=0.0,
-                                bf16=precision == "bf16")
-            trainer = LMTrainer(model, cfg, tmp, subsets=("train",))
-            group = trainer.epoch_groups()[0]
-            steps[precision] = (lambda t=trainer, g=group: t.train_step(g))
-        for precision, seconds in zip(steps, timings(*steps.values(), repeats=args.repeats)):
-            median = statistics.median(seconds)
-            print(f"  {precision:<6}                                          {min(seconds):6.3f}   {median:7.3f}"
-                  f"   {batch_tokens / median:9.0f}")
+        print(f"1. One update (speechzoo train speech_dlm), {args.rows} x {args.tokens} tokens x 2 channels")
+        print(header)
+        (seconds,) = timings(update(model, tmp, args.tokens, args.rows), repeats=args.repeats)
+        print(row("float32", seconds, batch_tokens))
 
-        tokens = {ch: torch.cat([torch.full((args.rows, 1), 2), torch.randint(4, config.vocab_size,
-                                                                             (args.rows, args.tokens - 1))], 1)
+        tokens = {ch: torch.cat([torch.full((args.rows, 1), 2),
+                                 torch.randint(4, config.vocab_size, (args.rows, args.tokens - 1))], 1)
                   for ch in config.channels}
         optimizer = FairseqAdam(model.parameters(), lr=1e-7, betas=(0.9, 0.98))
+        cfg = recipe(args.tokens, args.rows)
 
-        def step(logits_of):
+        def step(logits_of) -> None:
             logits = logits_of()
             loss = sum(F.nll_loss(F.log_softmax(logits[ch].float(), -1).flatten(0, 1), tokens[ch].flatten(),
                                   reduction="sum") for ch in config.channels)
@@ -92,17 +164,51 @@ def main() -> None:
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
 
-        def ours_logits():
-            out = model(tokens)[0]
-            return {ch: out[ch][ch]["pred_token"] for ch in config.channels}
+        model.train()
+        cfg = LMTrainConfig(**{**cfg.__dict__, "dropout": 0.0, "attention_dropout": 0.0})
+        variants = {
+            "trainer's op graph (speech_dlm_output, fairseq's ops)":
+                lambda: {ch: o[ch]["pred_token"] for ch, o in speech_dlm_output(model, tokens, cfg).items()},
+            "fairseq's decoder transcribed (reference)": lambda: fairseq_forward(model, tokens),
+            "model's batched inference forward": lambda: {ch: o[ch]["pred_token"] for ch, o in model(tokens)[0].items()},
+        }
+        print("\n2. Forward + next-unit loss + backward + Adam, float32, dropout 0 (the reference has none)")
+        print(header)
+        results = timings(*(lambda f=f: step(f) for f in variants.values()), repeats=args.repeats)
+        for label, seconds in zip(variants, results):
+            print(row(label, seconds, batch_tokens))
 
-        ours = lambda: step(ours_logits)  # noqa: E731
-        reference = lambda: step(lambda: fairseq_forward(model, tokens))  # noqa: E731
-        ours_s, ref_s = timings(ours, reference, repeats=args.repeats)
-        print("\nForward + next-unit loss + backward + Adam, float32   min s   median s   tokens/s (median)")
-        for label, seconds in (("speechzoo model", ours_s), ("fairseq's algorithm (same run)", ref_s)):
-            median = statistics.median(seconds)
-            print(f"  {label:<32}                {min(seconds):6.3f}   {median:7.3f}   {batch_tokens / median:9.0f}")
+    with tempfile.TemporaryDirectory() as tmp:
+        synthetic_data(Path(tmp), config.symbols, args.bf16_rows, args.bf16_tokens)
+        small = 2 * args.bf16_rows * args.bf16_tokens
+        print(f"\n3. One update, {args.bf16_rows} x {args.bf16_tokens} tokens x 2 channels (reduced so that bf16 "
+              f"finishes on this CPU)")
+        print(header)
+        steps = [update(model, tmp, args.bf16_tokens, args.bf16_rows, p) for p in ("fp32", "bf16")]
+        fp32, bf16 = timings(*steps, repeats=1)
+        print(row("float32", fp32, small))
+        print(row("bf16 autocast", bf16, small))
+        print(f"  bf16 / float32: {statistics.median(bf16) / statistics.median(fp32):.1f}x")
+
+    if args.big_tokens:
+        print("\n4. speech_dlm_big, one float32 update of 1 x T tokens x 2 channels (a fresh process per T)")
+        print(f"  {'T':>6} {'s':>8} {'tokens/s':>9} {'RSS before MiB':>15} {'peak MiB':>9} {'peak - before MiB':>18}")
+        runs = []
+        for t in args.big_tokens:
+            out = subprocess.run([sys.executable, "-m", "benchmarks.bench_train_lm", "--big-one", str(t),
+                                  "--threads", str(args.threads)], capture_output=True, text=True, check=True)
+            r = json.loads(out.stdout.strip().splitlines()[-1])
+            runs.append(r)
+            print(f"  {t:>6} {r['seconds']:8.1f} {2 * t / r['seconds']:9.1f} {r['rss_before_kib'] / 1024:15.0f} "
+                  f"{r['peak_kib'] / 1024:9.0f} {(r['peak_kib'] - r['rss_before_kib']) / 1024:18.0f}")
+        print(f"  parameters: {runs[0]['parameters']:,}")
+        if len(runs) > 1:
+            (a, b) = runs[0], runs[-1]
+            slope = ((b["peak_kib"] - b["rss_before_kib"]) - (a["peak_kib"] - a["rss_before_kib"])) / (
+                2 * (b["tokens"] - a["tokens"]))
+            print(f"  memory per token (slope {a['tokens']} -> {b['tokens']}, channel-tokens): {slope:.0f} KiB; "
+                  f"a 6144-token block (2 x 6144, linear part only) would need ~{slope * 2 * 6144 / 2 ** 20:.1f} GiB "
+                  f"of activations on top of the update's fixed cost (extrapolated, not run)")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,8 @@ and the ``model`` section. ``--resume STATE`` continues a speechzoo run exactly.
         --next-unit-prediction False --edge-unit-prediction True --duration-prediction True \\
         --delayed-duration-target True --max-target-durations 256 --tokens-per-sample 6144 --max-tokens 18432 \\
         --update-freq 16 --lr 5e-4 --warmup-updates 20000 --warmup-init-lr 1e-7 --adam-betas '(0.9, 0.98)' \\
-        --clip-norm 1.0 --seed 100501 --max-update 250000 --bf16 --dropout 0 --share-decoder-input-output-embed
+        --clip-norm 1.0 --seed 100501 --max-update 250000 --bf16 --dropout 0.1 --attention-dropout 0.1 \\
+        --share-decoder-input-output-embed
 
 ``--out DIR`` receives the trained model (``speech_dlm(weights=DIR)``) and, under ``DIR/checkpoints``, the training
 states; ``--log-jsonl`` one JSON line per update and per validation with fairseq's logged names.
@@ -161,7 +162,8 @@ def build_config(sections: dict[str, Any], args: argparse.Namespace,
                  model_args: dict[str, Any] | None = None) -> LMTrainConfig:
     """fairseq's precedence: defaults < the checkpoint's training-time model fields < ``--config`` < flags."""
     if model_args:
-        kept = {k: model_args[k] for k in ("dropout", "attention_dropout", "activation_dropout") if k in model_args}
+        kept = {k: model_args[k] for k in ("dropout", "attention_dropout", "activation_dropout", "relu_dropout")
+                if k in model_args}
         sections = {**sections, "model": {**kept, **(sections.get("model") or {})}}
     return LMTrainConfig.from_sections(sections, **overrides(args))
 

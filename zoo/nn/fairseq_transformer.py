@@ -238,3 +238,72 @@ class DecoderLayer(nn.Module):
         if not self.normalize_before:
             return self.final_layer_norm(x + self.fc2(self.activation(self.fc1(x))))
         return x + self.fc2(self.activation(self.fc1(self.final_layer_norm(x))))
+
+
+# ------------------------------------------------------------------------------------------ fairseq's training graph
+def fairseq_dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """fairseq's ``FairseqDropout``: ``F.dropout`` in training when ``p > 0``; otherwise no op (no random draw)."""
+    return F.dropout(x, p=p, training=True) if training and p > 0 else x
+
+
+def future_mask(length: int, like: torch.Tensor) -> torch.Tensor:
+    """fairseq's ``buffered_future_mask``: float ``(T, T)``, ``-inf`` above the diagonal, 0 elsewhere."""
+    return torch.triu(torch.zeros(length, length).fill_(float("-inf")), 1).to(like)
+
+
+def fairseq_attention(attn: MultiheadAttention, query: torch.Tensor, key: torch.Tensor,
+                      attn_mask: torch.Tensor | None, key_padding_mask: torch.Tensor | None, dropout: float = 0.0,
+                      training: bool = False) -> torch.Tensor:
+    """fairseq's ``MultiheadAttention.forward`` without incremental state — what it runs in training and
+    validation: ``F.multi_head_attention_forward`` on time-first ``query`` ``(T, B, C)`` and ``key`` (= value)
+    ``(S, B, C)``, with the q/k/v biases concatenated, separate projection weights, ``need_weights=False``;
+    ``attn_mask`` additive ``(T, S)``, ``key_padding_mask`` bool ``(B, S)`` (True at pads; passed as the additive
+    mask torch makes of it). The same torch function with the same arguments gives fairseq's forward and backward
+    bit for bit (e.g. the key bias's gradient, 0 in exact arithmetic, is float rounding that only the same op graph
+    reproduces)."""
+    if key_padding_mask is not None:
+        key_padding_mask = torch.zeros(key_padding_mask.shape, dtype=query.dtype,
+                                       device=query.device).masked_fill_(key_padding_mask, float("-inf"))
+    return F.multi_head_attention_forward(
+        query, key, key, attn.heads * attn.head_dim, attn.heads, torch.empty([0]),
+        torch.cat((attn.q_proj.bias, attn.k_proj.bias, attn.v_proj.bias)), None, None, False, dropout,
+        attn.out_proj.weight, attn.out_proj.bias, training, key_padding_mask, False, attn_mask,
+        use_separate_proj_weight=True, q_proj_weight=attn.q_proj.weight, k_proj_weight=attn.k_proj.weight,
+        v_proj_weight=attn.v_proj.weight)[0]
+
+
+def fairseq_attention_block(attn: MultiheadAttention, norm: nn.LayerNorm, normalize_before: bool, x: torch.Tensor,
+                            key: torch.Tensor | None, attn_mask: torch.Tensor | None,
+                            key_padding_mask: torch.Tensor | None, dropout: float, attention_dropout: float,
+                            training: bool) -> torch.Tensor:
+    """``residual + dropout(attention(x → key))`` with fairseq's layer norm placement (``key`` None:
+    self-attention on the (normalised) ``x``)."""
+    residual = x
+    if normalize_before:
+        x = norm(x)
+    x = fairseq_attention(attn, x, x if key is None else key, attn_mask, key_padding_mask, attention_dropout,
+                          training)
+    x = residual + fairseq_dropout(x, dropout, training)
+    return x if normalize_before else norm(x)
+
+
+def fairseq_feed_forward(layer: DecoderLayer, x: torch.Tensor, dropout: float, activation_dropout: float,
+                         training: bool) -> torch.Tensor:
+    """``residual + dropout(fc2(activation_dropout(activation(fc1(x)))))`` with fairseq's layer norm placement."""
+    residual = x
+    if layer.normalize_before:
+        x = layer.final_layer_norm(x)
+    x = fairseq_dropout(layer.activation(layer.fc1(x)), activation_dropout, training)
+    x = residual + fairseq_dropout(layer.fc2(x), dropout, training)
+    return x if layer.normalize_before else layer.final_layer_norm(x)
+
+
+def fairseq_decoder_layer(layer: DecoderLayer, x: torch.Tensor, attn_mask: torch.Tensor | None,
+                          key_padding_mask: torch.Tensor | None, dropout: float = 0.0, attention_dropout: float = 0.0,
+                          activation_dropout: float = 0.0, training: bool = False) -> torch.Tensor:
+    """fairseq's ``TransformerDecoderLayerBase.forward`` (no encoder) on time-first ``x`` ``(T, B, C)``, op for op
+    and in its order of random draws: attention (attention dropout inside), dropout, residual, feed-forward
+    (activation dropout after the activation), dropout, residual; layer norms before (pre-LN) or after."""
+    x = fairseq_attention_block(layer.self_attn, layer.self_attn_layer_norm, layer.normalize_before, x, None,
+                                attn_mask, key_padding_mask, dropout, attention_dropout, training)
+    return fairseq_feed_forward(layer, x, dropout, activation_dropout, training)

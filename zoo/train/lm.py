@@ -67,9 +67,17 @@ from ..formats import speech_dlm as speech_dlm_format
 from ..formats.fairseq import checkpoint_config, load_checkpoint, load_dictionary
 from ..modeling import PretrainedModel, config_from_dict, config_to_dict
 from ..models.gslm_ulm import GSLMUnitLM
-from ..models.speech_dlm import SpeechDLM
+from ..models.speech_dlm import CrossChannelLayer, SpeechDLM
 from ..nn.dictionary import FairseqDictionary
-from ..nn.fairseq_transformer import MultiheadAttention
+from ..nn.fairseq_transformer import (
+    MultiheadAttention,
+    fairseq_attention_block,
+    fairseq_decoder_layer,
+    fairseq_dropout,
+    fairseq_feed_forward,
+    future_mask,
+    make_positions,
+)
 from .checkpoint import flatten_state, load_state, rng_state, save_state, set_rng_state, unflatten_state
 from .distributed import ProcessEnv, all_reduce_sum_
 from .fairseq_optim import FairseqAdam, clip_grad_norm, inverse_sqrt
@@ -237,6 +245,8 @@ class LMTrainConfig:
         if "task._name" in flat:
             flat["task"] = flat["task._name"]
         flat.update({k: v for k, v in overrides.items() if v is not None})
+        if not flat.get("activation_dropout") and flat.get("relu_dropout"):  # fairseq's layers fall back on it
+            flat["activation_dropout"] = flat["relu_dropout"]
         task = flat.get("task", cls.task)
         criterion = flat.get("criterion._name")
         if task in TASKS and criterion is not None and criterion != TASKS[task][1]:
@@ -284,16 +294,95 @@ def read_config(path: str | Path, **overrides: Any) -> LMTrainConfig:
 Stats = Counter  # summable logging outputs (floats)
 
 
+def ulm_logits(model: GSLMUnitLM, tokens: torch.Tensor, cfg: LMTrainConfig) -> torch.Tensor:
+    """Logits ``(B, T, V)`` of right-padded ``tokens`` ``(B, T)`` through fairseq's own op graph of
+    ``TransformerDecoder.forward`` without incremental state (what fairseq-train and validation run): time-first
+    layers with ``F.multi_head_attention_forward``, its float future mask and bool pad mask, fairseq's dropouts
+    (in train mode) in its order of random draws, the tied output projection. The same numbers as ``model(tokens)``
+    up to float rounding; the same bits as fairseq's, gradients included."""
+    pad, training = model.padding_idx, model.training
+    positions = make_positions(tokens, pad)
+    if model.config.learned_pos:
+        positions = F.embedding(positions, model.embed_positions.weight, pad)
+    else:
+        positions = model.embed_positions(positions)
+    x = model.embed_scale * F.embedding(tokens, model.embed_tokens.weight, pad)
+    x += positions
+    x = fairseq_dropout(x, cfg.dropout, training).transpose(0, 1)
+    pads = tokens.eq(pad)
+    key_padding_mask = pads if pads.any() else None
+    for layer in model.layers:
+        x = fairseq_decoder_layer(layer, x, future_mask(x.shape[0], x), key_padding_mask, cfg.dropout,
+                                  cfg.attention_dropout, cfg.activation_dropout, training)
+    if model.layer_norm is not None:
+        x = model.layer_norm(x)
+    return F.linear(x.transpose(0, 1), model.embed_tokens.weight)
+
+
 def cross_entropy(model: GSLMUnitLM, batch: Batch, cfg: LMTrainConfig) -> tuple[torch.Tensor, float, Stats]:
     """fairseq's ``cross_entropy`` criterion: ``(loss_sum, sample_size, stats)``."""
-    logits = model(batch.source[None])
-    lprobs = F.log_softmax(logits, dim=-1, dtype=torch.float32)
+    logits = ulm_logits(model, batch.source[None], cfg)
+    lprobs = F.log_softmax(logits, dim=-1, dtype=torch.float32)  # fairseq's utils.log_softmax
     target = batch.target[None]
     loss = F.nll_loss(lprobs.view(-1, lprobs.shape[-1]), target.view(-1), ignore_index=FairseqDictionary.pad_index,
                       reduction="sum")
     ntokens = int(batch.source[None].ne(FairseqDictionary.pad_index).sum())
     sample_size = batch.rows if cfg.sentence_avg else ntokens
     return loss, sample_size, Stats(loss=loss.item(), ntokens=ntokens, nsentences=batch.rows, sample_size=sample_size)
+
+
+def speech_dlm_output(model: SpeechDLM, tokens: dict[str, torch.Tensor], cfg: LMTrainConfig) -> dict[str, Any]:
+    """``model(tokens)[0]`` (``{channel: {predicted channel: {"pred_token", "pred_duration"}}}``) through fairseq's
+    own op graph of ``CrossChannelTransformerDecoder`` without incremental state (as :func:`ulm_logits`): per
+    channel positions, embedding, input projection, scale, dropout, time-first; standard layers channel by
+    channel; cross-channel layers in their three phases (self-attention of every channel, then attention of each
+    channel to the others' streams, then the feed-forward blocks), each channel padded like channel 0."""
+    pad, training = FairseqDictionary.pad_index, model.training
+    xs = []
+    for ch in model.channels:
+        positions = None
+        if model.embed_positions is not None:
+            positions = make_positions(tokens[ch], pad)
+            positions = (F.embedding(positions, model.embed_positions.weight, pad) if model.config.positions ==
+                         "learned" else model.embed_positions(positions))
+        x = F.embedding(tokens[ch], model.embed_tokens.weight, pad)
+        if model.project_in_dim is not None:
+            x = model.project_in_dim(x)
+        x = model.embed_scale * x
+        if positions is not None:
+            x += positions
+        if model.layernorm_embedding is not None:
+            x = model.layernorm_embedding(x)
+        xs.append(fairseq_dropout(x, cfg.dropout, training).transpose(0, 1))
+    first = tokens[model.channels[0]]
+    key_padding_mask = first.eq(pad) if first.eq(pad).any() else None
+    dropouts = (cfg.dropout, cfg.attention_dropout, cfg.activation_dropout, training)
+    stacked = None
+    for layer in model.layers:
+        mask = future_mask(xs[0].shape[0], xs[0])
+        stacked = torch.stack(xs) if stacked is None else stacked
+        if isinstance(layer, CrossChannelLayer):
+            ys = [fairseq_attention_block(layer.self_attn, layer.self_attn_layer_norm, layer.normalize_before, x,
+                                          None, mask, key_padding_mask, cfg.dropout, cfg.attention_dropout,
+                                          training) for x in stacked]
+            zs = [fairseq_attention_block(layer.cross_channel_attn, layer.cross_channel_attn_layer_norm,
+                                          layer.normalize_before, y,
+                                          torch.cat([ys[(i + j) % len(ys)] for j in range(1, len(ys))])
+                                          if len(ys) > 1 else y, mask, key_padding_mask, cfg.dropout,
+                                          cfg.attention_dropout, training) for i, y in enumerate(ys)]
+            stacked = torch.stack([fairseq_feed_forward(layer, z, cfg.dropout, cfg.activation_dropout, training)
+                                   for z in zs])
+        else:
+            stacked = torch.stack([fairseq_decoder_layer(layer, x, mask, key_padding_mask, *dropouts)
+                                   for x in stacked])
+        xs = list(stacked)
+    features = {}
+    for ch, x in zip(model.channels, torch.unbind(stacked)):
+        if model.layer_norm is not None:
+            x = model.layer_norm(x)
+        x = x.transpose(0, 1)
+        features[ch] = model.project_out_dim(x) if model.project_out_dim is not None else x
+    return model.output_layer(features)
 
 
 def speech_dlm_criterion(model: SpeechDLM, batch: Batch, cfg: LMTrainConfig) -> tuple[torch.Tensor, float, Stats]:
@@ -305,7 +394,7 @@ def speech_dlm_criterion(model: SpeechDLM, batch: Batch, cfg: LMTrainConfig) -> 
     if len(channel_weights) != len(channels):
         raise ConfigError(f"channel_weights {cfg.channel_weights!r} needs one weight per channel {list(channels)}")
     delayed = _flag(cfg.delayed_duration_target)
-    lprobs = model.get_normalized_probs(model(batch.source), log_probs=True)
+    lprobs = model.get_normalized_probs((speech_dlm_output(model, batch.source, cfg), None), log_probs=True)
     stats, totals = Stats(), {t: 0.0 for t in targets}
     nsentences = batch.rows
     for ch, channel_weight in zip(channels, channel_weights):
@@ -498,9 +587,6 @@ class LMTrainer:
         self.cfg, self.data = cfg, Path(data)
         self.env = env or ProcessEnv(0, 1, 0, torch.device(device or "cpu"))
         self.device = self.env.device
-        if max(cfg.dropout, cfg.attention_dropout, cfg.activation_dropout) > 0:
-            raise ConfigError(f"dropout {cfg.dropout}, attention_dropout {cfg.attention_dropout}, activation_dropout "
-                              f"{cfg.activation_dropout}: dropout is not implemented yet; set them to 0")
         self.model = model.to(self.device).train()
         self.criterion: Callable = speech_dlm_criterion if cfg.task == "speech_dlm_task" else cross_entropy
         self.datasets = {name: self._dataset(name) for name in subsets}

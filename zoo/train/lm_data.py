@@ -4,7 +4,8 @@ without fairseq: ``fairseq-preprocess --only-source`` (:func:`prepare_units`), f
 
 A split is one token stream: every line's units (dictionary ids) then ``</s>``. Blocks ``[s, e)`` of that stream
 are the samples (:func:`token_blocks`; ``none``: fixed ``tokens_per_sample`` slices across lines, ``eos``: one line
-each, ``complete``: whole lines packed up to ``tokens_per_sample``); a sample's target is ``stream[s:e]`` and its
+each, ``complete``: whole lines packed up to ``tokens_per_sample``, ``complete_doc``: the same without crossing an
+empty line, which ends a document); a sample's target is ``stream[s:e]`` and its
 source the same shifted right by one, ``</s>`` first (:meth:`Split.sample`). SpeechDLM adds per channel the edge
 units (the first unit of every run of the target), their positions and durations (:func:`speech_dlm_targets`).
 
@@ -38,7 +39,7 @@ from ..errors import InputError
 from ..formats.fairseq import load_dictionary, read_indexed_dataset, write_indexed_dataset
 from ..nn.dictionary import FairseqDictionary
 
-BREAK_MODES = ("none", "eos", "complete")
+BREAK_MODES = ("none", "eos", "complete", "complete_doc")
 EOS, PAD = FairseqDictionary.eos_index, FairseqDictionary.pad_index
 
 
@@ -93,6 +94,22 @@ def token_blocks(sizes: np.ndarray, tokens_per_sample: int, break_mode: str) -> 
                 start, current = start + current, 0
             current += size
         if current:
+            blocks.append((start, start + current))
+        return np.array(blocks, dtype=np.int64).reshape(-1, 2)
+    if break_mode == "complete_doc":  # the same within documents; an empty line (its </s> alone) ends one
+        blocks, start, current = [], 0, 0
+        for size in sizes.tolist():
+            if size != 1 and (current == 0 or current + size <= tokens_per_sample):
+                current += size
+                continue
+            if current > 1:  # fairseq keeps only blocks of more than one token
+                blocks.append((start, start + current))
+            start, current = start + current, 0
+            if size == 1:
+                start += 1
+            else:
+                current = size
+        if current > 1:
             blocks.append((start, start + current))
         return np.array(blocks, dtype=np.int64).reshape(-1, 2)
     raise InputError(f"sample_break_mode {break_mode!r} is not one of {BREAK_MODES}")
