@@ -170,7 +170,8 @@ def main() -> None:
             "trainer's op graph (speech_dlm_output, fairseq's ops)":
                 lambda: {ch: o[ch]["pred_token"] for ch, o in speech_dlm_output(model, tokens, cfg).items()},
             "fairseq's decoder transcribed (reference)": lambda: fairseq_forward(model, tokens),
-            "model's batched inference forward": lambda: {ch: o[ch]["pred_token"] for ch, o in model(tokens)[0].items()},
+            "model's batched inference forward":
+                lambda: {ch: o[ch]["pred_token"] for ch, o in model(tokens)[0].items()},
         }
         print("\n2. Forward + next-unit loss + backward + Adam, float32, dropout 0 (the reference has none)")
         print(header)

@@ -100,13 +100,13 @@ def test_validate_is_fairseq_validate(model, tmp_path):
 
 #: The key biases' true gradient is 0 (softmax ignores a constant added to a row of scores), so their computed gradient
 #: is float rounding noise (~1e-10) that Adam's first step, m / (sqrt(v) + eps) with eps 1e-8, turns into moves of
-#: ~lr · |g| / eps. The training graph is fairseq's own op for op (zoo.train.lm.ulm_logits: F.multi_head_attention_forward
-#: on time-first tensors, fairseq's masks, layer order, loss, clip, Adam); fairseq 3d262bb's real MultiheadAttention /
-#: TransformerDecoderLayerBase modules, run on this machine (torch 2.13 CPU, AVX2), give gradients bit-identical to
-#: ours, forward loss included. The fixture's noise is another: the Adam moves it recorded imply key-bias gradients
-#: uncorrelated with these (cosine ~0.02), and its gnorm differs from ours by 1 ulp, so the fixture's machine rounded
-#: differently (its CPU kernels; e.g. ATEN_CPU_CAPABILITY=default reproduces its gnorm but not its noise). Every other
-#: tensor matches; the key biases differ by 3.4e-6 against the case's atol 1e-6.
+#: ~lr · |g| / eps. The training graph is fairseq's own, op for op (zoo.train.lm.ulm_logits: time-first
+#: F.multi_head_attention_forward, fairseq's masks, layer order, loss, clip, Adam): fairseq 3d262bb's real
+#: MultiheadAttention / TransformerDecoderLayerBase modules, run on this machine (torch 2.13 CPU, AVX2), give
+#: gradients bit-identical to ours, forward loss included. The fixture's noise is another: the Adam moves it recorded
+#: imply key-bias gradients uncorrelated with these (cosine ~0.02), and its gnorm differs from ours by 1 ulp, so the
+#: fixture's machine rounded differently (its CPU kernels; e.g. ATEN_CPU_CAPABILITY=default reproduces its gnorm but
+#: not its noise). Every other tensor matches; the key biases differ by 3.4e-6 against the case's atol 1e-6.
 KEY_BIAS_NOISE = pytest.mark.xfail(strict=True, reason="key-bias rounding noise amplified by Adam (see KEY_BIAS_NOISE)")
 
 

@@ -22,7 +22,7 @@ from zoo.train import f0_vqvae as f0_recipe
 from zoo.train import resynthesis as recipe
 from zoo.train.resynthesis_data import CodeDataset, read_manifest, split_samples
 
-from harness import load_case
+from harness import load_case, speechzoo_cli
 
 CASE = load_case("train_resynthesis/units_f0vq_spkr")
 ORIGINAL = CASE.original
@@ -354,3 +354,40 @@ def test_hundred_steps_from_scratch_lower_the_mel_loss_and_export(tiny, tmp_path
     vocoder = hubconf.hifigan_unit_vocoder(weights=out / "model")
     wav = vocoder(torch.tensor([[3, 3, 7, 1, 0]]), speaker=1)
     assert wav.shape == (1, 1, 1600) and torch.isfinite(wav).all()
+
+
+@pytest.mark.slow
+def test_two_gloo_processes_equal_one_with_the_same_global_batch(tmp_path):
+    """torchrun --nproc-per-node 2 (batch 1 each) = one process with batch 2 and ``--shuffle``: both read the epoch's
+    DistributedSampler permutation, global batch k = its items 2k, 2k+1 whatever the number of processes, so the
+    losses (DDP averages the gradients, the log averages the ranks) and the weights agree. 4 files of exactly one
+    segment (no random crop: every process would draw its own) and 3 steps, so that an epoch ends, the learning
+    rate decays and the next epoch reshuffles."""
+    wav, _ = soundfile.read(AUDIO, dtype="int16")
+    rng = np.random.default_rng(1)
+    lines = []
+    for i, name in enumerate(("s1_a.wav", "s2_b.wav", "s1_c.wav", "s2_d.wav")):
+        segment = wav[4000 + 5000 * i:4000 + 5000 * i + TINY["segment_size"]]
+        soundfile.write(tmp_path / name, segment, 16000, subtype="PCM_16")
+        units = " ".join(map(str, rng.integers(0, 12, TINY["segment_size"] // 320)))
+        lines.append(repr({"audio": str(tmp_path / name), "hubert": units, "duration": len(segment) / 16000}))
+    (tmp_path / "train.txt").write_text("\n".join(lines) + "\n")
+    runs = {}
+    for name, batch_size, nproc, extra in (("one", 2, 1, ["--shuffle"]), ("two", 1, 2, [])):
+        config = tmp_path / f"{name}.json"
+        config.write_text(json.dumps({**TINY, "batch_size": batch_size * nproc}))
+        r = speechzoo_cli("train", "resynthesis", "--config", config, "--files", tmp_path / "train.txt",
+                          "--max-steps", 3, "--no-progress", "--log-jsonl", tmp_path / f"{name}.jsonl", "--out",
+                          tmp_path / name, *extra, nproc=nproc, master_port=29541)
+        assert r.returncode == 0, r.stderr[-2000:]
+        runs[name] = [json.loads(line) for line in (tmp_path / f"{name}.jsonl").read_text().splitlines()]
+    one, two = runs["one"], runs["two"]
+    assert [(r["step"], r["epoch"]) for r in one] == [(r["step"], r["epoch"]) for r in two] == [(0, 0), (1, 0), (2, 1)]
+    for a, b in zip(one, two):
+        assert b["lr"] == pytest.approx(a["lr"], rel=1e-12)
+        for key in ("loss_disc_all", "loss_gen_all", "loss_mel", "mel_error"):
+            assert b[key] == pytest.approx(a[key], rel=1e-4), (a["step"], key)
+    ga = torch.load(tmp_path / "one" / "g_00000002", weights_only=True)["generator"]
+    gb = torch.load(tmp_path / "two" / "g_00000002", weights_only=True)["generator"]
+    for key, value in ga.items():
+        torch.testing.assert_close(gb[key], value, rtol=1e-4, atol=1e-5, msg=key)

@@ -76,6 +76,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         if name == "resynthesis":
             p.add_argument("--precision", choices=PRECISIONS, default="fp32",
                            help="fp32 (the original's), or bf16/fp16 autocast (fp16 with gradient scaling)")
+            p.add_argument("--shuffle", action="store_true", default=None,
+                           help="shuffle the training files every epoch with train.py's multi-GPU sampler "
+                                "(DistributedSampler, seed 0) also on one process: the same global batches as a "
+                                "torchrun run of any size (default: shuffle only under torchrun, as the original)")
         p.set_defaults(func=run_resynthesis if name == "resynthesis" else run_f0_vqvae)
 
 
@@ -160,7 +164,8 @@ def run_resynthesis(args: argparse.Namespace) -> int:
                      show=("loss_gen_all", "mel_error"), progress=args.progress, enabled=env.is_main) as logger:
         recipe.train(trainer, train_set, out=args.out, max_steps=max_steps, valid_set=valid_set,
                      logger=logger, env=env, precision=args.precision, training_epochs=args.training_epochs,
-                     checkpoint_interval=args.checkpoint_interval, validation_interval=args.validation_interval)
+                     checkpoint_interval=args.checkpoint_interval, validation_interval=args.validation_interval,
+                     shuffle=args.shuffle)
     if env.is_main:
         trainer.generator.export().save_pretrained(args.out / EXPORT_DIR)
         step = trainer.steps - 1

@@ -511,14 +511,18 @@ def datasets(trainer: Trainer, train_entries: list[ManifestEntry], valid_entries
 def train(trainer: Trainer, dataset: CodeDataset, *, out: Path, max_steps: int,
           valid_set: CodeDataset | None = None, logger: TrainLogger | None = None,
           env: ProcessEnv | None = None, precision: str = "fp32", training_epochs: int = TRAINING_EPOCHS,
-          checkpoint_interval: int = CHECKPOINT_INTERVAL, validation_interval: int = VALIDATION_INTERVAL) -> Trainer:
+          checkpoint_interval: int = CHECKPOINT_INTERVAL, validation_interval: int = VALIDATION_INTERVAL,
+          shuffle: bool | None = None) -> Trainer:
     """Run ``max_steps`` optimisation steps of ``train.py``'s loop from where the trainer stands, then write
     ``g_``/``do_`` of the last step (the original layout) and ``training_state_X.safetensors`` into ``out`` (and every
     ``checkpoint_interval`` steps on the way).
 
     In one process the batches are the original's (the manifest in order, no shuffling). Under torchrun each of the
     R processes reads ``batch_size / R`` items of a ``DistributedSampler`` shuffle (seed 0, reshuffled per epoch), as
-    ``train.py`` does on several GPUs; gradients are averaged by DDP.
+    ``train.py`` does on several GPUs; gradients are averaged by DDP. Global batch ``k`` of an epoch is then items
+    ``k·batch_size … (k+1)·batch_size − 1`` of the epoch's permutation whatever R is (rank ``r`` reads positions
+    ``r, r+R, …``), so ``shuffle=True`` on one process (the same sampler, R = 1) trains on the same global batches as
+    any torchrun run; None: shuffle only under torchrun, as the original.
     """
     env = env or setup("cpu")
     cfg = trainer.config
@@ -529,7 +533,8 @@ def train(trainer: Trainer, dataset: CodeDataset, *, out: Path, max_steps: int,
     if batch_size < 1 or len(dataset) < cfg.batch_size:
         raise InputError(f"{len(dataset)} training files and {env.world_size} processes cannot make a batch of "
                          f"{cfg.batch_size} (the original drops incomplete batches)")
-    sampler = ShardedSampler(dataset, env.rank, env.world_size, shuffle=env.distributed)
+    shuffle = env.distributed if shuffle is None else shuffle
+    sampler = ShardedSampler(dataset, env.rank, env.world_size, shuffle=shuffle)
     loader = make_loader(dataset, sampler, batch_size)
     valid = None
     if valid_set is not None and env.is_main:
