@@ -19,8 +19,13 @@ generator's training cost. ``f0-vqvae`` is ``train_f0_vq.py``'s step at ``config
 update included; 208 F0 frames = 16640 samples per item). Data loading (YAAPT F0 at ~0.1 s per segment) is not
 timed: it overlaps with training in DataLoader workers.
 
+bf16 autocast: on a CPU without bf16 units (AVX2: the header prints the capability and the measured bf16/float32
+matmul slowdown) a bf16 step at the released size takes many minutes, so bf16 runs at ``--bf16-batch`` ×
+``--bf16-seconds`` (reduced; say so when quoting it) beside float32 at that same size; ``--bf16-released`` runs it at
+the released size as well (on CPUs with bf16 units, or GPUs).
+
     python -m benchmarks.bench_train                          # released configs (batch 16 x 0.56 s, ...)
-    python -m benchmarks.bench_train --batch-size 1 --seconds 1 --repeats 2
+    python -m benchmarks.bench_train --recipes resynthesis --batch-size 1 --seconds 1 --repeats 2
 """
 from __future__ import annotations
 
@@ -33,7 +38,7 @@ import torch
 import torch.nn.functional as F
 
 from benchmarks.references.hifigan import ReferenceCodeGenerator
-from benchmarks.timing import timings
+from benchmarks.timing import bf16_matmul_slowdown, timings
 from zoo.formats.f0_vqvae import f0_vqvae_config
 from zoo.models.speechtokenizer import SpeechTokenizerConfig
 from zoo.nn.discriminators import MultiPeriodDiscriminator, MultiScaleDiscriminator
@@ -165,23 +170,31 @@ def main() -> None:
     parser.add_argument("--recipes", nargs="+", default=list(RECIPES), choices=list(RECIPES))
     parser.add_argument("--batch-size", type=int, help="override the released batch size")
     parser.add_argument("--seconds", type=float, help="override the released segment length")
+    parser.add_argument("--bf16-batch", type=int, default=1, help="batch of the reduced bf16 comparison")
+    parser.add_argument("--bf16-seconds", type=float, default=0.2, help="segment of the reduced bf16 comparison")
+    parser.add_argument("--bf16-released", action="store_true", help="also run bf16 at the released size")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, CPU, {args.threads} threads; min / median of {args.repeats} steps each\n")
+    print(f"torch {torch.__version__}, CPU capability {torch.backends.cpu.get_cpu_capability()}, {args.threads} "
+          f"threads; bf16/float32 time of a 256x1024x1024 matmul here: {bf16_matmul_slowdown():.0f}x; min / median "
+          f"of {args.repeats} steps each (1 at the reduced bf16 size)\n")
     print("| recipe | batch x segment | precision | s/step | steps/s | audio s/s |")
     print("|---|---|---|---|---|---|")
     for recipe in args.recipes:
         batch, seconds = RELEASED[recipe]
         batch, seconds = args.batch_size or batch, args.seconds or seconds
-        steps = {p: RECIPES[recipe](p, batch, seconds) for p in ("fp32", "bf16")}
-        results = timings(*(fn for fn, _ in steps.values()), repeats=args.repeats)
-        for (precision, (_, audio)), times in zip(steps.items(), results):
-            best, median = min(times), statistics.median(times)
-            label = "float32 (reference: the original's algorithm)" if precision == "fp32" else "bf16 autocast"
-            print(f"| {recipe} | {batch} x {seconds:g} s | {label} | {best:.2f} / {median:.2f} | {1 / median:.3f} "
-                  f"| {audio / median:.2f} |")
+        runs = [(batch, seconds, ("fp32", "bf16") if args.bf16_released else ("fp32",), args.repeats),
+                (args.bf16_batch, args.bf16_seconds, ("fp32", "bf16"), 1)]
+        for size_batch, size_seconds, precisions, repeats in runs:
+            steps = {p: RECIPES[recipe](p, size_batch, size_seconds) for p in precisions}
+            results = timings(*(fn for fn, _ in steps.values()), repeats=repeats)
+            for (precision, (_, audio)), times in zip(steps.items(), results):
+                best, median = min(times), statistics.median(times)
+                label = ("float32 (reference: the original's algorithm)" if precision == "fp32" else "bf16 autocast")
+                print(f"| {recipe} | {size_batch} x {size_seconds:g} s | {label} | {best:.2f} / {median:.2f} | "
+                      f"{1 / median:.3f} | {audio / median:.2f} |")
 
 
 if __name__ == "__main__":

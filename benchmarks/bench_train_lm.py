@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 
 from benchmarks.bench_speech_dlm import fairseq_forward
-from benchmarks.timing import timings
+from benchmarks.timing import bf16_matmul_slowdown, timings
 from zoo.formats.fairseq import write_indexed_dataset
 from zoo.models.speech_dlm import SpeechDLM, SpeechDLMConfig
 from zoo.nn.dictionary import FairseqDictionary
@@ -75,18 +75,6 @@ def update(model: SpeechDLM, folder: str, tokens: int, rows: int, precision: str
     trainer = LMTrainer(model, recipe(tokens, rows, precision), folder, subsets=("train",))
     group = trainer.epoch_groups()[0]
     return lambda: trainer.train_step(group)
-
-
-def bf16_matmul_slowdown() -> float:
-    a, b = torch.randn(256, 1024), torch.randn(1024, 1024)
-    seconds = []
-    for dtype in (torch.float32, torch.bfloat16):
-        x, y = a.to(dtype), b.to(dtype)
-        x @ y
-        start = time.perf_counter()
-        x @ y
-        seconds.append(time.perf_counter() - start)
-    return seconds[1] / seconds[0]
 
 
 def row(label: str, seconds: list[float], tokens: int) -> str:

@@ -19,6 +19,8 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
+import torch
+
 T = TypeVar("T")
 
 
@@ -42,3 +44,14 @@ def timings(*fns: Callable[[], object], repeats: int, warmup: bool = True) -> li
         for fn, times in zip(fns, seconds):
             times.append(timed(fn)[0])
     return seconds
+
+
+def bf16_matmul_slowdown() -> float:
+    """How many times longer a 256×1024 @ 1024×1024 matmul takes in bfloat16 than in float32 on this CPU (~1 with
+    bf16 units, AVX512_BF16/AMX; ~100-250 on AVX2, where bf16 is emulated): benchmarks print it beside bf16 rows."""
+    a, b = torch.randn(256, 1024), torch.randn(1024, 1024)
+    seconds = []
+    for dtype in (torch.float32, torch.bfloat16):
+        x, y = a.to(dtype), b.to(dtype)
+        seconds.append(min(timed(lambda: x @ y)[0] for _ in range(3)))
+    return seconds[1] / seconds[0]
