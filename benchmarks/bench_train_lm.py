@@ -115,6 +115,7 @@ def main() -> None:
                         help="speech_dlm_big block sizes (one fresh process each)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--parts", default="1234", help="which parts to run (of the docstring's 1-4)")
     parser.add_argument("--big-one", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -130,74 +131,85 @@ def main() -> None:
     print(f"SpeechDLM base (released dGSLM architecture), {sum(p.numel() for p in set(model.parameters())):,} "
           f"parameters; recipe settings (edge + delayed duration, dropout 0.1, attention dropout 0.1, clip 1.0)\n")
     header = f"  {'':<52} {'min s':>8} {'median s':>9} {'tokens/s':>11}"
-    with tempfile.TemporaryDirectory() as tmp:
-        synthetic_data(Path(tmp), config.symbols, args.rows, args.tokens)
-        batch_tokens = 2 * args.rows * args.tokens
+    if "1" in args.parts or "2" in args.parts:
+        with tempfile.TemporaryDirectory() as tmp:
+            synthetic_data(Path(tmp), config.symbols, args.rows, args.tokens)
+            base_parts(args, model, tmp, header)
+    if "3" in args.parts:
+        with tempfile.TemporaryDirectory() as tmp:
+            synthetic_data(Path(tmp), config.symbols, args.bf16_rows, args.bf16_tokens)
+            small = 2 * args.bf16_rows * args.bf16_tokens
+            print(f"\n3. One update, {args.bf16_rows} x {args.bf16_tokens} tokens x 2 channels (reduced so that bf16 "
+                  f"finishes on this CPU)")
+            print(header)
+            steps = [update(model, tmp, args.bf16_tokens, args.bf16_rows, p) for p in ("fp32", "bf16")]
+            fp32, bf16 = timings(*steps, repeats=1)
+            print(row("float32", fp32, small))
+            print(row("bf16 autocast", bf16, small))
+            print(f"  bf16 / float32: {statistics.median(bf16) / statistics.median(fp32):.1f}x")
+    if "4" in args.parts and args.big_tokens:
+        big_part(args)
+
+
+def base_parts(args: argparse.Namespace, model: SpeechDLM, folder: str, header: str) -> None:
+    """Parts 1 and 2 on ``folder``'s ``rows`` × ``tokens`` blocks."""
+    config, batch_tokens = model.config, 2 * args.rows * args.tokens
+    if "1" in args.parts:
         print(f"1. One update (speechzoo train speech_dlm), {args.rows} x {args.tokens} tokens x 2 channels")
         print(header)
-        (seconds,) = timings(update(model, tmp, args.tokens, args.rows), repeats=args.repeats)
+        (seconds,) = timings(update(model, folder, args.tokens, args.rows), repeats=args.repeats)
         print(row("float32", seconds, batch_tokens))
+    if "2" not in args.parts:
+        return
+    tokens = {ch: torch.cat([torch.full((args.rows, 1), 2),
+                             torch.randint(4, config.vocab_size, (args.rows, args.tokens - 1))], 1)
+              for ch in config.channels}
+    optimizer = FairseqAdam(model.parameters(), lr=1e-7, betas=(0.9, 0.98))
+    cfg = LMTrainConfig(**{**recipe(args.tokens, args.rows).__dict__, "dropout": 0.0, "attention_dropout": 0.0})
 
-        tokens = {ch: torch.cat([torch.full((args.rows, 1), 2),
-                                 torch.randint(4, config.vocab_size, (args.rows, args.tokens - 1))], 1)
-                  for ch in config.channels}
-        optimizer = FairseqAdam(model.parameters(), lr=1e-7, betas=(0.9, 0.98))
-        cfg = recipe(args.tokens, args.rows)
+    def step(logits_of) -> None:
+        logits = logits_of()
+        loss = sum(F.nll_loss(F.log_softmax(logits[ch].float(), -1).flatten(0, 1), tokens[ch].flatten(),
+                              reduction="sum") for ch in config.channels)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
 
-        def step(logits_of) -> None:
-            logits = logits_of()
-            loss = sum(F.nll_loss(F.log_softmax(logits[ch].float(), -1).flatten(0, 1), tokens[ch].flatten(),
-                                  reduction="sum") for ch in config.channels)
-            loss.backward()
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
+    model.train()
+    variants = {
+        "trainer's op graph (speech_dlm_output, fairseq's ops)":
+            lambda: {ch: o[ch]["pred_token"] for ch, o in speech_dlm_output(model, tokens, cfg).items()},
+        "fairseq's decoder transcribed (reference)": lambda: fairseq_forward(model, tokens),
+        "model's batched inference forward":
+            lambda: {ch: o[ch]["pred_token"] for ch, o in model(tokens)[0].items()},
+    }
+    print("\n2. Forward + next-unit loss + backward + Adam, float32, dropout 0 (the reference has none)")
+    print(header)
+    results = timings(*(lambda f=f: step(f) for f in variants.values()), repeats=args.repeats)
+    for label, seconds in zip(variants, results):
+        print(row(label, seconds, batch_tokens))
 
-        model.train()
-        cfg = LMTrainConfig(**{**cfg.__dict__, "dropout": 0.0, "attention_dropout": 0.0})
-        variants = {
-            "trainer's op graph (speech_dlm_output, fairseq's ops)":
-                lambda: {ch: o[ch]["pred_token"] for ch, o in speech_dlm_output(model, tokens, cfg).items()},
-            "fairseq's decoder transcribed (reference)": lambda: fairseq_forward(model, tokens),
-            "model's batched inference forward":
-                lambda: {ch: o[ch]["pred_token"] for ch, o in model(tokens)[0].items()},
-        }
-        print("\n2. Forward + next-unit loss + backward + Adam, float32, dropout 0 (the reference has none)")
-        print(header)
-        results = timings(*(lambda f=f: step(f) for f in variants.values()), repeats=args.repeats)
-        for label, seconds in zip(variants, results):
-            print(row(label, seconds, batch_tokens))
 
-    with tempfile.TemporaryDirectory() as tmp:
-        synthetic_data(Path(tmp), config.symbols, args.bf16_rows, args.bf16_tokens)
-        small = 2 * args.bf16_rows * args.bf16_tokens
-        print(f"\n3. One update, {args.bf16_rows} x {args.bf16_tokens} tokens x 2 channels (reduced so that bf16 "
-              f"finishes on this CPU)")
-        print(header)
-        steps = [update(model, tmp, args.bf16_tokens, args.bf16_rows, p) for p in ("fp32", "bf16")]
-        fp32, bf16 = timings(*steps, repeats=1)
-        print(row("float32", fp32, small))
-        print(row("bf16 autocast", bf16, small))
-        print(f"  bf16 / float32: {statistics.median(bf16) / statistics.median(fp32):.1f}x")
-
-    if args.big_tokens:
-        print("\n4. speech_dlm_big, one float32 update of 1 x T tokens x 2 channels (a fresh process per T)")
-        print(f"  {'T':>6} {'s':>8} {'tokens/s':>9} {'RSS before MiB':>15} {'peak MiB':>9} {'peak - before MiB':>18}")
-        runs = []
-        for t in args.big_tokens:
-            out = subprocess.run([sys.executable, "-m", "benchmarks.bench_train_lm", "--big-one", str(t),
-                                  "--threads", str(args.threads)], capture_output=True, text=True, check=True)
-            r = json.loads(out.stdout.strip().splitlines()[-1])
-            runs.append(r)
-            print(f"  {t:>6} {r['seconds']:8.1f} {2 * t / r['seconds']:9.1f} {r['rss_before_kib'] / 1024:15.0f} "
-                  f"{r['peak_kib'] / 1024:9.0f} {(r['peak_kib'] - r['rss_before_kib']) / 1024:18.0f}")
-        print(f"  parameters: {runs[0]['parameters']:,}")
-        if len(runs) > 1:
-            (a, b) = runs[0], runs[-1]
-            slope = ((b["peak_kib"] - b["rss_before_kib"]) - (a["peak_kib"] - a["rss_before_kib"])) / (
-                2 * (b["tokens"] - a["tokens"]))
-            print(f"  memory per token (slope {a['tokens']} -> {b['tokens']}, channel-tokens): {slope:.0f} KiB; "
-                  f"a 6144-token block (2 x 6144, linear part only) would need ~{slope * 2 * 6144 / 2 ** 20:.1f} GiB "
-                  f"of activations on top of the update's fixed cost (extrapolated, not run)")
+def big_part(args: argparse.Namespace) -> None:
+    """Part 4: speech_dlm_big, one fresh process per block size."""
+    print("\n4. speech_dlm_big, one float32 update of 1 x T tokens x 2 channels (a fresh process per T)")
+    print(f"  {'T':>6} {'s':>8} {'tokens/s':>9} {'RSS before MiB':>15} {'peak MiB':>9} {'peak - before MiB':>18}")
+    runs = []
+    for t in args.big_tokens:
+        out = subprocess.run([sys.executable, "-m", "benchmarks.bench_train_lm", "--big-one", str(t),
+                              "--threads", str(args.threads)], capture_output=True, text=True, check=True)
+        r = json.loads(out.stdout.strip().splitlines()[-1])
+        runs.append(r)
+        print(f"  {t:>6} {r['seconds']:8.1f} {2 * t / r['seconds']:9.1f} {r['rss_before_kib'] / 1024:15.0f} "
+              f"{r['peak_kib'] / 1024:9.0f} {(r['peak_kib'] - r['rss_before_kib']) / 1024:18.0f}")
+    print(f"  parameters: {runs[0]['parameters']:,}")
+    if len(runs) > 1:
+        (a, b) = runs[0], runs[-1]
+        slope = ((b["peak_kib"] - b["rss_before_kib"]) - (a["peak_kib"] - a["rss_before_kib"])) / (
+            2 * (b["tokens"] - a["tokens"]))
+        print(f"  memory per token (slope {a['tokens']} -> {b['tokens']}, channel-tokens): {slope:.0f} KiB; "
+              f"a 6144-token block (2 x 6144, linear part only) would need ~{slope * 2 * 6144 / 2 ** 20:.1f} GiB "
+              f"of activations on top of the update's fixed cost (extrapolated, not run)")
 
 
 if __name__ == "__main__":
