@@ -197,12 +197,16 @@ def big_part(args: argparse.Namespace) -> None:
     runs = []
     for t in args.big_tokens:
         out = subprocess.run([sys.executable, "-m", "benchmarks.bench_train_lm", "--big-one", str(t),
-                              "--threads", str(args.threads)], capture_output=True, text=True, check=True)
+                              "--threads", str(args.threads)], capture_output=True, text=True, check=False)
+        if out.returncode:  # e.g. killed for memory: the largest block that finished is the one above
+            print(f"  {t:>6} did not finish (exit {out.returncode}): {(out.stderr.strip() or '?').splitlines()[-1]}")
+            continue
         r = json.loads(out.stdout.strip().splitlines()[-1])
         runs.append(r)
         print(f"  {t:>6} {r['seconds']:8.1f} {2 * t / r['seconds']:9.1f} {r['rss_before_kib'] / 1024:15.0f} "
               f"{r['peak_kib'] / 1024:9.0f} {(r['peak_kib'] - r['rss_before_kib']) / 1024:18.0f}")
-    print(f"  parameters: {runs[0]['parameters']:,}")
+    if runs:
+        print(f"  parameters: {runs[0]['parameters']:,}")
     if len(runs) > 1:
         (a, b) = runs[0], runs[-1]
         slope = ((b["peak_kib"] - b["rss_before_kib"]) - (a["peak_kib"] - a["rss_before_kib"])) / (
