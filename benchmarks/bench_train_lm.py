@@ -1,7 +1,8 @@
 """SpeechDLM training throughput on CPU at the released dGSLM configuration, and ``speech_dlm_big``'s memory per
 token: tokens per second of one update, float32 and bfloat16 autocast, beside fairseq's algorithm in the same run.
 
-    python -m benchmarks.bench_train_lm [--tokens 512] [--rows 2] [--bf16-tokens 32] [--big-tokens 128 256]
+    python -m benchmarks.bench_train_lm [--tokens 512] [--rows 2] [--bf16-tokens 32] [--big-tokens 256 1024]
+        [--attention-dropout 0.1] [--parts 1234]
 
 1. The recipe's update (``speechzoo train speech_dlm``, ``LMTrainer.train_step``) at the released architecture
    (``speech_dlm`` base: 6 layers, the last 4 cross-channel, 512 wide, FFN 2048, 8 heads, 504 symbols, duration
@@ -18,9 +19,10 @@ token: tokens per second of one update, float32 and bfloat16 autocast, beside fa
    ~250× slower than float32): bf16 runs ``--bf16-rows`` × ``--bf16-tokens`` (reduced so that it finishes) beside
    float32 at the same size, and the header prints the measured bf16/float32 matmul slowdown.
 4. ``speech_dlm_big`` (12 layers, all cross-channel, 1024 wide, FFN 4096, 16 heads; no released checkpoint): one
-   float32 update per block size of ``--big-tokens`` (1 row, 2 channels), each in a fresh process: peak RSS over
-   the RSS before the update, its slope between sizes (= memory per token, the fixed weights/gradients/Adam state
-   cancelling out), and tokens/s. The recipe's 6144-token block is extrapolated from the slope unless listed.
+   float32 update per block size of ``--big-tokens`` (1 row, 2 channels), each in a fresh process: its activations
+   (peak RSS − RSS before the update − 12 bytes per parameter for the gradients and Adam's moments) per token, and
+   tokens/s. With attention dropout (the recipe's) the CPU keeps every (T, T) attention matrix, so memory per token
+   grows with T (``--attention-dropout 0`` shows the linear part); the 6144-token block is extrapolated unless run.
 """
 from __future__ import annotations
 
@@ -62,17 +64,19 @@ def synthetic_data(folder: Path, symbols: tuple[str, ...], rows: int, tokens: in
             write_indexed_dataset(folder / f"{split}.{ch}", [np.append(line, 2) for line in lines], len(symbols))
 
 
-def recipe(tokens: int, rows: int, precision: str = "fp32") -> LMTrainConfig:
-    """The dGSLM README's training settings for ``rows`` blocks of ``tokens`` per batch."""
+def recipe(tokens: int, rows: int, precision: str = "fp32", attention_dropout: float = 0.1) -> LMTrainConfig:
+    """The dGSLM README's training settings for ``rows`` blocks of ``tokens`` per batch (on CPU, SDPA with attention
+    dropout runs its math path, which keeps every (T, T) attention matrix for the backward pass)."""
     return LMTrainConfig(task="speech_dlm_task", lr=5e-4, warmup_updates=20000, warmup_init_lr=1e-7,
                          adam_betas=(0.9, 0.98), clip_norm=1.0, max_tokens=rows * tokens, tokens_per_sample=tokens,
-                         required_batch_size_multiple=1, dropout=0.1, attention_dropout=0.1, seed=100501,
-                         bf16=precision == "bf16")
+                         required_batch_size_multiple=1, dropout=0.1, attention_dropout=attention_dropout,
+                         seed=100501, bf16=precision == "bf16")
 
 
-def update(model: SpeechDLM, folder: str, tokens: int, rows: int, precision: str = "fp32"):
+def update(model: SpeechDLM, folder: str, tokens: int, rows: int, precision: str = "fp32",
+           attention_dropout: float = 0.1):
     """One ``train_step`` of the recipe on ``folder``'s synthetic data, as a callable."""
-    trainer = LMTrainer(model, recipe(tokens, rows, precision), folder, subsets=("train",))
+    trainer = LMTrainer(model, recipe(tokens, rows, precision, attention_dropout), folder, subsets=("train",))
     group = trainer.epoch_groups()[0]
     return lambda: trainer.train_step(group)
 
@@ -82,13 +86,13 @@ def row(label: str, seconds: list[float], tokens: int) -> str:
     return f"  {label:<52} {min(seconds):8.3f} {median:9.3f} {tokens / median:11.1f}"
 
 
-def big_one(tokens: int) -> None:
+def big_one(tokens: int, attention_dropout: float) -> None:
     """Child process: one float32 update of speech_dlm_big on a block of ``tokens``; prints JSON."""
     torch.manual_seed(0)
     model = SpeechDLM(SpeechDLMConfig(max_target_positions=tokens, **BIG))
     with tempfile.TemporaryDirectory() as tmp:
         synthetic_data(Path(tmp), model.config.symbols, 1, tokens)
-        step = update(model, tmp, tokens, 1)
+        step = update(model, tmp, tokens, 1, attention_dropout=attention_dropout)
         before = _rss_kib()
         start = time.perf_counter()
         step()
@@ -111,16 +115,17 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=2, help="blocks per batch, float32")
     parser.add_argument("--bf16-tokens", type=int, default=32, help="tokens per block for the bf16 comparison")
     parser.add_argument("--bf16-rows", type=int, default=1)
-    parser.add_argument("--big-tokens", type=int, nargs="*", default=[128, 256],
+    parser.add_argument("--big-tokens", type=int, nargs="*", default=[256, 1024],
                         help="speech_dlm_big block sizes (one fresh process each)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--parts", default="1234", help="which parts to run (of the docstring's 1-4)")
+    parser.add_argument("--attention-dropout", type=float, default=0.1, help="the recipe's 0.1 by default")
     parser.add_argument("--big-one", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.big_one:
-        big_one(args.big_one)
+        big_one(args.big_one, args.attention_dropout)
         return
     torch.manual_seed(0)
     config = SpeechDLMConfig(max_target_positions=max(args.tokens, args.bf16_tokens))
@@ -129,7 +134,8 @@ def main() -> None:
           f"{torch.get_num_threads()} threads; bf16/float32 time of a 256x1024x1024 matmul here: "
           f"{bf16_matmul_slowdown():.0f}x")
     print(f"SpeechDLM base (released dGSLM architecture), {sum(p.numel() for p in set(model.parameters())):,} "
-          f"parameters; recipe settings (edge + delayed duration, dropout 0.1, attention dropout 0.1, clip 1.0)\n")
+          f"parameters; recipe settings (edge + delayed duration, dropout 0.1, attention dropout "
+          f"{args.attention_dropout:g}, clip 1.0)\n")
     header = f"  {'':<52} {'min s':>8} {'median s':>9} {'tokens/s':>11}"
     if "1" in args.parts or "2" in args.parts:
         with tempfile.TemporaryDirectory() as tmp:
@@ -142,7 +148,8 @@ def main() -> None:
             print(f"\n3. One update, {args.bf16_rows} x {args.bf16_tokens} tokens x 2 channels (reduced so that bf16 "
                   f"finishes on this CPU)")
             print(header)
-            steps = [update(model, tmp, args.bf16_tokens, args.bf16_rows, p) for p in ("fp32", "bf16")]
+            steps = [update(model, tmp, args.bf16_tokens, args.bf16_rows, p, args.attention_dropout)
+                     for p in ("fp32", "bf16")]
             fp32, bf16 = timings(*steps, repeats=1)
             print(row("float32", fp32, small))
             print(row("bf16 autocast", bf16, small))
@@ -157,7 +164,8 @@ def base_parts(args: argparse.Namespace, model: SpeechDLM, folder: str, header: 
     if "1" in args.parts:
         print(f"1. One update (speechzoo train speech_dlm), {args.rows} x {args.tokens} tokens x 2 channels")
         print(header)
-        (seconds,) = timings(update(model, folder, args.tokens, args.rows), repeats=args.repeats)
+        (seconds,) = timings(update(model, folder, args.tokens, args.rows, attention_dropout=args.attention_dropout),
+                             repeats=args.repeats)
         print(row("float32", seconds, batch_tokens))
     if "2" not in args.parts:
         return
@@ -192,29 +200,32 @@ def base_parts(args: argparse.Namespace, model: SpeechDLM, folder: str, header: 
 
 def big_part(args: argparse.Namespace) -> None:
     """Part 4: speech_dlm_big, one fresh process per block size."""
-    print("\n4. speech_dlm_big, one float32 update of 1 x T tokens x 2 channels (a fresh process per T)")
-    print(f"  {'T':>6} {'s':>8} {'tokens/s':>9} {'RSS before MiB':>15} {'peak MiB':>9} {'peak - before MiB':>18}")
+    print("\n4. speech_dlm_big, one float32 update of 1 x T tokens x 2 channels (a fresh process per T); activations ="
+          " peak RSS - RSS before - 12 bytes/parameter (gradients and Adam's two moments)")
+    print(f"  {'T':>6} {'s':>8} {'tokens/s':>9} {'before MiB':>11} {'peak MiB':>9} {'activations MiB':>16} "
+          f"{'KiB/token':>10}")
     runs = []
     for t in args.big_tokens:
-        out = subprocess.run([sys.executable, "-m", "benchmarks.bench_train_lm", "--big-one", str(t),
-                              "--threads", str(args.threads)], capture_output=True, text=True, check=False)
+        out = subprocess.run([sys.executable, "-m", "benchmarks.bench_train_lm", "--big-one", str(t), "--threads",
+                              str(args.threads), "--attention-dropout", str(args.attention_dropout)],
+                             capture_output=True, text=True, check=False)
         if out.returncode:  # e.g. killed for memory: the largest block that finished is the one above
             print(f"  {t:>6} did not finish (exit {out.returncode}): {(out.stderr.strip() or '?').splitlines()[-1]}")
             continue
         r = json.loads(out.stdout.strip().splitlines()[-1])
+        r["activations_kib"] = r["peak_kib"] - r["rss_before_kib"] - 12 * r["parameters"] / 1024
         runs.append(r)
-        print(f"  {t:>6} {r['seconds']:8.1f} {2 * t / r['seconds']:9.1f} {r['rss_before_kib'] / 1024:15.0f} "
-              f"{r['peak_kib'] / 1024:9.0f} {(r['peak_kib'] - r['rss_before_kib']) / 1024:18.0f}")
+        print(f"  {t:>6} {r['seconds']:8.1f} {2 * t / r['seconds']:9.1f} {r['rss_before_kib'] / 1024:11.0f} "
+              f"{r['peak_kib'] / 1024:9.0f} {r['activations_kib'] / 1024:16.0f} {r['activations_kib'] / (2 * t):10.0f}")
     if runs:
         print(f"  parameters: {runs[0]['parameters']:,}")
-    if len(runs) > 1:
-        (a, b) = runs[0], runs[-1]
-        slope = ((b["peak_kib"] - b["rss_before_kib"]) - (a["peak_kib"] - a["rss_before_kib"])) / (
-            2 * (b["tokens"] - a["tokens"]))
-        print(f"  memory per token (slope {a['tokens']} -> {b['tokens']}, channel-tokens): {slope:.0f} KiB; "
-              f"a 6144-token block (2 x 6144, linear part only) would need ~{slope * 2 * 6144 / 2 ** 20:.1f} GiB "
-              f"of activations on top of the update's fixed cost (extrapolated, not run)")
-
+    if len(runs) > 1:  # activations(T) = b·T + c·T² through the two largest sizes
+        (t1, m1), (t2, m2) = ((r["tokens"], r["activations_kib"]) for r in runs[-2:])
+        c = (m2 / t2 - m1 / t1) / (t2 - t1)
+        b = m1 / t1 - c * t1
+        print(f"  fitted activations = {b:.0f} KiB x T + {c:.2f} KiB x T^2 (T = block length; the T^2 part is the "
+              f"attention matrices); a 6144-token block would need ~{(b * 6144 + c * 6144 ** 2) / 2 ** 20:.0f} GiB "
+              f"of activations (extrapolated, not run)")
 
 if __name__ == "__main__":
     main()
