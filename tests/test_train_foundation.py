@@ -3,6 +3,7 @@ checkpoints, training states without pickle, the resumable sharded sampler, prec
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -155,3 +156,36 @@ def test_precision_and_logger(tmp_path):
     assert [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()] == [
         {"step": 3, "lr": 0.5, "loss": 1.0}]
     assert list((tmp_path / "tb").glob("events.out.tfevents.*"))
+
+
+@pytest.mark.parametrize("name", ["fp16", "bf16"])
+def test_mixed_precision_step_on_cpu(name):
+    """Autocast steps of a tiny model on the CPU: float32 master weights move; fp16 goes through a GradScaler
+    (initial scale 2^16, halved on every overflowing step, whose update is skipped)."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 1))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    amp = Precision(name, torch.device("cpu"), clip_grad_norm=1.0)
+    x, y = torch.randn(4, 8), torch.randn(4, 1)
+    before = [p.detach().clone() for p in model.parameters()]
+
+    def step(scale_output: float = 1.0) -> None:
+        optimizer.zero_grad()
+        with amp.autocast():
+            out = model(x)
+        assert out.dtype == {"fp16": torch.float16, "bf16": torch.bfloat16}[name]
+        amp.backward(torch.nn.functional.mse_loss(out.float() * scale_output, y))
+        amp.step(optimizer)
+        amp.update()
+
+    for _ in range(3):
+        step()
+    assert all(p.dtype == torch.float32 and torch.isfinite(p).all() for p in model.parameters())
+    assert all(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    if name == "fp16":
+        scale = amp.scaler.get_scale()
+        assert scale <= 2.0 ** 16 and math.log2(scale).is_integer()
+        moved = [p.detach().clone() for p in model.parameters()]
+        step(float("inf"))  # an overflowing gradient: no update, the scale halves
+        assert all(torch.equal(a, b) for a, b in zip(moved, model.parameters()))
+        assert amp.scaler.get_scale() == scale / 2

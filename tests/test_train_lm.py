@@ -324,6 +324,23 @@ def test_dropout_masks_are_fairseqs_draws_in_fairseqs_order(model, monkeypatch):
     assert calls == []
 
 
+@pytest.mark.parametrize("precision", ["fp16", "bf16"])
+def test_mixed_precision_update_runs_on_cpu(precision):
+    """``--fp16`` (autocast + fairseq's dynamic loss scale, initial 128) and ``--bf16`` (autocast): one update of the
+    ULM case on the CPU; float32 weights move, the loss is the float32 run's within half-precision error."""
+    net, cfg, _ = _tiny_models()["gslm_ulm"]
+    trainer = lm_train.LMTrainer(net, LMTrainConfig(**{**cfg.__dict__, precision: True}), ULM.path / "data")
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    record = trainer.train_step(trainer.epoch_groups()[0])
+    assert record["num_updates"] == 1
+    assert record["loss"] == pytest.approx(ULM.meta["expected"]["train"][0]["loss"], rel=2e-2)
+    if precision == "fp16":
+        assert record["loss_scale"] == 128.0
+    after = net.state_dict()
+    assert all(v.dtype == torch.float32 for v in after.values())
+    assert any(not torch.equal(before[k], v) for k, v in after.items())
+
+
 def test_attention_dropout_draws_per_update_seed():
     """Attention dropout (inside F.multi_head_attention_forward): the same seed gives the same update, another
     seed another; fairseq reseeds with seed + num_updates before every update."""
