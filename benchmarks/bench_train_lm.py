@@ -33,7 +33,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +40,7 @@ import torch
 import torch.nn.functional as F
 
 from benchmarks.bench_speech_dlm import fairseq_forward
-from benchmarks.timing import bf16_matmul_slowdown, timings
+from benchmarks.timing import bf16_matmul_slowdown, timed, timings
 from zoo.formats.fairseq import write_indexed_dataset
 from zoo.models.speech_dlm import SpeechDLM, SpeechDLMConfig
 from zoo.nn.dictionary import FairseqDictionary
@@ -94,9 +93,7 @@ def big_one(tokens: int, attention_dropout: float) -> None:
         synthetic_data(Path(tmp), model.config.symbols, 1, tokens)
         step = update(model, tmp, tokens, 1, attention_dropout=attention_dropout)
         before = _rss_kib()
-        start = time.perf_counter()
-        step()
-        seconds = time.perf_counter() - start
+        seconds, _ = timed(step)
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(json.dumps({"tokens": tokens, "seconds": seconds, "rss_before_kib": before, "peak_kib": peak,
                       "parameters": sum(p.numel() for p in set(model.parameters()))}))
