@@ -31,7 +31,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
-from .. import audio
+from .. import audio, plot
 from ..download import load
 from ..errors import InputError, SpeechZooError
 from ..modeling import PretrainedModel
@@ -41,6 +41,7 @@ from .options import (
     add_batch_size,
     add_device,
     add_out,
+    add_plot,
     add_skip_errors,
     add_subtype,
     add_weights,
@@ -60,6 +61,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("inputs", nargs="+", type=Path, metavar="IN", help="audio files, or directories of them")
     add_out(p, "directory for the codes files")
     p.add_argument("--format", choices=FORMATS, default="safetensors", help="codes file format")
+    add_plot(p, "the first file's codes, one image row per RVQ layer")
     _add_model_arguments(p)
     p.set_defaults(func=run_tokenize)
 
@@ -85,6 +87,8 @@ def _add_model_arguments(p: argparse.ArgumentParser) -> None:
 
 # ------------------------------------------------------------------------------------------ tokenize
 def run_tokenize(args: argparse.Namespace) -> int:
+    if args.plot:
+        plot.check_path(args.plot)
     files = expand(args.inputs)
     ids = item_ids(files)
     name = args.model or "speechtokenizer"
@@ -92,7 +96,7 @@ def run_tokenize(args: argparse.Namespace) -> int:
     model = load_codec(name, variant, args.weights, args.device)
     st = args.st or 0
     weights = str(Path(args.weights).resolve()) if args.weights and Path(args.weights).is_dir() else args.weights
-    failures, written = Failures(args), 0
+    failures, written, first = Failures(args), 0, None
 
     def encode(items: list[tuple[Path, torch.Tensor]]) -> list[torch.Tensor]:
         lengths = [w.shape[-1] for _, w in items]
@@ -119,11 +123,16 @@ def run_tokenize(args: argparse.Namespace) -> int:
                 try:
                     _write_codes(output_path(args.out, ids[path], f".{args.format}"), codes, meta)
                     written += 1
+                    first = first or (ids[path], codes)
                 except SpeechZooError as e:
                     failures.add(path, e)
             failures.check()
             bar.update(len(batch))
     print(f"wrote codes of {written} files to {args.out}")
+    if args.plot and first:
+        name, codes = first
+        plot.save(plot.codes(codes, names=[f"RVQ-{st + q}" for q in range(len(codes))], title=name), args.plot)
+        print(f"drew the codes of {name} to {args.plot}")
     return failures.report()
 
 

@@ -13,7 +13,8 @@ resuming with other settings is refused; a half-written last line (a killed run)
 at its last newline, never by rewriting it, so a second kill loses nothing already encoded; Ctrl-C stops with exit
 code 130. A file that cannot be read or
 encoded stops the run after the finished ones are written; with ``--skip-errors`` it is reported at the end (exit
-status 2) and the others are encoded.
+status 2) and the others are encoded. ``--plot FILE.png`` draws the first file encoded in this run: its
+spectrogram with the unit boundaries and ids (:func:`zoo.plot.spectrogram`).
 """
 from __future__ import annotations
 
@@ -27,11 +28,11 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from .. import audio
+from .. import audio, plot
 from .. import units as units_file
 from ..errors import InputError, SpeechZooError
 from ..models.wavlm import SAMPLE_RATE as WAVLM_RATE
-from ..pipelines.dpslm import WAVLM_LAYER, SpeechToUnits
+from ..pipelines.dpslm import UNIT_RATE, WAVLM_LAYER, SpeechToUnits
 from ..pipelines.gslm import SpeechEncoder
 from ..registry import find
 from .inputs import Failures, batches, each_good, expand, item_ids
@@ -40,6 +41,7 @@ from .options import (
     add_batch_size,
     add_device,
     add_out,
+    add_plot,
     add_skip_errors,
     add_weights,
     weights_by_name,
@@ -67,6 +69,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--format", choices=("jsonl", "gslm"), default="jsonl",
                    help="jsonl (default: the units file schema) or GSLM's id|units lines")
     p.add_argument("--num-neighbors", type=int, help="codes each frame may take (default: 5%% of k, as DP-SLM)")
+    add_plot(p, "the first file's spectrogram with its unit boundaries")
     add_device(p)
     add_batch_size(p, 8, "files per WavLM batch")
     add_weights(p, components=COMPONENTS)
@@ -91,6 +94,8 @@ def run(args: argparse.Namespace) -> int:
 def _encode(args: argparse.Namespace) -> int:
     if args.dense is None and (args.k is None or args.lmbda is None):
         raise InputError("give --k and --lmbda (DP-SLM units) or --dense NAME (GSLM units)")
+    if args.plot:
+        plot.check_path(args.plot)
     files = expand(args.inputs)
     ids = item_ids(files)
     settings = _settings(args)
@@ -101,9 +106,9 @@ def _encode(args: argparse.Namespace) -> int:
     if not todo:
         print(f"{args.out}: all {len(files)} files already encoded")
         return 0
-    encode = _gslm_encoder(args) if args.dense else _dpslm_encoder(args)
+    encode, frame_rate = _gslm_encoder(args) if args.dense else _dpslm_encoder(args)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    failures, written = Failures(args), 0
+    failures, written, first = Failures(args), 0, None
     with open(args.out, "a") as out, tqdm(total=len(todo), desc="encoding", unit="file") as bar:
         if done is None:  # a new file: the settings first
             if args.format == "gslm":
@@ -117,8 +122,9 @@ def _encode(args: argparse.Namespace) -> int:
                     loaded.append((path, audio.load(path, sample_rate=WAVLM_RATE)[0][0]))
                 except SpeechZooError as e:
                     failures.add(path, e)
-            for (path, _), (units, durations) in each_good(loaded, lambda items: encode([w for _, w in items]),
-                                                           failures, lambda item: item[0]):
+            for (path, wav), (units, durations) in each_good(loaded, lambda items: encode([w for _, w in items]),
+                                                             failures, lambda item: item[0]):
+                first = first or (path, wav, units, durations)
                 if args.format == "gslm":
                     out.write(f"{ids[path]}|{' '.join(map(str, units))}\n")
                 else:
@@ -128,6 +134,11 @@ def _encode(args: argparse.Namespace) -> int:
             failures.check()
             bar.update(len(batch))
     print(f"wrote {written} files to {args.out}" + (f" ({len(done)} were already there)" if done else ""))
+    if args.plot and first:
+        path, wav, units, durations = first
+        plot.save(plot.spectrogram(wav, WAVLM_RATE, units=units, durations=durations, frame_rate=frame_rate,
+                                   title=ids[path]), args.plot)
+        print(f"drew {ids[path]} to {args.plot}")
     return failures.report()
 
 
@@ -173,22 +184,28 @@ def _settings_in(path: Path, output_format: str) -> dict | None:
     return units_file.read(path, allow_empty=True).settings
 
 
-def _dpslm_encoder(args: argparse.Namespace) -> Callable[[list[torch.Tensor]], list[tuple[list[int], list[int]]]]:
+Encoder = Callable[[list[torch.Tensor]], list[tuple[list[int], list[int]]]]
+
+
+def _dpslm_encoder(args: argparse.Namespace) -> tuple[Encoder, float]:
+    """The encoder and its unit frame rate (frames per second)."""
     weights = {k: v for k, v in weights_by_name(args.weights, COMPONENTS).items() if k in ("wavlm", "codebook")}
     speech_to_units = SpeechToUnits.from_pretrained(args.k, args.lmbda, num_neighbors=args.num_neighbors,
                                                     layer=WAVLM_LAYER if args.layer is None else args.layer,
                                                     map_location=args.device, weights=weights)
-    return lambda wavs: [(u.units, u.durations)
-                         for u in speech_to_units(wavs, WAVLM_RATE, batch_size=args.batch_size)]
+    return (lambda wavs: [(u.units, u.durations)
+                          for u in speech_to_units(wavs, WAVLM_RATE, batch_size=args.batch_size)]), UNIT_RATE
 
 
-def _gslm_encoder(args: argparse.Namespace) -> Callable[[list[torch.Tensor]], list[tuple[list[int], list[int]]]]:
+def _gslm_encoder(args: argparse.Namespace) -> tuple[Encoder, float]:
+    """The encoder and its unit frame rate (frames per second)."""
     weights = weights_by_name(args.weights, COMPONENTS)
     encoder = SpeechEncoder.by_name(args.dense, args.quantizer, args.vocab_size, args.deduplicate, need_f0=False,
                                     layer=args.layer, map_location=args.device, dense_weights=weights.get("dense"),
                                     quantizer_weights=weights.get("quantizer"))
-    return lambda wavs: [(e["units"].tolist(), e["durations"].tolist())
-                         for e in encoder.encode(wavs, batch_size=args.batch_size)]
+    return (lambda wavs: [(e["units"].tolist(), e["durations"].tolist())
+                          for e in encoder.encode(wavs, batch_size=args.batch_size)]), \
+        encoder.expected_sample_rate / encoder.code_hop_size
 
 
 def _names_in(path: Path, output_format: str = "jsonl") -> set[str] | None:

@@ -1,5 +1,5 @@
 """The options every subcommand spells the same way: ``-o/--out``, ``--weights``, ``--batch-size``, ``--device``,
-``--skip-errors``, ``--subtype``.
+``--skip-errors``, ``--subtype``, ``--plot``.
 
 A command that loads one model takes ``--weights DIR_OR_REPO``; a pipeline of several takes ``--weights NAME=DIR``
 once per model it replaces (:func:`weights_by_name` checks the names).
@@ -73,6 +73,12 @@ def add_subtype(parser: argparse.ArgumentParser) -> None:
                         choices=sorted(soundfile.available_subtypes("WAV")), metavar="SUBTYPE",
                         help="sample format of the .wav files: FLOAT (default, nothing clipped), PCM_16 (warns "
                              "when samples beyond ±1 are clipped), PCM_24, DOUBLE, ...")
+
+
+def add_plot(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--plot FILE.png``: draw ``what`` with :mod:`zoo.plot` (the ``plot`` extra) to the path the user gives."""
+    parser.add_argument("--plot", type=Path, metavar="FILE.png",
+                        help=f"also draw {what} to this image (.png, .pdf, .svg; needs matplotlib: the plot extra)")
 
 
 def add_weights(parser: argparse.ArgumentParser, what: str = "the model", components: Sequence[str] = ()) -> None:

@@ -12,7 +12,8 @@ training. ``--dur-prediction`` run-length-reduces the units and lets the duratio
 (fairseq S2ST vocoders). ``--vc ID`` is voice conversion (speech-resynthesis ``inference.py --vc``): each utterance's
 units and F0 with speaker ``ID``'s embedding; files are then named ``NAME_ID.wav``. Audio is written as the vocoder
 outputs it (32-bit float unless ``--subtype``, no peak normalisation). A bad line costs only itself with
-``--skip-errors``. The work is :func:`zoo.pipelines.resynthesis.vocode_batch`.
+``--skip-errors``. ``--plot FILE.png`` draws the first utterance written (its waveform, :func:`zoo.plot.waveform`).
+The work is :func:`zoo.pipelines.resynthesis.vocode_batch`.
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from .. import audio
+from .. import audio, plot
 from ..download import load
 from ..errors import SpeechZooError
 from ..f0 import F0Stats
@@ -38,6 +39,7 @@ from .options import (
     add_batch_size,
     add_device,
     add_out,
+    add_plot,
     add_skip_errors,
     add_subtype,
     add_weights,
@@ -63,10 +65,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_device(p)
     add_subtype(p)
     add_skip_errors(p)
+    add_plot(p, "the first utterance's waveform")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.plot:
+        plot.check_path(args.plot)
     utterances = read_units_file(args.units_file)
     vocoder = load(CodeHiFiGAN, "hifigan_unit_vocoder", args.weights, map_location=args.device,
                    variant=args.vocoder)
@@ -86,13 +91,17 @@ def run(args: argparse.Namespace) -> int:
         return vocode_batch(vocoder, batch, speaker=args.speaker, dur_prediction=args.dur_prediction,
                             target_speaker=args.vc, f0_stats=stats)
 
-    written = 0
+    written, first = 0, None
     with torch.inference_mode(), tqdm(total=len(good), desc="vocode", unit="utt") as bar:
         for batch in batches(good, size):
             for utterance, wav in each_good(batch, synthesize, failures, lambda u: f"{args.units_file}: {u.name}"):
                 audio.save(paths[utterance.name], wav, vocoder.sample_rate, args.subtype)
                 written += 1
+                first = first or (utterance.name + suffix, wav)
             failures.check()
             bar.update(len(batch))
     print(f"wrote {written} files to {args.out}")
+    if args.plot and first:
+        plot.save(plot.waveform(first[1], vocoder.sample_rate, title=first[0]), args.plot)
+        print(f"drew {first[0]} to {args.plot}")
     return failures.report()
