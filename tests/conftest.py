@@ -27,6 +27,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from harness import Case, case_names, conversion_cli, load_case  # noqa: E402
+from hub_server import FakeHub, loopback_hub as serve_hub  # noqa: E402
 
 #: Scripts that made fixtures from the originals (they need the original code) are data, not tests.
 collect_ignore_glob = ["fixtures/*/*.py"]
@@ -47,6 +48,14 @@ def no_internet(monkeypatch):
         return resolve(host, *args, **kwargs)
 
     monkeypatch.setattr(socket, "getaddrinfo", loopback_only)
+
+
+@pytest.fixture
+def loopback_hub(monkeypatch, tmp_path) -> FakeHub:
+    """A loopback Hugging Face Hub (tests/hub_server.py) that ``HF_ENDPOINT`` points at, with a fresh ``HF_HOME``;
+    add what it serves with ``add_models`` / ``add_repo`` / ``add_raw``."""
+    with serve_hub(monkeypatch, tmp_path / "hf_home") as hub:
+        yield hub
 
 
 @pytest.fixture

@@ -7,13 +7,24 @@ ETag (the SHA-256 for LFS files such as ``*.safetensors``, a git blob id otherwi
 send other bytes than the ones it announced, as a broken mirror or a man in the middle would; ``fault`` makes the
 next requests for a path misbehave as flaky servers do (:data:`FAULTS`), and ``slow`` sends every body in small
 pieces with pauses, so that a test can kill a process in the middle of a download.
+
+Tests take the ``loopback_hub`` fixture (tests/conftest.py: :func:`loopback_hub` with a fresh ``HF_HOME``) and add
+the converted models it serves, usually the tiny stand-ins of a system's releases (tests/tiny_models.py)::
+
+    def test_from_the_hub(loopback_hub, convert, tmp_path):
+        loopback_hub.add_models(tiny_models.gslm(convert, tmp_path))
+        gslm = GSLM.from_pretrained(dense="hubert", vocab_size=100)   # the registry's repos, downloaded
+
+The notebooks run against the same server (tests/test_notebooks.py): the kernel inherits the environment that
+:func:`loopback_hub` sets, plus ``SPEECHZOO_DEMO_HUB`` (:data:`DEMO_VARIABLE`).
 """
 from __future__ import annotations
 
 import hashlib
 import threading
-import time
 from collections import deque
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -25,6 +36,9 @@ _LFS_SUFFIXES = (".safetensors", ".bin", ".pt", ".ckpt")
 #: "html" (an HTML page with status 200, as a login or error page served in place of the file), "stall" (the request
 #: is accepted and never answered) and "drop" (the connection is closed before any response).
 FAULTS = ("500", "truncate", "short", "html", "stall", "drop")
+#: The environment variable a notebook reads to know it runs in CI against this server (its URL): its install cell
+#: then does nothing, since the checkout under test is already installed.
+DEMO_VARIABLE = "SPEECHZOO_DEMO_HUB"
 
 
 class FakeHub:
@@ -56,6 +70,13 @@ class FakeHub:
 
     def add_repo(self, repo_id: str, directory: str | Path) -> None:
         self.repos[repo_id] = {p.name: p.read_bytes() for p in Path(directory).iterdir() if p.is_file()}
+
+    def add_models(self, models: Mapping[str, tuple[object, str | Path]]) -> FakeHub:
+        """Serve each converted directory under its registry entry's repo: ``{name: (entry, directory)}`` as
+        tests/tiny_models.py builds them (an entry is a :class:`zoo.registry.Weights` or a repo id)."""
+        for entry, directory in models.values():
+            self.add_repo(getattr(entry, "repo_id", entry), directory)
+        return self
 
     def add_raw(self, path: str, data: bytes) -> str:
         """Serve ``data`` at ``/path``; returns its URL."""
@@ -167,3 +188,16 @@ class FakeHub:
                     self.wfile.write(data)
 
         return Handler
+
+
+@contextmanager
+def loopback_hub(monkeypatch, home: str | Path) -> Iterator[FakeHub]:
+    """A running :class:`FakeHub` with the environment of a user who never downloaded anything pointed at it:
+    ``HF_ENDPOINT`` its URL, ``HF_HOME`` ``home``, and no ``HF_HUB_CACHE``, ``HF_HUB_OFFLINE`` or download timeout
+    from the caller's environment (``monkeypatch`` undoes it all)."""
+    monkeypatch.setenv("HF_HOME", str(home))
+    for name in ("HF_HUB_CACHE", "HF_HUB_OFFLINE", "HF_HUB_DOWNLOAD_TIMEOUT"):
+        monkeypatch.delenv(name, raising=False)
+    with FakeHub() as server:
+        monkeypatch.setenv("HF_ENDPOINT", server.url)
+        yield server

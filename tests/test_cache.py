@@ -34,15 +34,10 @@ RELEASE_PATH = "releases/codebook-layer-3-k-20-test.pt"
 
 
 @pytest.fixture
-def hub(monkeypatch, tmp_path):
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
-    for name in ("HF_HUB_CACHE", "HF_HUB_OFFLINE", "HF_HUB_DOWNLOAD_TIMEOUT"):
-        monkeypatch.delenv(name, raising=False)
+def hub(loopback_hub, monkeypatch):
     monkeypatch.setattr(zoo.hub, "RETRY_BACKOFF", 0.01)
     monkeypatch.setattr(zoo.hub, "_unreachable", {})
-    with FakeHub() as server:
-        monkeypatch.setenv("HF_ENDPOINT", server.url)
-        yield server
+    return loopback_hub
 
 
 def checkpoint_bytes(codebook: torch.Tensor) -> bytes:

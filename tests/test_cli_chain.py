@@ -15,16 +15,15 @@ import soundfile
 import torch
 
 import hubconf
-from zoo.models.codebook import Codebook
 from zoo.models.hifigan import CodeHiFiGAN, CodeHiFiGANConfig
 from zoo.registry import find
 
-from harness import ROOT, command, load_case
+import tiny_models as tiny
+from harness import ROOT, command
 from hub_server import FakeHub
-from test_gslm_pipeline import HUBERT_CASE, LAYER, MAX_FRAMES, U2S_CASE, K, tiny_tacotron2
+from test_gslm_pipeline import MAX_FRAMES, K
 
 SPEECH = Path(__file__).parent / "data" / "librispeech-1272-128104-0000.flac"
-ST_CASE = load_case("speechtokenizer/tiny_hop320_bilstm")
 #: Ids that would leave the output folder, or are no path at all.
 BAD_IDS = ("../escaped", "/tmp/speechzoo-absolute", "", "a/../../b", "a\\b", "a//b", ".", "x/")
 
@@ -33,32 +32,20 @@ pytestmark = pytest.mark.slow  # each command is a fresh process that loads its 
 
 @pytest.fixture(scope="module")
 def hub(convert, tmp_path_factory):
-    """The loopback Hub serving, under their registry repo ids: GSLM's HuBERT + k-means 100, Tacotron2, WaveGlow, a
-    unit vocoder over 100 units (as the default ``vocode`` variant) and SpeechTokenizer."""
+    """The loopback Hub serving, under their registry repo ids: GSLM's tiny models (HuBERT + k-means 100, unit LM,
+    Tacotron2, WaveGlow), a unit vocoder over 100 units (as the default ``vocode`` variant) and SpeechTokenizer."""
     root = tmp_path_factory.mktemp("models")
     torch.manual_seed(0)
     vocoder = CodeHiFiGAN(CodeHiFiGANConfig(upsample_rates=(5, 4, 2), upsample_kernel_sizes=(11, 8, 4),
                                             upsample_initial_channel=32, resblock_kernel_sizes=(3, 7, 11),
                                             resblock_dilation_sizes=((1, 3, 5),) * 3, num_embeddings=K,
                                             embedding_dim=16, model_in_dim=16, code_hop_size=40))
-    (root / "tts").mkdir()
-    models = [
-        (find("hubert_feature_reader", checkpoint="hubert-base-ls960"),
-         convert("hubert", *HUBERT_CASE.original.glob("*.pt"))),
-        (find("gslm_kmeans", dense_model="hubert-base-ls960", vocab_size=K),
-         Codebook.from_tensor(torch.randn(K, 48, generator=torch.Generator().manual_seed(0)), layer=LAYER,
-                              dense_model="hubert-base-ls960").save_pretrained(root / "kmeans")),
-        (find("tacotron2", dense="hubert", vocab_size=K), tiny_tacotron2(root / "tts").save_pretrained(root / "taco")),
-        (find("waveglow"), convert("waveglow", U2S_CASE.original / "waveglow_standalone.pt")),
-        (find("hifigan_unit_vocoder", variant="s2st_mhubert_km1000_lj"),
-         vocoder.eval().save_pretrained(root / "vocoder")),
-        (find("speechtokenizer", variant="speechtokenizer_hubert_avg"),
-         convert("speechtokenizer", ST_CASE.original / "config.json", ST_CASE.original / "SpeechTokenizer.pt")),
-    ]
-    with FakeHub() as server:
-        for entry, directory in models:
-            server.add_repo(entry.repo_id, directory)
-        yield server, {entry.entry_point: directory for entry, directory in models}
+    models = {**tiny.gslm(convert, root), **tiny.speechtokenizer(convert),
+              "vocoder": (find("hifigan_unit_vocoder", variant="s2st_mhubert_km1000_lj"),
+                          vocoder.eval().save_pretrained(root / "vocoder"))}
+    with FakeHub() as server:   # module-scoped: the commands get HF_ENDPOINT in their environment (speechzoo())
+        server.add_models(models)
+        yield server, {entry.entry_point: directory for entry, directory in models.values()}
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +87,7 @@ def test_encode_then_synthesize_and_vocode_mirror_the_corpus(hub, corpus, tmp_pa
     header, *records = [json.loads(line) for line in units.read_text().splitlines()]
     assert header["settings"]["system"] == "gslm" and [r["id"] for r in records] == ["spk1/0001", "spk2/0001"]
     assert [r["source"] for r in records] == [str((corpus / f"{r['id']}.wav").resolve()) for r in records]
-    reader = hubconf.hubert_feature_reader(layer=LAYER, weights=hub[1]["hubert_feature_reader"])
+    reader = hubconf.hubert_feature_reader(layer=tiny.HUBERT_LAYER, weights=hub[1]["hubert_feature_reader"])
     kmeans = hubconf.gslm_kmeans(weights=hub[1]["gslm_kmeans"])
     for record in records:
         wav, _ = soundfile.read(record["source"], dtype="float32")

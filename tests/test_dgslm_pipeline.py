@@ -2,7 +2,8 @@
 k-means, SpeechDLM, unit HiFi-GAN under their registry repo ids) against the same steps done by hand, and
 ``speechzoo dialogue`` writing a playable stereo file.
 
-The tiny HuBERT and SpeechDLM are the original fixtures' (converted with ``python -m conversion``); the k-means (20
+The tiny models are tests/tiny_models.py's ``dgslm``: the HuBERT and SpeechDLM of the original fixtures (converted
+with ``python -m conversion``); the k-means (20
 centroids over the HuBERT's features: the SpeechDLM's 20 units) and the vocoder (a speaker table of 5 rows) are
 random models of the released layouts. The conversation is the LibriSpeech utterance on one channel and a later
 part of it on the other.
@@ -18,63 +19,30 @@ import torch
 import hubconf
 from zoo.cli import main as cli_main
 from zoo.errors import InputError
-from zoo.models.codebook import Codebook
-from zoo.models.hifigan import CodeHiFiGAN, CodeHiFiGANConfig
 from zoo.pipelines.dgslm import SPEAKERS, DialogueGSLM
-from zoo.registry import find
 
-from harness import load_case
-from hub_server import FakeHub
-from test_speech_dlm import sources
+import tiny_models as tiny
 
 SPEECH = Path(__file__).parent / "data" / "librispeech-1272-128104-0000.flac"
-HUBERT_CASE = load_case("gslm/hubert_tiny_layer2")
-SPEECH_DLM_CASE = load_case("speech_dlm/tiny_edge_dur_delayed")
-LAYER, K, HOP = 2, 20, 320   # the tiny HuBERT's block 2; the SpeechDLM's 20 units; 20 ms frames at 16 kHz
+HOP = tiny.DGSLM_HOP
 SECONDS = 0.2                # 10 new frames per channel
 
 pytestmark = pytest.mark.slow   # loads four models and generates
 
 
-def tiny_vocoder() -> CodeHiFiGAN:
-    """A random dGSLM-layout vocoder: K units, a speaker table (multi-speaker, speaker 4 included), 320× upsampling."""
-    config = CodeHiFiGANConfig(resblock="1", upsample_rates=(8, 5, 4, 2), upsample_kernel_sizes=(16, 15, 8, 4),
-                               upsample_initial_channel=16, resblock_kernel_sizes=(3,),
-                               resblock_dilation_sizes=((1, 3),), num_embeddings=K, embedding_dim=8, model_in_dim=16,
-                               multispkr="from_input_file", num_speakers=5, code_hop_size=HOP, sampling_rate=16000)
-    torch.manual_seed(3)
-    return CodeHiFiGAN(config).eval()
+@pytest.fixture(scope="module")
+def released(convert, tmp_path_factory) -> tiny.Models:
+    return tiny.dgslm(convert, tmp_path_factory.mktemp("dgslm"))
 
 
 @pytest.fixture(scope="module")
-def weights(convert, tmp_path_factory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("dgslm")
-    dense = convert("hubert", next(HUBERT_CASE.original.glob("*.pt")))
-    dim = hubconf.hubert_feature_reader(layer=LAYER, weights=dense).model.config.embed_dim
-    codebook = torch.randn(K, dim, generator=torch.Generator().manual_seed(0))
-    return {
-        "dense": dense,
-        "kmeans": Codebook.from_tensor(codebook, layer=LAYER, dense_model="hubert-fisher")
-        .save_pretrained(root / "kmeans"),
-        "speech_dlm": convert("speech_dlm", *sources(SPEECH_DLM_CASE)),
-        "vocoder": tiny_vocoder().save_pretrained(root / "vocoder"),
-    }
+def weights(released) -> dict[str, Path]:
+    return {name: directory for name, (_, directory) in released.items()}
 
 
 @pytest.fixture
-def hub(weights, monkeypatch, tmp_path):
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
-    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    with FakeHub() as server:
-        monkeypatch.setenv("HF_ENDPOINT", server.url)
-        repos = {"dense": find("hubert_feature_reader", checkpoint="hubert-fisher"),
-                 "kmeans": find("gslm_kmeans", dense_model="hubert-fisher", vocab_size=500),
-                 "speech_dlm": find("speech_dlm", variant="speech_dlm_base"),
-                 "vocoder": find("hifigan_unit_vocoder", variant="dgslm_fisher_hubert_km500")}
-        for name, entry in repos.items():
-            server.add_repo(entry.repo_id, weights[name])
-        yield server
+def hub(released, loopback_hub):
+    return loopback_hub.add_models(released)
 
 
 @pytest.fixture(scope="module")

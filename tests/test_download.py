@@ -22,13 +22,8 @@ WAVLM_PT = next((FIXTURES / "wavlm/tiny_large_like_speech/original").glob("*.pt"
 
 
 @pytest.fixture
-def hub(monkeypatch, tmp_path):
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
-    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    with FakeHub() as server:
-        monkeypatch.setenv("HF_ENDPOINT", server.url)
-        yield server
+def hub(loopback_hub):
+    return loopback_hub
 
 
 @pytest.fixture

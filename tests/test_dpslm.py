@@ -12,48 +12,28 @@ import torch
 
 from zoo import audio
 from zoo.cli import main
-from zoo.models.ellav import ELLAV, ELLAVConfig, ELLAVTokenizerConfig
-from zoo.models.codebook import Codebook
-from zoo.models.ulm import UnitLanguageModel
 from zoo.models.wavlm import extract_features
 from zoo.models.wavtokenizer import decode
-from zoo.nn.transformer import TransformerConfig
 from zoo.pipelines import DPSLM
-from zoo.registry import find
 
-from harness import FIXTURES, ROOT
-from hub_server import FakeHub
+import tiny_models as tiny
+from harness import ROOT
 
 SPEECH = Path(__file__).parent / "data/librispeech-1272-128104-0000.flac"
-K, LMBDA = 500, 4500
-FEATURE_DIM = 64      # the tiny WavLM fixture's
-CODEBOOK_SIZE = 64    # the tiny WavTokenizer fixture's
+K, LMBDA = tiny.DPSLM_K, tiny.DPSLM_LMBDA
+FEATURE_DIM = tiny.WAVLM_FEATURE_DIM
 WAVTOKENIZER_HOP = 20
 
 
-def tiny_transformer(vocab_size: int, output_bias: bool = False) -> TransformerConfig:
-    return TransformerConfig(dim=32, n_layers=2, head_dim=8, hidden_dim=64, n_heads=4, n_kv_heads=2,
-                             vocab_size=vocab_size, output_bias=output_bias)
+@pytest.fixture(scope="module")
+def released(tmp_path_factory, convert) -> tiny.Models:
+    """Tiny models under the registry entries of DP-SLM's (k, λ) releases (tests/tiny_models.py)."""
+    return tiny.dpslm(convert, tmp_path_factory.mktemp("dpslm"), K, LMBDA)
 
 
 @pytest.fixture(scope="module")
-def tiny_models(tmp_path_factory, convert) -> dict[str, Path]:
-    """Tiny models with consistent sizes: WavLM and WavTokenizer from the original fixtures, a K=500 codebook of
-    the WavLM's dimension, and random ULM / ELLA-V over K units and the WavTokenizer's codebook."""
-    root = tmp_path_factory.mktemp("dpslm")
-    torch.manual_seed(0)
-    tokenizer = ELLAVTokenizerConfig(phones=tuple(sorted(f"u{n}" for n in range(K))), phone_token_rate=50.0,
-                                     num_codec_types=CODEBOOK_SIZE, codec_token_rate=40.0)
-    ellav = ELLAV(ELLAVConfig(tiny_transformer(4 + K + CODEBOOK_SIZE, output_bias=True), tokenizer))
-    wavtokenizer = FIXTURES / "wavtokenizer/tiny_2stage_adanorm/original"
-    return {
-        "wavlm": convert("wavlm", *(FIXTURES / "wavlm/tiny_large_like_speech/original").glob("*.pt")),
-        "codebook": Codebook.from_tensor(torch.randn(K, FEATURE_DIM), layer=11).save_pretrained(root / "codebook"),
-        "ulm": UnitLanguageModel(tiny_transformer(K + 1)).save_pretrained(root / "ulm"),
-        "ellav": ellav.save_pretrained(root / "ellav"),
-        "wavtokenizer": convert("wavtokenizer", wavtokenizer / "model.ckpt", "--config",
-                                wavtokenizer / "config.yaml"),
-    }
+def tiny_models(released) -> dict[str, Path]:
+    return {name: directory for name, (_, directory) in released.items()}
 
 
 # The usage example of nicolvisser/dp-slm's README, as its users run it (repo names and devices substituted below).
@@ -101,9 +81,7 @@ ORIGINAL_REPOS = ("nicolvisser/WavLM-codebooks", "nicolvisser/dpdp", "nicolvisse
                   "nicolvisser/WavTokenizer")
 
 
-def test_dpslm_readme_example_runs_against_a_loopback_hub(tiny_models, tmp_path, monkeypatch):
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+def test_dpslm_readme_example_runs_against_a_loopback_hub(released, loopback_hub, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     audio.save("your_audio.wav", audio.load(SPEECH)[0][:, :24000], 16000)
     # torchaudio cannot be installed beside torch 2.13: its two calls in the example go through zoo.audio instead
@@ -115,15 +93,9 @@ def test_dpslm_readme_example_runs_against_a_loopback_hub(tiny_models, tmp_path,
         code = code.replace(f'"{repo}"', repr(str(ROOT)))
     code = code.replace("trust_repo=True", 'source="local", trust_repo=True')
 
-    with FakeHub() as hub:
-        monkeypatch.setenv("HF_ENDPOINT", hub.url)
-        for name, entry in {"wavlm": find("wavlm_large"), "codebook": find("codebook", layer=11, k=K),
-                            "ulm": find("ulm", k=K, lmbda=LMBDA),
-                            "ellav": find("ellav_units_to_wavtokenizer", k=K, lmbda=LMBDA),
-                            "wavtokenizer": find("wavtokenizer", variant="small_600_24k_4096")}.items():
-            hub.add_repo(entry.repo_id, tiny_models[name])
-        scope = {"torch": torch, "torchaudio": torchaudio}
-        exec(compile(code, "dp-slm README", "exec"), scope)
+    loopback_hub.add_models(released)
+    scope = {"torch": torch, "torchaudio": torchaudio}
+    exec(compile(code, "dp-slm README", "exec"), scope)
 
     assert scope["features"].shape == (24000 // 320, FEATURE_DIM)
     assert -float("inf") < scope["ulm_ll"] < 0

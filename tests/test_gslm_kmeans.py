@@ -24,7 +24,6 @@ from zoo.models.codebook import DENSE_MODELS, GSLM_KMEANS, Codebook, nearest_cod
 from zoo.registry import SourceFile, Weights, find
 
 from harness import ROOT, conversion_cli, load_case
-from hub_server import FakeHub
 
 CASE = load_case("gslm/kmeans_k32_d16")
 KM_BIN = CASE.original / "km.bin"
@@ -298,13 +297,8 @@ def test_unreleased_selection_lists_the_released_ones():
 
 
 @pytest.fixture
-def hub(monkeypatch, tmp_path):
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
-    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    with FakeHub() as server:
-        monkeypatch.setenv("HF_ENDPOINT", server.url)
-        yield server
+def hub(loopback_hub):
+    return loopback_hub
 
 
 def test_torch_hub_load_from_the_mirror(hub, converted, io_tensors):

@@ -2,13 +2,12 @@
 (reader, k-means, unit LM, Tacotron2, WaveGlow under their registry repo ids) against the same steps done by hand,
 and ``speechzoo gslm synthesize / resynthesize / continue`` writing playable audio.
 
-The tiny HuBERT and WaveGlow are the original fixtures' (converted); the k-means, unit LM and Tacotron2 are random
-models of the released layouts (the Tacotron2 through its original checkpoint format and converter). The
-Tacotron2's gate never fires, so every utterance has ``MAX_FRAMES`` mel frames.
+The tiny models are tests/tiny_models.py's ``gslm``: the HuBERT and WaveGlow of the original fixtures (converted);
+random k-means, unit LM and Tacotron2 of the released layouts (the Tacotron2 through its original checkpoint format
+and converter). The Tacotron2's gate never fires, so every utterance has ``MAX_FRAMES`` mel frames.
 """
 from __future__ import annotations
 
-import argparse
 import math
 from pathlib import Path
 
@@ -19,75 +18,31 @@ import torch
 import hubconf
 from zoo.cli import main as cli_main
 from zoo.errors import InputError
-from zoo.models.codebook import Codebook
-from zoo.models.gslm_ulm import GSLMUnitLM, GSLMUnitLMConfig
 from zoo.pipelines.gslm import GSLM
-from zoo.registry import find
 
-from benchmarks.references import gslm_u2s as reference  # the original Tacotron2, to write its checkpoint format
-from harness import load_case
-from hub_server import FakeHub
+import tiny_models as tiny
 
 SPEECH = Path(__file__).parent / "data" / "librispeech-1272-128104-0000.flac"
-HUBERT_CASE = load_case("gslm/hubert_tiny_layer2")
-U2S_CASE = load_case("gslm_u2s/tiny_sos_eos_collapse_gate_stop")
-LAYER = 2         # the tiny HuBERT has 3 blocks; its k-means clusters block 2
-K = 100
+LAYER, K = tiny.HUBERT_LAYER, tiny.GSLM_K
 MAX_FRAMES = 24   # mel frames per utterance: 6144 samples at 22.05 kHz
 HOP = 256
 
 pytestmark = pytest.mark.slow   # every test loads the five models and synthesizes
 
 
-def tiny_tacotron2(directory: Path):
-    """A random Tacotron2 over the codes 0..99 with the fixture WaveGlow's 6 mel bins, in GSLM's checkpoint format,
-    converted; its gate bias keeps it from ever stopping."""
-    hparams = argparse.Namespace(**{**reference.QUICK_TACOTRON2, "n_symbols": K + 3, "n_mel_channels": 6,
-                                    "prenet_dim": 16, "attention_rnn_dim": 24, "decoder_rnn_dim": 24})
-    torch.manual_seed(0)
-    original = reference.randomise(reference.Tacotron2(hparams), seed=4, scale=0.2)
-    with torch.no_grad():
-        original.decoder.gate_layer.linear_layer.bias.fill_(-1e4)
-    codes = [str(u) for u in torch.randperm(K, generator=torch.Generator().manual_seed(1)).tolist()]
-    return reference.converted_tacotron2(original, directory, codes)
-
-
-def tiny_unit_lm() -> GSLMUnitLM:
-    symbols = ("<s>", "<pad>", "</s>", "<unk>", *map(str, range(K)), *(f"madeupword{i:04d}" for i in range(4)))
-    torch.manual_seed(2)
-    return GSLMUnitLM(GSLMUnitLMConfig(symbols=symbols, embed_dim=16, ffn_embed_dim=32, layers=2, attention_heads=2,
-                                       max_target_positions=512)).eval()
+@pytest.fixture(scope="module")
+def released(convert, tmp_path_factory) -> tiny.Models:
+    return tiny.gslm(convert, tmp_path_factory.mktemp("gslm"))
 
 
 @pytest.fixture(scope="module")
-def weights(convert, tmp_path_factory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("gslm")
-    codebook = torch.randn(K, 48, generator=torch.Generator().manual_seed(0))
-    (root / "tts").mkdir()
-    return {
-        "dense": convert("hubert", next(HUBERT_CASE.original.glob("*.pt"))),
-        "kmeans": Codebook.from_tensor(codebook, layer=LAYER, dense_model="hubert-base-ls960")
-        .save_pretrained(root / "kmeans"),
-        "ulm": tiny_unit_lm().save_pretrained(root / "ulm"),
-        "tacotron2": tiny_tacotron2(root / "tts").save_pretrained(root / "tacotron2"),
-        "waveglow": convert("waveglow", U2S_CASE.original / "waveglow_standalone.pt"),
-    }
+def weights(released) -> dict[str, Path]:
+    return {name: directory for name, (_, directory) in released.items()}
 
 
 @pytest.fixture
-def hub(weights, monkeypatch, tmp_path):
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
-    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    with FakeHub() as server:
-        monkeypatch.setenv("HF_ENDPOINT", server.url)
-        repos = {"dense": find("hubert_feature_reader", checkpoint="hubert-base-ls960"),
-                 "kmeans": find("gslm_kmeans", dense_model="hubert-base-ls960", vocab_size=K),
-                 "ulm": find("gslm_ulm", dense="hubert", vocab_size=K),
-                 "tacotron2": find("tacotron2", dense="hubert", vocab_size=K), "waveglow": find("waveglow")}
-        for name, entry in repos.items():
-            server.add_repo(entry.repo_id, weights[name])
-        yield server
+def hub(released, loopback_hub):
+    return loopback_hub.add_models(released)
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 from harness import load_case
-from hub_server import FakeHub
 
 from zoo.cli import main
 from zoo.models.codebook import Codebook
@@ -83,16 +82,12 @@ def test_extension_without_dot(kmeans_dir, three_utterances):
     assert (folder / "out.txt").read_text().splitlines()[0] == f"speaker_|{units[0]}"
 
 
-def test_registered_name_from_the_hub(kmeans_dir, tmp_path, monkeypatch):
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    with FakeHub() as hub:
-        monkeypatch.setenv("HF_ENDPOINT", hub.url)
-        entry = find("gslm_kmeans", dense_model="hubert-base-ls960", vocab_size=100)
-        hub.add_repo(entry.repo_id, kmeans_dir)
-        out = tmp_path / "q.txt"
-        assert main(["quantize", *ORIGINAL_FLAGS, "--kmeans_model_path", entry.name,
-                     "--out_quantized_file_path", str(out)]) == 0
+def test_registered_name_from_the_hub(kmeans_dir, tmp_path, loopback_hub):
+    entry = find("gslm_kmeans", dense_model="hubert-base-ls960", vocab_size=100)
+    loopback_hub.add_repo(entry.repo_id, kmeans_dir)
+    out = tmp_path / "q.txt"
+    assert main(["quantize", *ORIGINAL_FLAGS, "--kmeans_model_path", entry.name,
+                 "--out_quantized_file_path", str(out)]) == 0
     assert out.read_bytes() == (CASE.path / "expected_quantized.txt").read_bytes()
 
 

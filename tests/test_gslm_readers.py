@@ -15,7 +15,6 @@ import torch
 import torch.nn.functional as F
 import transformers
 from harness import ROOT, conversion_cli, load_case
-from hub_server import FakeHub
 from omegaconf import OmegaConf
 
 import hubconf
@@ -378,18 +377,13 @@ def test_transformers_directories(convert, tmp_path):
     assert result.returncode == 2 and "'hubert' model, not transformers' 'wav2vec2'" in result.stderr
 
 
-def test_torch_hub_load_from_the_loopback_hub(hubert_dir, cpc_dir, monkeypatch, tmp_path):
+def test_torch_hub_load_from_the_loopback_hub(hubert_dir, cpc_dir, loopback_hub):
     """The registry's repos, served by a loopback Hub, through ``torch.hub.load`` of this checkout."""
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
-    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     wav = HUBERT_CASE.io["wav"]
-    with FakeHub() as hub:
-        monkeypatch.setenv("HF_ENDPOINT", hub.url)
-        hub.add_repo(find("hubert_feature_reader", checkpoint="hubert-base-ls960").repo_id, hubert_dir)
-        hub.add_repo(find("cpc_feature_reader", checkpoint="cpc-big-ll6k").repo_id, cpc_dir)
-        reader = torch.hub.load(str(ROOT), "hubert_feature_reader", layer=2, source="local", progress=False)
-        assert_features(HUBERT_CASE, reader.get_feats(wav))
-        cpc = torch.hub.load(str(ROOT), "gslm_feature_reader", "cpc", layer=2, source="local", progress=False)
-        assert_features(CPC_CASE, cpc(CPC_CASE.io["wav"]))
-        assert sum("/resolve/" in r for r in hub.requests) >= 4
+    loopback_hub.add_repo(find("hubert_feature_reader", checkpoint="hubert-base-ls960").repo_id, hubert_dir)
+    loopback_hub.add_repo(find("cpc_feature_reader", checkpoint="cpc-big-ll6k").repo_id, cpc_dir)
+    reader = torch.hub.load(str(ROOT), "hubert_feature_reader", layer=2, source="local", progress=False)
+    assert_features(HUBERT_CASE, reader.get_feats(wav))
+    cpc = torch.hub.load(str(ROOT), "gslm_feature_reader", "cpc", layer=2, source="local", progress=False)
+    assert_features(CPC_CASE, cpc(CPC_CASE.io["wav"]))
+    assert sum("/resolve/" in r for r in loopback_hub.requests) >= 4

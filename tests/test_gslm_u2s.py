@@ -418,14 +418,8 @@ def test_registry_lists_every_gslm_tts_release():
 
 # ------------------------------------------------------------------------------------------ original releases
 @pytest.fixture
-def hub(monkeypatch, tmp_path):
-    from hub_server import FakeHub
-
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    with FakeHub() as server:
-        monkeypatch.setenv("HF_ENDPOINT", server.url)
-        yield server
+def hub(loopback_hub):
+    return loopback_hub
 
 
 def tts_release(hub, md5: str) -> Weights:

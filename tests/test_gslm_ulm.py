@@ -16,7 +16,6 @@ import numpy as np
 import pytest
 import torch
 from harness import load_case
-from hub_server import FakeHub
 from omegaconf import OmegaConf
 from scipy.stats import chisquare
 
@@ -400,20 +399,16 @@ def test_registry_lists_the_twelve_released_lms():
         find("gslm_ulm", dense="hubert", vocab_size=500)
 
 
-def test_release_archive_is_converted_when_not_mirrored(monkeypatch, tmp_path, io):
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+def test_release_archive_is_converted_when_not_mirrored(loopback_hub, io):
     data = bytes_io.BytesIO()
     with tarfile.open(fileobj=data, mode="w:gz") as tar:
         tar.add(CHECKPOINT, "checkpoint_best.pt")
         tar.add(DICT, "dict.txt")
-    with FakeHub() as hub:
-        monkeypatch.setenv("HF_ENDPOINT", hub.url)
-        url = hub.add_raw("textless_nlp/gslm/hubert/lm_km100/hubert100_lm.tgz", data.getvalue())
-        entry = dataclasses.replace(find("gslm_ulm", dense="hubert", vocab_size=100),
-                                    source_files=(SourceFile(url, None),), repo_id="speechzoo/not-mirrored-yet")
-        with pytest.warns(UserWarning, match="no published checksum"):
-            model = zoo.download.load_release(GSLMUnitLM, entry, progress=False)
+    url = loopback_hub.add_raw("textless_nlp/gslm/hubert/lm_km100/hubert100_lm.tgz", data.getvalue())
+    entry = dataclasses.replace(find("gslm_ulm", dense="hubert", vocab_size=100),
+                                source_files=(SourceFile(url, None),), repo_id="speechzoo/not-mirrored-yet")
+    with pytest.warns(UserWarning, match="no published checksum"):
+        model = zoo.download.load_release(GSLMUnitLM, entry, progress=False)
     got, want = real_logits(model, io)
     torch.testing.assert_close(got, want, **CASE.tolerance("logits"))
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import ast
 import itertools
 import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -24,15 +23,11 @@ from zoo.models.speech_dlm import (
     unit_symbols,
 )
 
-from harness import Case, conversion_cli, load_case
+from harness import conversion_cli, load_case
+from tiny_models import speech_dlm_sources as sources
 
 SHARED = load_case("speech_dlm/tiny_edge_dur_delayed")
 ULM_CHECKPOINT = load_case("ulm/k20_gqa_ragged_batch3").original / "checkpoint.pt"
-
-
-def sources(case: Case) -> list[Path]:
-    """The original checkpoint and its dict.<channel>.txt files, as ``python -m conversion speech_dlm`` takes them."""
-    return [next(case.original.glob("*.pt")), *sorted(case.original.glob("dict.*.txt"))]
 
 
 @pytest.fixture(scope="module")

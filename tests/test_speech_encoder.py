@@ -10,7 +10,6 @@ import pytest
 import soundfile
 import torch
 from harness import load_case
-from hub_server import FakeHub
 
 import hubconf
 from zoo.cli import main as cli_main
@@ -35,15 +34,11 @@ def weights(convert, tmp_path_factory) -> dict[str, Path]:
 
 
 @pytest.fixture
-def hub(weights, monkeypatch, tmp_path):
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
-    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    with FakeHub() as server:
-        monkeypatch.setenv("HF_ENDPOINT", server.url)
-        server.add_repo(find("hubert_feature_reader", checkpoint="hubert-base-ls960").repo_id, weights["hubert"])
-        server.add_repo(find("gslm_kmeans", dense_model="hubert-base-ls960", vocab_size=K).repo_id, weights["kmeans"])
-        yield server
+def hub(weights, loopback_hub):
+    loopback_hub.add_repo(find("hubert_feature_reader", checkpoint="hubert-base-ls960").repo_id, weights["hubert"])
+    loopback_hub.add_repo(find("gslm_kmeans", dense_model="hubert-base-ls960", vocab_size=K).repo_id,
+                          weights["kmeans"])
+    return loopback_hub
 
 
 @pytest.fixture(scope="module")
