@@ -15,7 +15,7 @@ from pathlib import Path
 
 from zoo.registry import NO_LICENCE, Weights, all_weights
 
-from .cards import CardTemplate, templates, text
+from .cards import NOTEBOOKS, CardTemplate, templates, text
 
 CARDS = Path(__file__).resolve().parents[1] / "model_cards"
 HUB_REPO = "speechzoo/speechzoo"
@@ -61,6 +61,14 @@ def limitations(weights: Weights, datasets: tuple[str, ...]) -> str:
             "use them to impersonate people or to deceive.")
 
 
+def notebook_links(weights: Weights, template: CardTemplate) -> str:
+    """The card's list of its family's notebooks: GitHub page and Colab link of each."""
+    names = template.notebooks(weights) if callable(template.notebooks) else template.notebooks
+    return "\n".join(f"- [`notebooks/{name}.ipynb`](https://github.com/{HUB_REPO}/blob/main/notebooks/{name}.ipynb) "
+                     f"([open in Colab](https://colab.research.google.com/github/{HUB_REPO}/blob/main/notebooks/"
+                     f"{name}.ipynb)): {NOTEBOOKS[name]}" for name in names)
+
+
 def render(weights: Weights, template: CardTemplate) -> str:
     fields = {**vars(weights), **weights.kwargs, "load": hub_call(weights)}
     datasets = weights.datasets or template.datasets
@@ -86,6 +94,7 @@ def render(weights: Weights, template: CardTemplate) -> str:
         "## Usage",
         f"```python\n{text(template.usage, weights, fields).strip()}\n```",
         *([notes.strip()] if notes else []),
+        *(["## Notebooks", notebook_links(weights, template)] if template.notebooks else []),
         "## Intended use",
         intended_use(weights),
         "## Limitations",

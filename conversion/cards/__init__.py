@@ -17,6 +17,15 @@ from zoo.registry import Weights
 
 #: A card's text: a format string, or a function of the weight set.
 Text = str | Callable[[Weights], str]
+#: The notebooks (``notebooks/<name>.ipynb``) a card links, by name, with what each shows.
+NOTEBOOKS = {
+    "dpslm": "DP-SLM: units on the spectrogram, resynthesis, continuation and the λ sweep",
+    "gslm": "GSLM: HuBERT units to Tacotron2 + WaveGlow speech, and continuation",
+    "speechtokenizer": "SpeechTokenizer: codes per RVQ layer, semantic-only against all layers",
+    "voice_conversion": "voice conversion with a multi-speaker unit HiFi-GAN, and F0 contours",
+    "dgslm": "dGSLM: spoken dialogue continuation",
+    "train_speechtokenizer": "training a tiny SpeechTokenizer and loading the exported model",
+}
 
 
 @dataclass(frozen=True)
@@ -36,6 +45,7 @@ class CardTemplate:
     release: Text = ""                          # what the original release is, after its files
     conversion: Text = ""                       # what the converter changes, after the conversion command
     parity: Text = ""                           # how the numbers were checked against the original
+    notebooks: tuple[str, ...] | Callable[[Weights], tuple[str, ...]] = ()   # keys of NOTEBOOKS showing it at work
 
 
 def text(value: Text, weights: Weights, fields: dict | None) -> str:

@@ -23,6 +23,7 @@ def _kmeans_details(weights: Weights) -> str:
 
 TEMPLATES: dict[str, CardTemplate] = {
     "codebook": CardTemplate(
+        notebooks=("dpslm",),
         title="WavLM-Large layer-{layer} k-means codebook, K = {k}",
         tags=("audio", "speech", "k-means", "discrete-units", "wavlm", "dp-slm", "textless"),
         datasets=(),

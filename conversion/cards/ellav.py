@@ -31,6 +31,7 @@ def _ellav_details(weights: Weights) -> str:
 
 TEMPLATES: dict[str, CardTemplate] = {
     "ellav_units_to_wavtokenizer": CardTemplate(
+        notebooks=("dpslm",),
         title="ELLA-V: WavLM DPDP units (k = {k}, λ = {lmbda}) to WavTokenizer codes",
         tags=("audio", "speech", "text-to-speech", "discrete-units", "codec-language-model", "ella-v", "wavtokenizer",
               "dp-slm", "textless"),

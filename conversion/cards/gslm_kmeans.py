@@ -18,8 +18,15 @@ def _gslm_kmeans_details(weights: Weights) -> str:
             "first index on ties) as int64, computed exactly rather than in float32.")
 
 
+def _notebooks(weights: Weights) -> tuple[str, ...]:
+    """dGSLM's Fisher set, Expresso's layer-9 sets (the voice-conversion vocoder's units), GSLM's others."""
+    dense = weights.kwargs["dense_model"]
+    return ("dgslm",) if dense == "hubert-fisher" else ("voice_conversion",) if "layer-9" in dense else ("gslm",)
+
+
 TEMPLATES: dict[str, CardTemplate] = {
     "gslm_kmeans": CardTemplate(
+        notebooks=_notebooks,
         title="k-means quantizer: {dense_model}, K = {vocab_size}",
         tags=("audio", "speech", "k-means", "discrete-units", "gslm", "textless"),
         datasets=(),

@@ -44,6 +44,7 @@ features = reader(wav)                       # or a 1-D float waveform at 16 kHz
 def _reader_template(title: str, tags: tuple[str, ...], citation: str, layers: str) -> CardTemplate:
     return CardTemplate(title=title, tags=("audio", "speech", "feature-extraction", "gslm", "textless", *tags),
                         datasets=(), pipeline_tag="feature-extraction", original_code=GSLM_CODE,
+                        notebooks=lambda w: ("dgslm",) if w.kwargs["checkpoint"] == "hubert-fisher" else ("gslm",),
                         usage=READER_USAGE.replace("{layers}", layers), citation=GSLM_CITATION + "\n" + citation)
 
 

@@ -62,6 +62,7 @@ def _waveglow_details(weights: Weights) -> str:
 
 TEMPLATES: dict[str, CardTemplate] = {
     "tacotron2": CardTemplate(
+        notebooks=("gslm",),
         title="GSLM unit-to-speech Tacotron2, {dense} k-means-{vocab_size} units",
         tags=("audio", "speech", "text-to-speech", "tacotron2", "discrete-units", "gslm", "textless"),
         datasets=("keithito/lj_speech",),
@@ -72,6 +73,7 @@ TEMPLATES: dict[str, CardTemplate] = {
         details=_tacotron2_details,
     ),
     "waveglow": CardTemplate(
+        notebooks=("gslm",),
         title="WaveGlow vocoder (256 channels, LJSpeech) of GSLM",
         tags=("audio", "speech", "vocoder", "waveglow", "gslm", "textless"),
         datasets=("keithito/lj_speech",),

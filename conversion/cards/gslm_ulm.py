@@ -38,6 +38,7 @@ def _gslm_ulm_details(weights: Weights) -> str:
 
 TEMPLATES: dict[str, CardTemplate] = {
     "gslm_ulm": CardTemplate(
+        notebooks=("gslm",),
         title="GSLM unit language model: {dense} units, K = {vocab_size}",
         tags=("audio", "speech", "language-model", "discrete-units", "gslm", "textless", "fairseq"),
         datasets=(),

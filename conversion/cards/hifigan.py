@@ -108,8 +108,13 @@ def _conditioning(weights: Weights) -> str:
     return RELEASES[weights.paper].conditioning.format(bins=bins)
 
 
+def _notebooks(weights: Weights) -> tuple[str, ...]:
+    return ("dgslm",) if weights.kwargs["variant"].startswith("dgslm") else ("voice_conversion",)
+
+
 TEMPLATES: dict[str, CardTemplate] = {
     "hifigan_unit_vocoder": CardTemplate(
+        notebooks=_notebooks,
         title="Unit HiFi-GAN vocoder {name}",
         tags=("audio", "vocoder", "hifigan", "discrete-units", "speech-synthesis", "textless"),
         datasets=(),

@@ -5,6 +5,7 @@ from . import CardTemplate
 
 TEMPLATES: dict[str, CardTemplate] = {
     "speech_dlm": CardTemplate(
+        notebooks=("dgslm",),
         title="dGSLM SpeechDLM: two-channel spoken dialogue language model over Fisher-HuBERT units",
         tags=("audio", "speech", "language-model", "discrete-units", "dgslm", "dialogue", "textless", "fairseq"),
         datasets=(),

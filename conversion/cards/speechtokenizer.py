@@ -15,6 +15,7 @@ SPEECHTOKENIZER_CITATION = """
 
 TEMPLATES: dict[str, CardTemplate] = {
     "speechtokenizer": CardTemplate(
+        notebooks=("speechtokenizer", "train_speechtokenizer"),
         title="SpeechTokenizer (`{variant}`)",
         tags=("audio", "speech", "audio-codec", "speech-tokenizer", "residual-vector-quantization", "textless"),
         datasets=("librispeech_asr",),

@@ -29,6 +29,7 @@ def _ulm_details(weights: Weights) -> str:
 
 def _ulm_template(training: str) -> CardTemplate:
     return CardTemplate(
+        notebooks=("dpslm",),
         title=f"Mistral-ULM unit language model, k = {{k}}, λ = {{lmbda}} ({training})",
         tags=("audio", "speech", "language-model", "discrete-units", "wavlm", "dp-slm", "textless", "mistral"),
         datasets=(),

@@ -6,6 +6,7 @@ from .citations import WAVLM_CITATION
 
 TEMPLATES: dict[str, CardTemplate] = {
     "wavlm_large": CardTemplate(
+        notebooks=("dpslm",),
         title="WavLM Large",
         tags=("audio", "speech", "self-supervised-learning", "feature-extraction", "wavlm", "dp-slm"),
         datasets=("libri-light", "gigaspeech", "voxpopuli"),

@@ -58,6 +58,7 @@ def _release(weights: Weights) -> str:
 
 TEMPLATES: dict[str, CardTemplate] = {
     "wavtokenizer": CardTemplate(
+        notebooks=("dpslm",),
         title=lambda w: (f"WavTokenizer small, {w.frame_rate:g} Hz, 1 × "
                          f"{VARIANTS[w.kwargs['variant']].codebook_size} codebook (`{w.kwargs['variant']}`)"),
         tags=("audio", "speech", "audio-codec", "wavtokenizer", "dp-slm"),
