@@ -117,6 +117,17 @@ def read(path: str | Path, *, allow_empty: bool = False) -> UnitsFile:
     return UnitsFile(settings, records)
 
 
+def read_settings(path: str | Path) -> dict | None:
+    """The settings of units file ``path`` from its header line alone (the rest is not read); None when the file
+    has no header."""
+    with open(path, encoding="utf-8") as f:
+        first = f.readline().strip()
+    if not first.startswith("{"):
+        return None
+    item = _json(first, f"{path}:1")
+    return _header(item, f"{path}:1", first=True) if HEADER_KEY in item else None
+
+
 def check_settings(path: str | Path, found: dict | None, wanted: dict) -> None:
     """Refuse to add to (or consume) units made with other settings: an :class:`InputError` listing each
     difference. Keys that ``wanted`` lacks are not compared."""

@@ -10,6 +10,12 @@ input tree under ``-o`` (``spk1/0001.wav`` â†’ ``codes/spk1/0001.safetensors`` â
 is 32-bit float unless ``--subtype``. A bad input stops the command once the finished items are written; with
 ``--skip-errors`` it is reported at the end (exit status 2) and the others are done.
 
+``tokenize`` resumes: a codes file already there (each is written whole or not at all) for the same input and
+settings is kept, one of another input or other settings is refused. Corpora (:mod:`zoo.cli.corpus`):
+``--manifest``, ``--num-workers`` audio readers, length-bucketed batches (``--window``), and ``torchrun
+--nproc-per-node N`` or ``--shard I/N``, each rank or shard tokenizing a contiguous slice of the inputs into the same
+``-o`` (one file per item: nothing to merge).
+
 ``--st S`` / ``--n-q N`` select quantizers ``S .. N-1`` as the original ``encode(n_q=N, st=S)`` does (``N`` is an
 end index): ``tokenize --n-q 1`` keeps SpeechTokenizer's semantic tokens only, ``detokenize --st 1`` resynthesises
 from the acoustic codebooks alone. Note that the original's ``encode`` with ``st > 0`` restarts the residual at
@@ -22,7 +28,9 @@ A codec plugs in through :data:`CODECS`: a model class (loaded by :func:`zoo.dow
 from __future__ import annotations
 
 import argparse
+import functools
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +44,16 @@ from ..download import load
 from ..errors import InputError, SpeechZooError
 from ..modeling import PretrainedModel
 from ..models.speechtokenizer import SpeechTokenizer
+from ..train.distributed import teardown
+from .corpus import (
+    add_corpus_options,
+    bucketed,
+    corpus_inputs,
+    file_sizes,
+    process_env,
+    read_batches,
+    this_shard,
+)
 from .inputs import Failures, batches, each_good, expand, item_ids, output_path
 from .options import (
     add_batch_size,
@@ -58,11 +76,13 @@ DEFAULT_BATCH_SIZE = 8
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("tokenize", help="encode audio files into codec codes")
-    p.add_argument("inputs", nargs="+", type=Path, metavar="IN", help="audio files, or directories of them")
+    p.add_argument("inputs", nargs="*", type=Path, metavar="IN", help="audio files, or directories of them (or "
+                                                                      "--manifest)")
     add_out(p, "directory for the codes files")
     p.add_argument("--format", choices=FORMATS, default="safetensors", help="codes file format")
     add_plot(p, "the first file's codes, one image row per RVQ layer")
     _add_model_arguments(p)
+    add_corpus_options(p)
     p.set_defaults(func=run_tokenize)
 
     p = subparsers.add_parser("detokenize", help="decode codec codes back into audio files")
@@ -87,36 +107,54 @@ def _add_model_arguments(p: argparse.ArgumentParser) -> None:
 
 # ------------------------------------------------------------------------------------------ tokenize
 def run_tokenize(args: argparse.Namespace) -> int:
+    try:
+        return _tokenize(args)
+    finally:
+        teardown()
+
+
+def _tokenize(args: argparse.Namespace) -> int:
     if args.plot:
         plot.check_path(args.plot)
-    files = expand(args.inputs)
+    files, known_sizes = corpus_inputs(args)
     ids = item_ids(files)
     name = args.model or "speechtokenizer"
     variant = args.variant or CODECS[name][2]
-    model = load_codec(name, variant, args.weights, args.device)
+    env = process_env(args.device)
+    shard = this_shard(args.shard, env)
+    files = shard.of(files) if shard else files
+    model = load_codec(name, variant, args.weights, env.device)
     st = args.st or 0
     weights = str(Path(args.weights).resolve()) if args.weights and Path(args.weights).is_dir() else args.weights
+    settings = {"model": name, "variant": variant, "weights": weights, "st": st,
+                "n_q": (model.n_q if args.n_q is None else args.n_q) - st}
+    todo = [p for p in files if not _tokenized(output_path(args.out, ids[p], f".{args.format}"), p, settings)]
+    if not todo:
+        print(f"{args.out}: all {len(files)} files already tokenized")
+        return 0
     failures, written, first = Failures(args), 0, None
 
-    def encode(items: list[tuple[Path, torch.Tensor]]) -> list[torch.Tensor]:
+    def encode(items: list[tuple[int, torch.Tensor]]) -> list[torch.Tensor]:
         lengths = [w.shape[-1] for _, w in items]
         wav = torch.zeros(len(items), 1, max(lengths))
         for b, (_, w) in enumerate(items):
             wav[b, :, : lengths[b]] = w
-        codes, frames = model.encode(wav.to(args.device), n_q=args.n_q, st=st, lengths=lengths)
+        codes, frames = model.encode(wav.to(env.device), n_q=args.n_q, st=st, lengths=lengths)
         return [codes[:, b, : int(frames[b])].cpu() for b in range(len(items))]
 
-    # Batch files of similar size together so that little of each batch is padding.
-    by_size = sorted(files, key=lambda p: p.stat().st_size)
-    with torch.inference_mode(), tqdm(total=len(files), desc="tokenize", unit="file") as bar:
-        for batch in batches(by_size, args.batch_size):
+    # Files of similar size are batched together so that little of each batch is padding.
+    plan = bucketed(file_sizes(todo, known_sizes), args.batch_size, args.window)
+    read = functools.partial(_read_audio, sample_rate=model.sample_rate)
+    with torch.inference_mode(), tqdm(total=len(todo), desc="tokenize", unit="file") as bar:
+        for batch in read_batches(todo, plan, read, args.num_workers):
             loaded = []
-            for path in batch:
-                try:
-                    loaded.append((path, _read_audio(path, model.sample_rate)))
-                except SpeechZooError as e:
-                    failures.add(path, e)
-            for (path, wav), codes in each_good(loaded, encode, failures, lambda item: item[0]):
+            for index, wav, error in batch:
+                if error is None:
+                    loaded.append((index, wav))
+                else:
+                    failures.add(todo[index], error)
+            for (index, wav), codes in each_good(loaded, encode, failures, lambda item: todo[item[0]]):
+                path = todo[index]
                 meta = {"model": name, "variant": variant, "weights": weights, "sample_rate": model.sample_rate,
                         "st": st, "n_q": codes.shape[0], "num_samples": wav.shape[-1], "id": ids[path],
                         "source": str(path.resolve())}
@@ -128,12 +166,29 @@ def run_tokenize(args: argparse.Namespace) -> int:
                     failures.add(path, e)
             failures.check()
             bar.update(len(batch))
-    print(f"wrote codes of {written} files to {args.out}")
-    if args.plot and first:
+    done = len(files) - len(todo)
+    print(f"wrote codes of {written} files to {args.out}" + (f" ({done} were already there)" if done else ""))
+    if args.plot and first and env.is_main:
         name, codes = first
         plot.save(plot.codes(codes, names=[f"RVQ-{st + q}" for q in range(len(codes))], title=name), args.plot)
         print(f"drew the codes of {name} to {args.plot}")
     return failures.report()
+
+
+def _tokenized(path: Path, source: Path, settings: dict) -> bool:
+    """Whether ``path`` holds the codes of ``source`` made with ``settings`` (a resumed run skips it); codes of
+    another input, or made with other settings, are an :class:`InputError` (they are never overwritten)."""
+    if not (path.with_suffix(".json") if path.suffix == ".npy" else path).is_file():
+        return False
+    _, meta = _read_codes(path)
+    if meta.get("source") != str(source.resolve()):
+        raise InputError(f"{path} holds the codes of {meta.get('source')}, not of {source}; use another output "
+                         "folder")
+    differ = [f"{k}: {meta.get(k)!r} there, {v!r} here" for k, v in settings.items() if meta.get(k) != v]
+    if differ:
+        raise InputError(f"{path} was made with other settings ({'; '.join(differ)}); use the same settings or "
+                         "another output folder")
+    return True
 
 
 # ------------------------------------------------------------------------------------------ detokenize
@@ -204,13 +259,20 @@ def load_codec(name: str, variant: str, weights: str | None, device: str) -> Pre
 
 
 def _write_codes(path: Path, codes: torch.Tensor, meta: dict) -> None:
-    """Codes ``(rows, frames)`` and their metadata to ``path`` (.safetensors, or .npy with a .json beside it)."""
+    """Codes ``(rows, frames)`` and their metadata to ``path`` (.safetensors, or .npy with a .json beside it,
+    written last), each file whole or not at all (written beside, then renamed): a resumed run trusts what it finds."""
     codes = codes.to(torch.int64).contiguous()
+    partial = path.with_name(path.name + ".partial")
     if path.suffix == ".safetensors":
-        save_file({"codes": codes}, str(path), metadata={k: json.dumps(v) for k, v in meta.items()})
-    else:
-        np.save(path, codes.numpy())
-        path.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
+        save_file({"codes": codes}, str(partial), metadata={k: json.dumps(v) for k, v in meta.items()})
+        os.replace(partial, path)
+        return
+    with open(partial, "wb") as f:
+        np.save(f, codes.numpy())
+    os.replace(partial, path)
+    sidecar = path.with_suffix(".json")
+    partial.write_text(json.dumps(meta, indent=2) + "\n")
+    os.replace(partial, sidecar)
 
 
 def _read_codes(path: Path) -> tuple[torch.Tensor, dict]:

@@ -109,16 +109,17 @@ def batches(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
         yield items[start: start + size]
 
 
-def read_manifest(path: Path) -> tuple[str, list[str]]:
+def read_manifest(path: Path, with_samples: bool = False) -> tuple[str, list[str]] | tuple[str, list[str], list[int]]:
     """A fairseq/GSLM audio manifest (``wav2vec_manifest.py``): the root folder on the first line, then one
-    ``relative_path<TAB>num_samples`` line per file. Returns ``(root, relative paths)``; blank lines are skipped."""
+    ``relative_path<TAB>num_samples`` line per file. Returns ``(root, relative paths)`` (and the sample counts with
+    ``with_samples``); blank lines are skipped."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"manifest {path} does not exist")
     lines = path.read_text().splitlines()
     if not lines:
         raise InputError(f"manifest {path} is empty; its first line must be the audio root folder")
-    names = []
+    names, samples = [], []
     for number, line in enumerate(lines[1:], start=2):
         if not line.strip():
             continue
@@ -126,7 +127,8 @@ def read_manifest(path: Path) -> tuple[str, list[str]]:
         if len(items) != 2 or not items[1].isdigit():
             raise InputError(f"{path}, line {number}: want 'relative_path<TAB>num_samples', got {line!r:.80}")
         names.append(items[0])
-    return lines[0].strip(), names
+        samples.append(int(items[1]))
+    return (lines[0].strip(), names, samples) if with_samples else (lines[0].strip(), names)
 
 
 class Failures:
