@@ -205,8 +205,8 @@ def _encode_files(args: argparse.Namespace, files: list[Path], ids: dict[Path, s
                 loaded, lambda items: encode([w for _, w in items]), failures, lambda item: todo[item[0]])}
             for index, wav, _ in batch:
                 results.add(index, encoded.get(index))
-                if first is None and index in encoded:
-                    first = (todo[index], wav, *encoded[index])
+                if index in encoded and (first is None or index < first[0]):  # the first in input order
+                    first = (index, wav, *encoded[index])
             # in input order; a run that stops on a bad file first writes whatever is finished
             stopping = bool(failures.errors) and not args.skip_errors
             for index, (units, durations) in (results.rest() if stopping else results.ready()):
@@ -217,7 +217,8 @@ def _encode_files(args: argparse.Namespace, files: list[Path], ids: dict[Path, s
             bar.update(len(batch))
     print(f"wrote {written} files to {out}" + (f" ({len(done)} were already there)" if done else ""))
     if plot_path and first:
-        path, wav, units, durations = first
+        index, wav, units, durations = first
+        path = todo[index]
         plot.save(plot.spectrogram(wav, WAVLM_RATE, units=units, durations=durations, frame_rate=frame_rate,
                                    title=ids[path]), plot_path)
         print(f"drew {ids[path]} to {plot_path}")
