@@ -134,7 +134,7 @@ def test_hubconf_entry_point_is_fully_annotated(name):
         assert hints["progress"] is bool and parameters["progress"].default is True
 
 
-def test_loading_entry_points_take_weights_map_location_and_progress():
+def test_loading_entry_points_take_weights_map_location_progress_and_dtype():
     # built from what they are given: the codebook tensor, the WaveGlow whose bias the denoiser removes
     built_from_argument = {"dpdp_quantizer_from_codebook", "waveglow_denoiser"}
     loads_nothing = {"logmel_feature_reader"}  # Kaldi filterbanks have no weights
@@ -143,7 +143,7 @@ def test_loading_entry_points_take_weights_map_location_and_progress():
         if any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
             continue  # a dispatcher (gslm_feature_reader): the entry point it calls takes them
         expected = ({"map_location"} if name in built_from_argument | loads_nothing
-                    else {"weights", "map_location", "progress"})
+                    else {"weights", "map_location", "progress"}) | {"dtype", "torch_dtype"}
         assert expected <= set(parameters), f"{name} lacks {expected - set(parameters)}"
 
 

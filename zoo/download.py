@@ -59,10 +59,11 @@ from .hub import (
     verify_md5,
     verify_sha256,
 )
-from .modeling import PretrainedModel
+from .modeling import DType, PretrainedModel, dtype_alias, resolve_dtype
 from .registry import SourceFile, Weights, find
 
 M = TypeVar("M", bound=PretrainedModel)
+T = TypeVar("T", bound=torch.nn.Module)
 
 #: The last file written into a converted folder: what it was made from and the SHA-256 of each file.
 MANIFEST = "manifest.json"
@@ -261,22 +262,34 @@ def _lock(file_lock: type, name: str):
 
 # ------------------------------------------------------------------------------------------ entry points
 def load(cls: type[M], entry_point: str, weights: str | os.PathLike | None = None, *,
-         map_location: str | torch.device = "cpu", progress: bool = True, **selection) -> M:
+         map_location: str | torch.device = "cpu", progress: bool = True, dtype: DType | None = None,
+         torch_dtype: DType | None = None, **selection) -> M:
     """The model at ``weights`` if given; otherwise the release that ``entry_point(**selection)`` selects in the
-    registry (an unreleased selection raises, listing the released ones), through :func:`load_release`."""
+    registry (an unreleased selection raises, listing the released ones), through :func:`load_release`.
+    ``dtype`` (or ``torch_dtype``) casts it, e.g. to ``torch.bfloat16``; the parts kept in float32
+    (:mod:`zoo.nn.precision`) stay float32."""
+    dtype = dtype_alias(dtype, torch_dtype)
     if weights is not None:
-        return cls.from_pretrained(weights, map_location=map_location, progress=progress)
-    return load_release(cls, find(entry_point, **selection), map_location=map_location, progress=progress)
+        return cls.from_pretrained(weights, map_location=map_location, progress=progress, dtype=dtype)
+    return load_release(cls, find(entry_point, **selection), map_location=map_location, progress=progress,
+                        dtype=dtype)
+
+
+def cast(module: T, dtype: DType | None = None, torch_dtype: DType | None = None) -> T:
+    """``module`` cast to ``dtype`` (or ``torch_dtype``; None or "auto": as it is), for the entry points that build
+    a model rather than load one; the parts kept in float32 (:mod:`zoo.nn.precision`) stay float32."""
+    resolved = resolve_dtype(dtype_alias(dtype, torch_dtype), {})
+    return module if resolved is None else module.to(resolved)
 
 
 def load_release(cls: type[M], weights_entry: Weights, *, map_location: str | torch.device = "cpu",
-                 progress: bool = True) -> M:
+                 progress: bool = True, dtype: DType | None = None) -> M:
     """A registered release: what is cached (Hub mirror, converted original), else the Hub mirror, else the
-    original release, converted."""
+    original release, converted; in ``dtype`` if given."""
     directory = cached_release(weights_entry)
     if directory is None:
         directory = fetch_release(weights_entry, progress=progress)
-    return cls.from_directory(directory, map_location=map_location)
+    return cls.from_directory(directory, map_location=map_location, dtype=dtype)
 
 
 def ask_hub(weights: Weights) -> bool:

@@ -105,7 +105,14 @@ def load_safetensors(path: str | os.PathLike, device: str | torch.device = "cpu"
                            "Delete it and download or convert it again.") from e
 
 
-def _resolve_dtype(dtype: DType | None, state: dict[str, torch.Tensor]) -> torch.dtype | None:
+def dtype_alias(dtype: DType | None, torch_dtype: DType | None) -> DType | None:
+    """``dtype=`` or its transformers name ``torch_dtype=``, whichever is given (both: they must agree)."""
+    if dtype is not None and torch_dtype is not None and dtype != torch_dtype:
+        raise WeightsError(f"dtype={dtype!r} and torch_dtype={torch_dtype!r} disagree; pass one of them")
+    return torch_dtype if dtype is None else dtype
+
+
+def resolve_dtype(dtype: DType | None, state: dict[str, torch.Tensor]) -> torch.dtype | None:
     """``dtype=`` as a ``torch.dtype`` (None: leave the model's own)."""
     if dtype is None or isinstance(dtype, torch.dtype):
         resolved = dtype
@@ -176,11 +183,10 @@ class PretrainedModel(torch.nn.Module):
         transformers name ``torch_dtype``) casts the floating-point tensors, "auto" to the dtype they were saved in;
         without it, a model saved in half precision (config.json's ``"torch_dtype"``) loads in half precision.
         """
-        if dtype is not None and torch_dtype is not None and dtype != torch_dtype:
-            raise WeightsError(f"dtype={dtype!r} and torch_dtype={torch_dtype!r} disagree; pass one of them")
+        dtype = dtype_alias(dtype, torch_dtype)
         directory = snapshot(name_or_path, revision=revision, progress=progress, cache_dir=cache_dir,
                              force_download=force_download, token=token, local_files_only=local_files_only)
-        return cls.from_directory(directory, map_location=map_location, dtype=dtype or torch_dtype)
+        return cls.from_directory(directory, map_location=map_location, dtype=dtype)
 
     @classmethod
     def from_directory(cls: type[M], directory: str | os.PathLike, *, map_location: str | torch.device = "cpu",
@@ -195,7 +201,7 @@ class PretrainedModel(torch.nn.Module):
         model = cls(config_from_dict(cls.config_class, data))
         state = load_safetensors(Path(directory) / WEIGHTS_NAME)
         model.load_state_dict_strict(state)
-        resolved = _resolve_dtype(saved_dtype if dtype is None else dtype, state)
+        resolved = resolve_dtype(saved_dtype if dtype is None else dtype, state)
         return model.to(map_location, dtype=resolved).eval() if resolved else model.to(map_location).eval()
 
     def load_state_dict_strict(self, state: dict[str, torch.Tensor]) -> None:

@@ -31,6 +31,7 @@ import torch
 
 from ..errors import InputError
 from ..modeling import PretrainedModel
+from ..nn.precision import KeepFloat32
 from ..registry import NO_LICENCE, SourceFile, Weights
 
 #: Unit roundoff of float32 and float64, and of the float32 matrix products that torch may run at lower
@@ -51,7 +52,7 @@ class CodebookConfig:
     dense_model: str | None = None  # the dense model whose features it clusters (metadata), e.g. "hubert-base-ls960"
 
 
-class Codebook(PretrainedModel):
+class Codebook(KeepFloat32, PretrainedModel):
     """A ``(K, D)`` codebook; calling it maps features ``(..., D)`` to the nearest code's index ``(...)`` (int64).
 
     ``codebook`` is the ``(K, D)`` centroid buffer (sklearn's ``cluster_centers_``, bit for bit). ``vocab_size``

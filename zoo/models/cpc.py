@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 
 from ..errors import ConfigError, InputError
 from ..modeling import PretrainedModel
+from ..nn.precision import KeepFloat32, compute_dtype
 from ..nn.ragged import conv_output_length, zero_beyond
 from ..registry import SourceFile, Weights
 from .feature_reader import SAMPLE_RATE, FeatureReader
@@ -60,8 +61,9 @@ class CPCConfig:
             raise ConfigError(f"every CPC size must be positive, got {self}")
 
 
-class ChannelNorm(nn.Module):
-    """Each frame of ``(B, C, T)`` normalised over its channels (unbiased variance), then scaled and shifted."""
+class ChannelNorm(KeepFloat32, nn.Module):
+    """Each frame of ``(B, C, T)`` normalised over its channels (unbiased variance), then scaled and shifted; in
+    float32 in any dtype."""
 
     def __init__(self, channels: int, eps: float = NORM_EPS) -> None:
         super().__init__()
@@ -70,9 +72,10 @@ class ChannelNorm(nn.Module):
         self.bias = nn.Parameter(torch.zeros(1, channels, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        mean = x.mean(dim=1, keepdim=True)
-        var = x.var(dim=1, keepdim=True)
-        return (x - mean) * torch.rsqrt(var + self.eps) * self.weight + self.bias
+        x32 = x.float()
+        mean = x32.mean(dim=1, keepdim=True)
+        var = x32.var(dim=1, keepdim=True)
+        return ((x32 - mean) * torch.rsqrt(var + self.eps) * self.weight + self.bias).to(x.dtype)
 
 
 def conv_lengths(samples: torch.Tensor) -> list[torch.Tensor]:
@@ -115,7 +118,7 @@ class CPC(PretrainedModel):
         model = CPC(CPCConfig(self.config.encoder_dim, self.config.ar_dim, num_layers))
         keep = model.state_dict()
         model.load_state_dict({k: v for k, v in self.state_dict().items() if k in keep})
-        return model.to(next(self.parameters()).device).train(self.training)
+        return model.to(next(self.parameters()).device, compute_dtype(self)).train(self.training)
 
     def encode(self, waveforms: torch.Tensor, lengths: torch.Tensor | None = None
                ) -> tuple[torch.Tensor, torch.Tensor]:

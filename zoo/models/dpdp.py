@@ -55,6 +55,7 @@ import torch
 
 from ..errors import InputError
 from ..modeling import PretrainedModel
+from ..nn.precision import KeepFloat32, at_least_float32
 from ..nn.ragged import PAD_UNIT, Lengths
 
 #: Frames × batch × codes handled per block when taking the tie-breaking decisions (bounds their memory).
@@ -70,7 +71,7 @@ class DPDPConfig:
     num_neighbors: int | None = None  # frames may only take one of their n nearest codes; None: all K
 
 
-class DPDPQuantizer(PretrainedModel):
+class DPDPQuantizer(KeepFloat32, PretrainedModel):
     """The DPDP quantizer of ``nicolvisser/dpdp``: ``quantizer(features)`` returns ``(quantized, units)``.
 
     Holds the codebook as a ``(K, D)`` float32 buffer, so ``.to(device)`` moves it.
@@ -127,7 +128,8 @@ def squared_distances(features: torch.Tensor, codebook: torch.Tensor) -> torch.T
     """``(T, K)`` squared Euclidean distances of ``features`` ``(T, D)`` to ``codebook`` ``(K, D)``, computed as
     ``torch.cdist(...) ** 2`` like the original, so bit-identical to it (other formulas differ at ~1e-6 relative,
     which can flip near-ties)."""
-    return torch.cdist(features, codebook.to(features.dtype), p=2.0) ** 2
+    dtype = at_least_float32(features, codebook)  # half-precision distances would decide near-ties by rounding
+    return torch.cdist(features.to(dtype), codebook.to(dtype), p=2.0) ** 2
 
 
 def keep_nearest(distances: torch.Tensor, num_neighbors: int | None) -> torch.Tensor:

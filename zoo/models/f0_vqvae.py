@@ -30,6 +30,7 @@ from torch import nn
 
 from ..errors import ConfigError, InputError
 from ..modeling import PretrainedModel
+from ..nn.precision import KeepFloat32
 from ..nn.quantization import nearest_code
 from ..nn.ragged import Lengths, conv_output_lengths, zero_beyond
 
@@ -231,9 +232,9 @@ class JukeboxDecoder(nn.Module):
         return zero_beyond(self.out(x), lengths)
 
 
-class VectorQuantizer(nn.Module):
+class VectorQuantizer(KeepFloat32, nn.Module):
     """Nearest codebook row by squared L2 in Jukebox's expanded form (:func:`~zoo.nn.quantization.nearest_code`),
-    so near-ties resolve exactly as in the original."""
+    so near-ties resolve exactly as in the original; the codebook stays float32 (code vectors come out float32)."""
 
     def __init__(self, num_codes: int, dim: int) -> None:
         super().__init__()
@@ -289,4 +290,5 @@ class F0VQVAE(PretrainedModel):
 
     def decode(self, codes: list[torch.Tensor]) -> torch.Tensor:
         """Codes of every level (finest first) -> F0 ``(B, 1, T)``."""
-        return self.decoder([vq.dequantize(c) for vq, c in zip(self.quantizer.codebooks, codes)])
+        dtype = self.decoder.out.weight.dtype
+        return self.decoder([vq.dequantize(c).to(dtype) for vq, c in zip(self.quantizer.codebooks, codes)])

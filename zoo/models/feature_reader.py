@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from ..errors import AudioError, InputError
+from ..nn.precision import compute_dtype
 from ..nn.ragged import zero_beyond
 
 #: The rate every GSLM dense model reads.
@@ -138,7 +139,7 @@ class FeatureReader(nn.Module):
         if min(sizes) < self.min_samples:
             raise AudioError(f"wav has {min(sizes)} samples, fewer than the {self.min_samples} this reader needs "
                              "for one frame; pass longer audio")
-        batch = batch.to(self.device, torch.float32)
+        batch = batch.to(self.device, compute_dtype(self))
         if lengths is not None:  # what lies past an item's end must not reach it
             batch = zero_beyond(batch, sizes)
         features, frames = self.encode(batch, sizes, progress=progress)

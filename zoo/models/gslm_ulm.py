@@ -51,6 +51,7 @@ from ..nn.fairseq_transformer import (
     PositionalEmbedding,
     make_positions,
 )
+from ..nn.precision import LayerNorm
 from ..nn.sequence_generator import Hypothesis, IncrementalDecoder
 from ..nn.sequence_generator import generate as sequence_generate
 from ..registry import SourceFile, Weights
@@ -100,7 +101,7 @@ class GSLMUnitLM(PretrainedModel):
             DecoderLayer(config.embed_dim, config.ffn_embed_dim, config.attention_heads, config.activation_fn,
                          config.normalize_before)
             for _ in range(config.layers))
-        self.layer_norm = nn.LayerNorm(config.embed_dim) if config.final_layer_norm else None
+        self.layer_norm = LayerNorm(config.embed_dim) if config.final_layer_norm else None
         self.embed_positions = PositionalEmbedding(config.max_target_positions, config.embed_dim, self.padding_idx,
                                                    learned=config.learned_pos)
 

@@ -49,6 +49,7 @@ from torch import nn
 from ..errors import ConfigError, InputError
 from ..modeling import PretrainedModel
 from ..nn.hifigan import HiFiGANConfig, HiFiGANGenerator
+from ..nn.precision import LayerNorm
 from ..nn.ragged import PAD_UNIT, Lengths, zero_beyond
 from ..registry import SourceFile, Weights
 from .f0_vqvae import F0Quantizer, F0VQVAEConfig
@@ -159,9 +160,9 @@ class VariancePredictor(nn.Module):
         super().__init__()
         hidden, kernel = config.var_pred_hidden_dim, config.var_pred_kernel_size
         self.conv1 = nn.Conv1d(config.encoder_embed_dim, hidden, kernel, padding=(kernel - 1) // 2)
-        self.ln1 = nn.LayerNorm(hidden)
+        self.ln1 = LayerNorm(hidden)
         self.conv2 = nn.Conv1d(hidden, hidden, kernel, padding=DUR_CONV2_PADDING)
-        self.ln2 = nn.LayerNorm(hidden)
+        self.ln2 = LayerNorm(hidden)
         self.proj = nn.Linear(hidden, 1)
 
     def forward(self, x: torch.Tensor, lengths: Lengths = None) -> torch.Tensor:

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import InputError
+from ..nn.precision import KeepFloat32
 from ..nn.ragged import conv_output_length, zero_beyond
 from .feature_reader import SAMPLE_RATE, FeatureReader, read_audio
 
@@ -89,11 +90,12 @@ def fbank(waveform: torch.Tensor, *, num_mel_bins: int = NUM_MEL_BINS, frame_len
                                             device=energies.device)).log()
 
 
-class LogMelFeatureReader(FeatureReader):
+class LogMelFeatureReader(KeepFloat32, FeatureReader):
     """GSLM's ``LogMelFeatureReader(num_mel_bins=80, frame_length=25.0)``: no weights, 100 Hz frames.
 
     ``get_feats(path, channel_id=None)`` computes the filterbank at the file's own rate and, as the original,
     never mixes channels down (a multi-channel file needs ``channel_id``); ``reader(wav)`` takes 16 kHz audio.
+    The mel filterbank is float32 whatever dtype the reader is cast to.
     """
 
     def __init__(self, num_mel_bins: int = NUM_MEL_BINS, frame_length: float = FRAME_LENGTH_MS) -> None:

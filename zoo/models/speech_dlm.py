@@ -70,6 +70,7 @@ from ..nn.fairseq_transformer import (
     PositionalEmbedding,
     make_positions,
 )
+from ..nn.precision import LayerNorm
 from ..registry import SourceFile, Weights
 
 logger = logging.getLogger(__name__)
@@ -166,7 +167,7 @@ class CrossChannelLayer(DecoderLayer):
     def __init__(self, embed_dim: int, ffn_embed_dim: int, heads: int, activation_fn: str) -> None:
         super().__init__(embed_dim, ffn_embed_dim, heads, activation_fn)
         self.cross_channel_attn = MultiheadAttention(embed_dim, heads)
-        self.cross_channel_attn_layer_norm = nn.LayerNorm(embed_dim)
+        self.cross_channel_attn_layer_norm = LayerNorm(embed_dim)
 
     def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None, is_causal: bool = False,
                 cache: KVCache | None = None, layer: int = 0, *, partners: torch.Tensor,
@@ -238,11 +239,11 @@ class SpeechDLM(PretrainedModel):
         self.embed_positions = (PositionalEmbedding(c.max_target_positions, c.embed_dim, PAD,
                                                     c.positions == "learned")
                                 if c.positions != "none" else None)
-        self.layernorm_embedding = nn.LayerNorm(c.embed_dim) if c.layernorm_embedding else None
+        self.layernorm_embedding = LayerNorm(c.embed_dim) if c.layernorm_embedding else None
         layer_args = (c.embed_dim, c.ffn_embed_dim, c.attention_heads, c.activation_fn)
         self.layers = nn.ModuleList(
             (DecoderLayer if i < c.layers - c.cross_layers else CrossChannelLayer)(*layer_args) for i in range(c.layers))
-        self.layer_norm = nn.LayerNorm(c.embed_dim) if c.final_layer_norm else None
+        self.layer_norm = LayerNorm(c.embed_dim) if c.final_layer_norm else None
         self.project_out_dim = (nn.Linear(c.embed_dim, c.output_dim, bias=False) if c.output_dim != c.embed_dim
                                 else None)
         n_heads = len(c.channels) if c.cross_prediction else 1

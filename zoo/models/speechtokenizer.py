@@ -30,6 +30,7 @@ from torch import nn
 from ..audio import check_waveform
 from ..errors import AudioError, InputError
 from ..modeling import PretrainedModel
+from ..nn.precision import KeepFloat32, compute_dtype
 from ..nn.quantization import nearest_code
 from ..nn.ragged import Lengths, zero_beyond
 from ..nn.seanet import SEANetConfig, SEANetDecoder, SEANetEncoder
@@ -64,8 +65,9 @@ class SpeechTokenizerConfig:
                             lstm_layers=self.lstm_layers, bidirectional=bidirectional)
 
 
-class ResidualVectorQuantizer(nn.Module):
-    """``n_q`` frozen Euclidean codebooks ``(n_q, K, D)`` applied one after another to the remaining residual."""
+class ResidualVectorQuantizer(KeepFloat32, nn.Module):
+    """``n_q`` frozen Euclidean codebooks ``(n_q, K, D)`` applied one after another to the remaining residual; the
+    codebooks and the residual chain stay float32 in a half-precision model (code vectors come out float32)."""
 
     def __init__(self, n_q: int, codebook_size: int, dimension: int) -> None:
         super().__init__()
@@ -89,7 +91,7 @@ class ResidualVectorQuantizer(nn.Module):
         """Per quantizer ``start..stop-1``: its codes ``(B, T)``, code vectors ``(B, D, T)`` and the residual
         ``(B, D, T)`` it quantized. With ``straight_through`` the code vectors pass the residual's gradient on
         (the original's training mode)."""
-        residual, out = latent, []
+        residual, out = latent.to(self.codebooks.dtype), []
         for layer in range(start, stop):
             codes = self.nearest(layer, residual.transpose(1, 2))
             quantized = self.lookup(layer, codes)
@@ -176,7 +178,7 @@ class SpeechTokenizer(PretrainedModel):
         self._check_codes(codes, st)
         frame_lengths = self._check_lengths(lengths, codes.shape[1], codes.shape[2], "frames")
         codes = codes.to(self.quantizer.codebooks.device)
-        wav = self.decoder(self.quantizer.decode(codes, st), frame_lengths)
+        wav = self.decoder(self.quantizer.decode(codes, st).to(compute_dtype(self)), frame_lengths)
         if frame_lengths is None:
             return wav
         sample_lengths = torch.tensor(frame_lengths, device=wav.device) * self.downsample_rate
@@ -194,12 +196,13 @@ class SpeechTokenizer(PretrainedModel):
         wav, _ = self._check_audio(wav, None)
         first = min(self._check_layers(layers, n_q))
         steps = self.quantizer.quantize(self.encoder(wav), 0, n_q, straight_through=self.training)
-        quantized = sum(q for _, q, _ in steps)
+        dtype = compute_dtype(self)
+        quantized = sum(q for _, q, _ in steps).to(dtype)
         if self.training:
             commit_loss = torch.stack([F.mse_loss(q.detach(), r) for _, q, r in steps]).mean()
         else:
             commit_loss = wav.new_zeros(())
-        feature = self.transform(steps[first][1].transpose(1, 2))
+        feature = self.transform(steps[first][1].transpose(1, 2).to(dtype))
         return self.decoder(quantized), commit_loss, feature
 
     def forward_feature(self, wav: torch.Tensor, layers: Sequence[int] | None = None) -> list[torch.Tensor]:
@@ -218,8 +221,7 @@ class SpeechTokenizer(PretrainedModel):
                              "Add axes with wav[None, None] / wav[:, None]; keep one channel of multi-channel "
                              "audio (the original keeps channel 0: wav[:, :1]).")
         check_waveform(wav[:, 0], name="wav", sample_rate=self.sample_rate)
-        param = self.quantizer.codebooks
-        wav = wav.to(device=param.device, dtype=param.dtype)
+        wav = wav.to(device=self.quantizer.codebooks.device, dtype=compute_dtype(self))
         return wav, self._check_lengths(lengths, wav.shape[0], wav.shape[-1], "samples")
 
     @staticmethod

@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from ..audio import check_waveform, resample
 from ..errors import AudioError, ConfigError, InputError
 from ..modeling import PretrainedModel
+from ..nn.precision import compute_dtype
 from ..nn.ragged import Lengths, zero_beyond
 from ..nn.wav2vec2 import EXTRACTOR_MODES, Chunk, Wav2Vec2Backbone, encode_chunks
 from ..registry import SourceFile, Weights
@@ -191,7 +192,7 @@ def _model_input(model: WavLM, wav: torch.Tensor, sr: int, lengths: Lengths | to
         sample_lengths = [math.ceil(SAMPLE_RATE // gcd * n / (sr // gcd)) for n in sample_lengths]  # as resample
         wav = zero_beyond(wav, sample_lengths)
     parameter = next(model.parameters())
-    wav = F.pad(wav, (EDGE_PADDING, EDGE_PADDING)).to(device=parameter.device, dtype=parameter.dtype)
+    wav = F.pad(wav, (EDGE_PADDING, EDGE_PADDING)).to(device=parameter.device, dtype=compute_dtype(model))
     return wav, [n + 2 * EDGE_PADDING for n in sample_lengths]
 
 

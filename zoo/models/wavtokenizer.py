@@ -40,6 +40,8 @@ from torch import nn
 from ..audio import check_waveform, resample
 from ..errors import ConfigError, InputError
 from ..modeling import PretrainedModel
+from ..nn.precision import GroupNorm, KeepFloat32, compute_dtype
+from ..nn.precision import LayerNorm as Float32LayerNorm
 from ..nn.quantization import nearest_code
 from ..nn.seanet import SEANetConfig, SEANetEncoder
 from ..registry import SourceFile, Weights
@@ -160,9 +162,9 @@ VARIANTS = {
 
 
 # ------------------------------------------------------------------------------------------ quantizer
-class VectorQuantizer(nn.Module):
+class VectorQuantizer(KeepFloat32, nn.Module):
     """One Euclidean codebook ``(codebook_size, dim)``: nearest row by the original's expanded squared distance
-    (:func:`~zoo.nn.quantization.nearest_code`), so near-ties fall the same way."""
+    (:func:`~zoo.nn.quantization.nearest_code`), so near-ties fall the same way; the codebook stays float32."""
 
     def __init__(self, codebook_size: int, dim: int) -> None:
         super().__init__()
@@ -174,8 +176,8 @@ class VectorQuantizer(nn.Module):
 
 
 # ------------------------------------------------------------------------------------------ backbone
-def _group_norm(dim: int) -> nn.GroupNorm:
-    return nn.GroupNorm(NUM_GROUPS, dim, eps=NORM_EPS, affine=True)
+def _group_norm(dim: int) -> GroupNorm:
+    return GroupNorm(NUM_GROUPS, dim, eps=NORM_EPS, affine=True)
 
 
 class ResnetBlock(nn.Module):
@@ -211,15 +213,16 @@ class AttnBlock(nn.Module):
         return x + self.proj_out(attended.squeeze(1).transpose(1, 2))
 
 
-class LayerNorm(nn.LayerNorm):
+class LayerNorm(Float32LayerNorm):
     """LayerNorm that takes (and ignores) ``bandwidth_id``, so both norms are called alike."""
 
     def forward(self, x: torch.Tensor, bandwidth_id: int = 0) -> torch.Tensor:
         return super().forward(x)
 
 
-class AdaLayerNorm(nn.Module):
-    """Parameter-free LayerNorm, then scale and shift taken from row ``bandwidth_id`` of two tables. ``(..., dim)``."""
+class AdaLayerNorm(KeepFloat32, nn.Module):
+    """Parameter-free LayerNorm, then scale and shift taken from row ``bandwidth_id`` of two tables. ``(..., dim)``;
+    float32 statistics and tables in any dtype."""
 
     def __init__(self, num_embeddings: int, dim: int) -> None:
         super().__init__()
@@ -230,8 +233,8 @@ class AdaLayerNorm(nn.Module):
 
     def forward(self, x: torch.Tensor, bandwidth_id: int = 0) -> torch.Tensor:
         # One row for the whole batch: it is layer_norm's own affine step.
-        return F.layer_norm(x, x.shape[-1:], self.scale.weight[bandwidth_id], self.shift.weight[bandwidth_id],
-                            NORM_EPS)
+        return F.layer_norm(x.float(), x.shape[-1:], self.scale.weight[bandwidth_id],
+                            self.shift.weight[bandwidth_id], NORM_EPS).to(x.dtype)
 
 
 def _norm(config: BackboneConfig) -> LayerNorm | AdaLayerNorm:
@@ -283,8 +286,10 @@ class VocosBackbone(nn.Module):
 
 
 # ------------------------------------------------------------------------------------------ head
-class ISTFTHead(nn.Module):
-    """Hidden states ``(B, L, dim)`` → log-magnitude and phase of ``n_fft/2+1`` bins → waveform ``(B, samples)``."""
+class ISTFTHead(KeepFloat32, nn.Module):
+    """Hidden states ``(B, L, dim)`` → log-magnitude and phase of ``n_fft/2+1`` bins → waveform ``(B, samples)``,
+    in float32 whatever the model's dtype: the magnitudes are exponentials of its output, and the FFT has no
+    half-precision CPU kernel (on GPU only for powers of two)."""
 
     def __init__(self, dim: int, config: ISTFTHeadConfig) -> None:
         super().__init__()
@@ -293,8 +298,7 @@ class ISTFTHead(nn.Module):
         self.register_buffer("window", torch.hann_window(config.n_fft), persistent=False)  # periodic Hann
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # The FFT has no half-precision CPU kernel (and on GPU only for powers of two): run it in float32 at least.
-        x = self.out(x).transpose(1, 2).to(torch.promote_types(x.dtype, torch.float32))
+        x = self.out(x.to(self.out.weight.dtype)).transpose(1, 2)
         log_magnitude, phase = x.chunk(2, dim=1)
         spec = torch.polar(log_magnitude.exp().clamp(max=MAX_MAGNITUDE), phase)  # (B, n_fft/2+1, L)
         window = self.window.to(spec.real.dtype)
@@ -397,7 +401,7 @@ class WavTokenizer(PretrainedModel):
                              f"{self._min_frames} frame(s) with {self.config.head.padding!r} ISTFT padding")
         rows = self.config.backbone.adanorm_num_embeddings
         index = self._bandwidth_index(bandwidth_id, rows, "the AdaLayerNorm tables") if rows is not None else 0
-        return self.head(self.backbone(features.to(self.head.out.weight), index))
+        return self.head(self.backbone(features.to(self.head.out.weight.device, compute_dtype(self)), index))
 
     @torch.inference_mode()
     def forward(self, audio: torch.Tensor, bandwidth_id: int | torch.Tensor = 0) -> torch.Tensor:
@@ -421,7 +425,7 @@ class WavTokenizer(PretrainedModel):
     def _encoder_frames(self, audio: torch.Tensor) -> torch.Tensor:
         """Validated waveforms ``(B, N)`` or ``(N,)`` → encoder frames ``(B, T, 512)``."""
         audio = check_waveform(audio, name="audio", sample_rate=SAMPLE_RATE)
-        audio = audio.reshape(-1, audio.shape[-1]).to(self.head.out.weight)
+        audio = audio.reshape(-1, audio.shape[-1]).to(self.head.out.weight.device, compute_dtype(self))
         return self.encoder(audio[:, None]).transpose(1, 2)
 
     def _lookup(self, codes: torch.Tensor) -> torch.Tensor:

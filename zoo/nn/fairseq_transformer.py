@@ -40,6 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import InputError
+from .precision import LayerNorm
 
 
 def _gelu_accurate(x: torch.Tensor) -> torch.Tensor:
@@ -221,10 +222,10 @@ class DecoderLayer(nn.Module):
         self.activation = ACTIVATIONS[activation_fn]
         self.normalize_before = normalize_before
         self.self_attn = MultiheadAttention(embed_dim, heads)
-        self.self_attn_layer_norm = nn.LayerNorm(embed_dim)
+        self.self_attn_layer_norm = LayerNorm(embed_dim)
         self.fc1 = nn.Linear(embed_dim, ffn_embed_dim)
         self.fc2 = nn.Linear(ffn_embed_dim, embed_dim)
-        self.final_layer_norm = nn.LayerNorm(embed_dim)
+        self.final_layer_norm = LayerNorm(embed_dim)
 
     def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None, is_causal: bool = False,
                 cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:

@@ -18,11 +18,15 @@ from __future__ import annotations
 
 import torch
 
+from .precision import at_least_float32
+
 
 def nearest_code(x: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
     """Index (int64, shape ``x.shape[:-1]``) of the row of ``codebook`` ``(K, D)`` nearest to each vector of
-    ``x`` ``(..., D)`` by squared Euclidean distance; the first index on ties."""
-    flat = x.reshape(-1, x.shape[-1])
-    embed = codebook.t()  # (D, K): the originals keep the codebook transposed, and so sum its squares over dim 0
+    ``x`` ``(..., D)`` by squared Euclidean distance; the first index on ties. Computed in float32 at least: in
+    half precision the difference of large squared norms would decide near-ties by rounding."""
+    dtype = at_least_float32(x, codebook)
+    flat = x.reshape(-1, x.shape[-1]).to(dtype)
+    embed = codebook.to(dtype).t()  # (D, K): the originals keep the codebook transposed, and so sum its squares over dim 0
     distance = flat.pow(2).sum(1, keepdim=True) - 2 * flat @ embed + embed.pow(2).sum(0, keepdim=True)
     return distance.argmin(-1).view(x.shape[:-1])

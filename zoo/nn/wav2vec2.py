@@ -41,6 +41,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..errors import ConfigError, InputError
+from .precision import KeepFloat32, LayerNorm
 from .ragged import conv_output_length, valid_mask
 
 #: Frames the conv stack computes at once when its norms are frame-local (10 s at 50 Hz): its first block makes
@@ -57,7 +58,7 @@ EXTRACTOR_MODES = ("layer_norm", "default")
 
 
 # ------------------------------------------------------------------------------------------ conv feature extractor
-class ChannelLayerNorm(nn.LayerNorm):
+class ChannelLayerNorm(KeepFloat32, nn.LayerNorm):
     """LayerNorm over the channels of ``(B, C, T)``, computed in float32 (the original's Fp32LayerNorm). Each
     frame is normalised alone, so ``lengths`` (taken for a uniform interface with :class:`TimeGroupNorm`) is not
     needed."""
@@ -68,7 +69,7 @@ class ChannelLayerNorm(nn.LayerNorm):
         return y.transpose(1, 2).type_as(x)
 
 
-class TimeGroupNorm(nn.GroupNorm):
+class TimeGroupNorm(KeepFloat32, nn.GroupNorm):
     """GroupNorm(C, C) of ``(B, C, T)``: each channel normalised over time, per utterance, in float32.
 
     With ``lengths`` only each item's first ``lengths[b]`` frames count, so an item padded in a batch gets the
@@ -280,9 +281,9 @@ class EncoderLayer(nn.Module):
     def __init__(self, dim: int, num_heads: int, ffn_dim: int, *, norm_first: bool, gated: bool) -> None:
         super().__init__()
         self.attention = SelfAttention(dim, num_heads, gated=gated)
-        self.attention_norm = nn.LayerNorm(dim, eps=NORM_EPS)
+        self.attention_norm = LayerNorm(dim, eps=NORM_EPS)
         self.feed_forward = FeedForward(dim, ffn_dim)
-        self.feed_forward_norm = nn.LayerNorm(dim, eps=NORM_EPS)
+        self.feed_forward_norm = LayerNorm(dim, eps=NORM_EPS)
         self.norm_first = norm_first
 
     def forward(self, x: torch.Tensor, bias_table: torch.Tensor | None, key_mask: torch.Tensor | None
@@ -310,7 +311,7 @@ class Encoder(nn.Module):
                                        else RelativePositionBias(*relative_position_bias, num_heads))
         self.layers = nn.ModuleList(EncoderLayer(dim, num_heads, ffn_dim, norm_first=norm_first, gated=gated)
                                     for _ in range(num_layers))
-        self.layer_norm = nn.LayerNorm(dim, eps=NORM_EPS)
+        self.layer_norm = LayerNorm(dim, eps=NORM_EPS)
         self.norm_first = norm_first
 
     def num_blocks(self, output_layer: int | None) -> int:
@@ -352,7 +353,7 @@ class Wav2Vec2Backbone:
     ``T = (N − 400) // 320 + 1``). The modules keep the names WavLM's converted weights use."""
 
     feature_extractor: ConvFeatureExtractor
-    feature_norm: nn.LayerNorm
+    feature_norm: LayerNorm
     feature_projection: nn.Module
     encoder: Encoder
 
@@ -364,7 +365,7 @@ class Wav2Vec2Backbone:
         exists (the originals add it only when the two differ)."""
         conv_channels = conv_layers[-1][0]
         self.feature_extractor = ConvFeatureExtractor(conv_layers, extractor_mode, conv_bias)
-        self.feature_norm = nn.LayerNorm(conv_channels, eps=NORM_EPS)
+        self.feature_norm = LayerNorm(conv_channels, eps=NORM_EPS)
         self.feature_projection = nn.Linear(conv_channels, embed_dim) if project_features else nn.Identity()
         self.encoder = Encoder(embed_dim, num_layers, num_heads, ffn_dim, norm_first=layer_norm_first,
                                pos_conv_kernel=pos_conv_kernel, pos_conv_groups=pos_conv_groups,

@@ -25,7 +25,7 @@ import torch
 from torch.nn.utils.rnn import pad_sequence
 from tqdm.auto import tqdm
 
-from ..download import load
+from ..download import DType, load
 from ..errors import InputError
 from ..models.codebook import Codebook
 from ..models.dpdp import DPDPQuantizer
@@ -100,11 +100,12 @@ class SpeechToUnits:
     @classmethod
     def from_pretrained(cls, k: int, lmbda: float, *, num_neighbors: int | None = None, layer: int = WAVLM_LAYER,
                         map_location: str | torch.device = "cpu", progress: bool = True,
-                        weights: Mapping[str, str] | None = None) -> SpeechToUnits:
+                        weights: Mapping[str, str] | None = None, dtype: DType | None = None) -> SpeechToUnits:
         """The released WavLM Large and (layer, k) codebook; ``num_neighbors`` defaults to 5 % of k as DP-SLM's
-        README. ``weights`` may map "wavlm" and "codebook" to directories or repo ids."""
+        README. ``weights`` may map "wavlm" and "codebook" to directories or repo ids. ``dtype`` (e.g.
+        ``torch.bfloat16``) casts WavLM; the codebook and DPDP stay float32."""
         weights = weights or {}
-        options = {"map_location": map_location, "progress": progress}
+        options = {"map_location": map_location, "progress": progress, "dtype": dtype}
         wavlm = load(WavLM, "wavlm_large", weights.get("wavlm"), **options)
         codebook = load(Codebook, "codebook", weights.get("codebook"), **options, layer=layer, k=k).codebook
         if num_neighbors is None:
@@ -154,9 +155,10 @@ class DPSLM:
     @classmethod
     def from_pretrained(cls, k: int, lmbda: int, *, with_ulm: bool = True, num_neighbors: int | None = None,
                         map_location: str | torch.device = "cpu", progress: bool = True,
-                        weights: Mapping[str, str] | None = None) -> DPSLM:
+                        weights: Mapping[str, str] | None = None, dtype: DType | None = None) -> DPSLM:
+        """The released models of DP-SLM for (k, lmbda); ``dtype`` casts them all (their float32 parts stay)."""
         weights = weights or {}
-        options = {"map_location": map_location, "progress": progress}
+        options = {"map_location": map_location, "progress": progress, "dtype": dtype}
         return cls(
             SpeechToUnits.from_pretrained(k, lmbda, num_neighbors=num_neighbors, weights=weights, **options),
             load(ELLAV, "ellav_units_to_wavtokenizer", weights.get("ellav"), **options, k=k, lmbda=lmbda),

@@ -45,7 +45,7 @@ from torch.nn.utils.rnn import pad_sequence
 from tqdm.auto import tqdm
 
 from ..audio import resample
-from ..download import load
+from ..download import DType, load
 from ..errors import InputError
 from ..f0 import peak_normalize, yaapt_f0
 from ..models.codebook import GSLM_FEATURE_TYPES, Codebook
@@ -71,9 +71,10 @@ F0_TOLERANCE_FRAMES = 5
 
 
 def dense_reader(checkpoint: str, layer: int | None, *, map_location: str | torch.device = "cpu",
-                 progress: bool = True, weights: str | os.PathLike | None = None) -> FeatureReader:
+                 progress: bool = True, weights: str | os.PathLike | None = None, dtype: DType | None = None
+                 ) -> FeatureReader:
     """The GSLM reader of the registered dense checkpoint ``checkpoint`` (e.g. "hubert-base-ls960") at ``layer``
-    (in that reader's own indexing), or "logmel"."""
+    (in that reader's own indexing), or "logmel" (always float32), its model in ``dtype``."""
     if checkpoint == LOGMEL:
         return LogMelFeatureReader().to(map_location)
     entries = [w for w in all_weights() if w.entry_point in READERS and w.kwargs.get("checkpoint") == checkpoint]
@@ -84,7 +85,7 @@ def dense_reader(checkpoint: str, layer: int | None, *, map_location: str | torc
         raise InputError(f"{checkpoint}: the k-means does not record which layer it clusters; pass layer=")
     model_class, reader_class = READERS[entries[0].entry_point]
     model = load(model_class, entries[0].entry_point, weights, map_location=map_location, progress=progress,
-                 checkpoint=checkpoint)
+                 dtype=dtype, checkpoint=checkpoint)
     return reader_class(model, layer)
 
 
@@ -131,15 +132,16 @@ class SpeechEncoder(nn.Module):
                 f0_normalizer: Callable | None = None, f0_quantizer: Callable | None = None, *,
                 layer: int | None = None, map_location: str | torch.device = "cpu", progress: bool = True,
                 dense_weights: str | os.PathLike | None = None,
-                quantizer_weights: str | os.PathLike | None = None) -> SpeechEncoder:
+                quantizer_weights: str | os.PathLike | None = None, dtype: DType | None = None) -> SpeechEncoder:
         """The registered k-means for textlesslib's names, and the dense model at the layer it clusters (``layer``
-        overrides it; ``*_weights`` load directories or Hub repos instead of the registry's)."""
+        overrides it; ``*_weights`` load directories or Hub repos instead of the registry's), the dense model in
+        ``dtype`` (the k-means stays float32)."""
         selection = {"quantizer_model": quantizer_model_name} if quantizer_model_name != "kmeans" else {}
         quantizer = load(Codebook, "gslm_kmeans", quantizer_weights, map_location=map_location, progress=progress,
                          dense_model=dense_model_name, vocab_size=vocab_size, **selection)
         dense = dense_reader(quantizer.config.dense_model or dense_model_name,
                              quantizer.config.layer if layer is None else layer, map_location=map_location,
-                             progress=progress, weights=dense_weights)
+                             progress=progress, weights=dense_weights, dtype=dtype)
         return cls(dense, quantizer, deduplicate, add_bos_eos, need_f0, f0_normalizer, f0_quantizer)
 
     @property
