@@ -12,11 +12,10 @@ given latent) are compared exactly on the same input.
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 import torch
-from harness import FIXTURES, load_case
+from harness import load_case
 
 import hubconf
 from zoo.errors import WeightsError
@@ -30,7 +29,6 @@ REL_TOL = 0.05
 #: δ there is a relative error δ of the waveform, and rounding only the float32 input features to bfloat16 already
 #: moves its output by 2.9 % (7.2 % with the whole backbone in bfloat16).
 LOOSER = {"wavtokenizer": 0.10}
-SPEECH = Path(__file__).parent / "data" / "librispeech-1272-128104-0000.flac"
 
 
 def relative_error(got: torch.Tensor, want: torch.Tensor) -> float:
@@ -48,8 +46,9 @@ def assert_half(model: torch.nn.Module) -> None:
 
 # ------------------------------------------------------------------------------------------ per entry point
 def _wavlm(convert, **dtype):
-    model, extract = hubconf.wavlm_large(weights=convert("wavlm", *(FIXTURES / "wavlm/tiny_large_like_speech/original").glob("*.pt")), **dtype)
-    wav = load_case("wavlm/tiny_large_like_speech").io["wav"]
+    case = load_case("wavlm/tiny_large_like_speech")
+    model, extract = hubconf.wavlm_large(weights=convert("wavlm", *case.original.glob("*.pt")), **dtype)
+    wav = case.io["wav"]
     return model, lambda: extract(model, wav, 16000, layer=3)
 
 
@@ -156,7 +155,7 @@ MODELS: dict[str, Callable] = {
 @pytest.mark.parametrize("name", sorted(MODELS))
 @torch.no_grad()
 def test_bfloat16_runs_close_to_float32(name, convert):
-    model32, run32 = MODELS[name](convert)
+    _, run32 = MODELS[name](convert)
     model16, run16 = MODELS[name](convert, dtype=BF16)
     assert_half(model16)
     want, got = run32(), run16()
@@ -215,7 +214,7 @@ def test_norms_compute_in_float32_and_return_the_input_dtype():
 
 @torch.no_grad()
 def test_autocast_runs_the_float32_model_in_bfloat16(convert):
-    model, run = _wavlm(convert)
+    _, run = _wavlm(convert)
     want = run()
     with torch.autocast("cpu", dtype=BF16):
         got = run()

@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 
 from ..errors import ConfigError, InputError
 from ..modeling import PretrainedModel
-from ..nn.precision import KeepFloat32, compute_dtype
+from ..nn.precision import KeepFloat32, at_least_float32, compute_dtype
 from ..nn.ragged import conv_output_length, zero_beyond
 from ..registry import SourceFile, Weights
 from .feature_reader import SAMPLE_RATE, FeatureReader
@@ -72,10 +72,10 @@ class ChannelNorm(KeepFloat32, nn.Module):
         self.bias = nn.Parameter(torch.zeros(1, channels, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x32 = x.float()
-        mean = x32.mean(dim=1, keepdim=True)
-        var = x32.var(dim=1, keepdim=True)
-        return ((x32 - mean) * torch.rsqrt(var + self.eps) * self.weight + self.bias).to(x.dtype)
+        wide = x.to(at_least_float32(x, self.weight))
+        mean = wide.mean(dim=1, keepdim=True)
+        var = wide.var(dim=1, keepdim=True)
+        return ((wide - mean) * torch.rsqrt(var + self.eps) * self.weight + self.bias).to(x.dtype)
 
 
 def conv_lengths(samples: torch.Tensor) -> list[torch.Tensor]:

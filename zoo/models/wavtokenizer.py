@@ -40,7 +40,7 @@ from torch import nn
 from ..audio import check_waveform, resample
 from ..errors import ConfigError, InputError
 from ..modeling import PretrainedModel
-from ..nn.precision import GroupNorm, KeepFloat32, compute_dtype
+from ..nn.precision import GroupNorm, KeepFloat32, at_least_float32, compute_dtype
 from ..nn.precision import LayerNorm as Float32LayerNorm
 from ..nn.quantization import nearest_code
 from ..nn.seanet import SEANetConfig, SEANetEncoder
@@ -233,8 +233,9 @@ class AdaLayerNorm(KeepFloat32, nn.Module):
 
     def forward(self, x: torch.Tensor, bandwidth_id: int = 0) -> torch.Tensor:
         # One row for the whole batch: it is layer_norm's own affine step.
-        return F.layer_norm(x.float(), x.shape[-1:], self.scale.weight[bandwidth_id],
-                            self.shift.weight[bandwidth_id], NORM_EPS).to(x.dtype)
+        dtype = at_least_float32(x, self.scale.weight)
+        return F.layer_norm(x.to(dtype), x.shape[-1:], self.scale.weight[bandwidth_id].to(dtype),
+                            self.shift.weight[bandwidth_id].to(dtype), NORM_EPS).to(x.dtype)
 
 
 def _norm(config: BackboneConfig) -> LayerNorm | AdaLayerNorm:

@@ -47,7 +47,9 @@ class LayerNorm(KeepFloat32, nn.LayerNorm):
     """``nn.LayerNorm`` with float32 statistics and gains: ``(..., C)`` in any dtype → the same dtype."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.layer_norm(x.float(), self.normalized_shape, self.weight, self.bias, self.eps).to(x.dtype)
+        dtype = at_least_float32(x, *self.parameters())  # float64 stays float64
+        weight, bias = (None if p is None else p.to(dtype) for p in (self.weight, self.bias))
+        return F.layer_norm(x.to(dtype), self.normalized_shape, weight, bias, self.eps).to(x.dtype)
 
 
 
@@ -55,7 +57,9 @@ class GroupNorm(KeepFloat32, nn.GroupNorm):
     """``nn.GroupNorm`` with float32 statistics and gains: ``(B, C, ...)`` in any dtype → the same dtype."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.group_norm(x.float(), self.num_groups, self.weight, self.bias, self.eps).to(x.dtype)
+        dtype = at_least_float32(x, *self.parameters())
+        weight, bias = (None if p is None else p.to(dtype) for p in (self.weight, self.bias))
+        return F.group_norm(x.to(dtype), self.num_groups, weight, bias, self.eps).to(x.dtype)
 
 
 def at_least_float32(*tensors: torch.Tensor) -> torch.dtype:
