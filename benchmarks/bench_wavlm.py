@@ -4,8 +4,11 @@ memory of encoding a 10-minute file.
 (a) 10 s of audio, float32, 2 threads, the real WavLM Large configuration with random weights, saved in the
     transformers layout and converted with ``zoo.formats.wavlm`` so both models hold the same numbers. Both get the
     same input (the 40 + 40 zero samples ``extract_features`` pads). Rows: layer 11 (DP-SLM's; speechzoo stops after
-    block 11, transformers has no early exit, so it runs all 24 blocks and we take ``hidden_states[11]``) and the
-    full model (``layer=None`` vs ``last_hidden_state``). min / median of ``--runs`` runs after one warm-up.
+    block 11, transformers has no early exit, so it runs all 24 blocks and we take ``hidden_states[11]``); layer 11
+    at EQUAL DEPTH (transformers' model cut to its first 11 blocks and its final LayerNorm removed, so its
+    ``last_hidden_state`` is block 11's output: the same work as speechzoo's, the honest comparison of the two
+    implementations); and the full model (``layer=None`` vs ``last_hidden_state``). min / median of ``--runs``
+    runs after one warm-up, the rows' calls interleaved.
 (b) A fresh process builds WavLM Large (random weights) and encodes ``--minutes`` of audio to layer-11 features with
     ``extract_features`` (chunks of ``CHUNK_SECONDS``); its peak resident memory (``ru_maxrss``) must stay under 4 GB.
 
@@ -15,6 +18,7 @@ memory of encoding a 10-minute file.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import resource
 import statistics
@@ -68,13 +72,28 @@ def same_weights(config: WavLMConfig):
     return reference, ours
 
 
+def truncated(reference, blocks: int):
+    """transformers' model cut to its first ``blocks`` blocks, without the final LayerNorm that pre-LN WavLM applies
+    after the last block: ``last_hidden_state`` is then block ``blocks``'s output, as ``hidden_states[blocks]`` of
+    the whole model."""
+    cut = copy.deepcopy(reference)
+    cut.encoder.layers = cut.encoder.layers[:blocks]
+    cut.encoder.layer_norm = torch.nn.Identity()
+    cut.config.num_hidden_layers = blocks
+    return cut.eval()
+
+
 def speed_table(quick: bool, runs: int) -> None:
     reference, ours = same_weights(QUICK if quick else LARGE)
+    shallow = truncated(reference, LAYER)
     wav = AMPLITUDE * torch.randn(1, int(AUDIO_SECONDS * SAMPLE_RATE), generator=torch.Generator().manual_seed(1))
     padded = F.pad(wav, (EDGE_PADDING, EDGE_PADDING))  # what extract_features feeds the model
     cases = {
         f"layer {LAYER}": (lambda: extract_features(ours, wav, SAMPLE_RATE, layer=LAYER),
                            lambda: reference(padded, output_hidden_states=True).hidden_states[LAYER][0]),
+        f"layer {LAYER}, transformers cut to {LAYER} blocks (equal depth)": (
+            lambda: extract_features(ours, wav, SAMPLE_RATE, layer=LAYER),
+            lambda: shallow(padded).last_hidden_state[0]),
         "all layers": (lambda: extract_features(ours, wav, SAMPLE_RATE),
                        lambda: reference(padded).last_hidden_state[0]),
     }
