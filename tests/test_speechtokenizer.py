@@ -18,10 +18,12 @@ from zoo.cli import main
 from zoo.errors import AudioError, ConversionError, InputError
 from zoo.formats import speechtokenizer as speechtokenizer_format
 from zoo.models.speechtokenizer import (
+    MAX_PADDING,
     SpeechTokenizer,
     SpeechTokenizerConfig,
     d_axis_distill_loss,
 )
+from zoo.nn.ragged import length_buckets
 from zoo.registry import find
 
 from harness import FIXTURES, ROOT, case_names, load_case
@@ -155,6 +157,29 @@ def test_batch_with_lengths_equals_one_by_one(loaded):
             assert not codes[:, b, t:].any()  # padding frames hold 0
             torch.testing.assert_close(wavs[b, :, :samples[b]], model.decode(alone)[0], **BATCH)
             assert not wavs[b, :, samples[b]:].any()
+
+
+def test_ragged_batch_in_any_order_runs_in_buckets_and_equals_one_by_one(loaded, monkeypatch):
+    """Items come back in their order whatever buckets of similar lengths they ran in; within a bucket they are
+    still ragged (4321 and 4000 share one), and a bucket is cut to its longest item."""
+    model, case, _ = loaded
+    full = case.io["input_wav"]
+    lengths = [640, 4321, full.shape[-1], 5, 4000, 4321]
+    assert [len(b) for b in length_buckets(lengths, MAX_PADDING)] == [1, 1, 3, 1]
+    batch = torch.zeros(len(lengths), 1, max(lengths))
+    for b, n in enumerate(lengths):
+        batch[b, :, :n] = full[..., b * 7: b * 7 + n] if b * 7 + n <= full.shape[-1] else full[..., -n:]
+    widths = []
+    encoder = model.encoder.forward
+    monkeypatch.setattr(model.encoder, "forward", lambda x, n=None: widths.append(x.shape[-1]) or encoder(x, n))
+    with torch.no_grad():
+        codes, frames = model.encode(batch, lengths=lengths)
+        wavs, samples = model.decode(codes, lengths=frames)
+        assert sorted(widths) == sorted({5, 640, 4321, full.shape[-1]})
+        for b, n in enumerate(lengths):
+            alone = model.encode(batch[b:b + 1, :, :n])
+            assert torch.equal(codes[:, b, : frames[b]], alone[:, 0]) and not codes[:, b, frames[b]:].any()
+            torch.testing.assert_close(wavs[b, :, : samples[b]], model.decode(alone)[0], **BATCH)
 
 
 def test_batch_of_equal_lengths_needs_no_lengths(loaded):

@@ -32,9 +32,13 @@ from ..errors import AudioError, InputError
 from ..modeling import PretrainedModel
 from ..nn.precision import KeepFloat32, compute_dtype
 from ..nn.quantization import nearest_code
-from ..nn.ragged import Lengths, zero_beyond
+from ..nn.ragged import Lengths, length_buckets, zero_beyond
 from ..nn.seanet import SEANetConfig, SEANetDecoder, SEANetEncoder
 from ..registry import SourceFile, Weights
+
+
+#: A ragged batch runs as sub-batches whose longest item is at most this much longer than their shortest.
+MAX_PADDING = 0.25
 
 
 @dataclass(frozen=True)
@@ -108,6 +112,16 @@ class ResidualVectorQuantizer(KeepFloat32, nn.Module):
                    torch.zeros((), dtype=self.codebooks.dtype, device=codes.device))
 
 
+def _buckets(lengths: list[int], device: torch.device) -> list[tuple[torch.Tensor, int, list[int]]]:
+    """A ragged batch as sub-batches of similar lengths (:func:`~zoo.nn.ragged.length_buckets`): per bucket, its
+    rows (an index tensor), its longest length (the width to cut the batch to) and its items' lengths. On CPUs a
+    padded step costs what a valid one does, so cutting the padding pays more than the larger batch it would
+    share; items of nearly equal length still run together (the LSTMs' steps are batched)."""
+    buckets = length_buckets(lengths, MAX_PADDING)
+    return [(torch.tensor(rows, device=device), max(lengths[i] for i in rows), [lengths[i] for i in rows])
+            for rows in buckets]
+
+
 class SpeechTokenizer(PretrainedModel):
     """SEANet encoder (BiLSTM) -> residual VQ -> SEANet decoder, plus the semantic projection ``transform``.
 
@@ -160,11 +174,15 @@ class SpeechTokenizer(PretrainedModel):
             raise InputError(f"encode(n_q={n_q}, st={st}) selects quantizers st..n_q-1 (n_q is an end index); "
                              f"this model has {self.n_q}, so 0 <= st < n_q <= {self.n_q} is needed")
         wav, sample_lengths = self._check_audio(wav, lengths)
-        latent = self.encoder(wav, sample_lengths)
-        codes = self.quantizer.encode(latent, st, n_q)
         if sample_lengths is None:
-            return codes
-        frame_lengths = torch.tensor(self.encoder.output_lengths(sample_lengths), device=codes.device)
+            return self.quantizer.encode(self.encoder(wav), st, n_q)
+        frames = self.encoder.output_lengths(sample_lengths)
+        codes = torch.zeros((n_q - st, wav.shape[0], -(-wav.shape[-1] // self.downsample_rate)), dtype=torch.long,
+                            device=wav.device)
+        for rows, width, item_lengths in _buckets(sample_lengths, wav.device):
+            latent = self.encoder(wav[rows, :, :width], item_lengths)
+            codes[:, rows, : latent.shape[-1]] = self.quantizer.encode(latent, st, n_q)
+        frame_lengths = torch.tensor(frames, device=codes.device)
         return zero_beyond(codes, frame_lengths, batch_dim=1), frame_lengths
 
     def decode(self, codes: torch.Tensor, st: int = 0,
@@ -178,9 +196,14 @@ class SpeechTokenizer(PretrainedModel):
         self._check_codes(codes, st)
         frame_lengths = self._check_lengths(lengths, codes.shape[1], codes.shape[2], "frames")
         codes = codes.to(self.quantizer.codebooks.device)
-        wav = self.decoder(self.quantizer.decode(codes, st).to(compute_dtype(self)), frame_lengths)
+        dtype = compute_dtype(self)
         if frame_lengths is None:
-            return wav
+            return self.decoder(self.quantizer.decode(codes, st).to(dtype))
+        wav = torch.zeros((codes.shape[1], 1, codes.shape[2] * self.downsample_rate), dtype=dtype,
+                          device=codes.device)
+        for rows, width, item_lengths in _buckets(frame_lengths, codes.device):
+            decoded = self.decoder(self.quantizer.decode(codes[:, rows, :width], st).to(dtype), item_lengths)
+            wav[rows, :, : decoded.shape[-1]] = decoded
         sample_lengths = torch.tensor(frame_lengths, device=wav.device) * self.downsample_rate
         return zero_beyond(wav, sample_lengths), sample_lengths
 

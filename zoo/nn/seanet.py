@@ -27,6 +27,7 @@ Example::
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -86,10 +87,19 @@ class SConv1d(nn.Conv1d):
                                    dilation=self.dilation[0]) for n in lengths]
 
     def forward(self, x: torch.Tensor, lengths: Lengths = None) -> torch.Tensor:
-        padded = pad_reflect(x, *self.paddings(x.shape[-1]))
-        for b, n in enumerate(lengths or ()):
-            if n != x.shape[-1]:  # shorter items reflect their own last samples, not the batch's padding
-                item = pad_reflect(x[b, :, :n], *self.paddings(n))
+        width = x.shape[-1]
+        left, right = self.paddings(width)
+        if lengths is None or all(n == width for n in lengths):
+            return super().forward(pad_reflect(x, left, right))
+        # Shorter items reflect their own last samples, not the batch's padding: one gather builds every item's
+        # padded input (each fits in the batch's padded width, as ceil(n / s) <= ceil(width / s)).
+        n = torch.tensor(list(lengths), device=x.device)[:, None]
+        p = torch.arange(width + left + right, device=x.device) - left
+        source = torch.where(p < 0, -p, torch.where(p < n, p, 2 * (n - 1) - p)).clamp(0, width - 1)
+        padded = x.gather(-1, source[:, None, :].expand(-1, x.shape[1], -1))
+        for b, length in enumerate(lengths):
+            if length <= max(self.paddings(length)):  # too short to reflect: pad_reflect's zero extension
+                item = pad_reflect(x[b, :, :length], *self.paddings(length))
                 padded[b, :, : item.shape[-1]] = item
         return super().forward(padded)
 
@@ -151,14 +161,36 @@ class SLSTM(nn.LSTM):
     def forward(self, x: torch.Tensor, lengths: Lengths = None) -> torch.Tensor:
         steps = x.permute(2, 0, 1)  # (T, B, C)
         # A forward-only LSTM never looks ahead, so padding after an item cannot change its valid outputs;
-        # a bidirectional one reads each item backwards from its own end, which packing arranges.
+        # a bidirectional one must read each item backwards from its own end.
         if lengths is not None and self.bidirectional and min(lengths) != x.shape[-1]:
-            packed = nn.utils.rnn.pack_padded_sequence(steps, torch.tensor(list(lengths)), enforce_sorted=False)
-            y, _ = nn.utils.rnn.pad_packed_sequence(super().forward(packed)[0], total_length=x.shape[-1])
+            y = self._ragged_bidirectional(steps, lengths)
         else:
             y, _ = super().forward(steps)
         skip = steps.repeat(1, 1, 2) if self.bidirectional else steps
         return (y + skip).permute(1, 2, 0)
+
+    def _ragged_bidirectional(self, steps: torch.Tensor, lengths: Sequence[int]) -> torch.Tensor:
+        """The bidirectional LSTM of ``steps`` ``(T, B, C)`` whose items end at ``lengths``, as each alone.
+
+        Layer by layer, the backward direction runs forwards over each item reversed within its own length, so
+        both directions are plain padded-batch LSTMs (the fast fused kernels; a packed sequence would fall back
+        to a step-by-step loop over shrinking batches) and the padding only ever follows an item's steps."""
+        total = steps.shape[0]
+        t = torch.arange(total, device=steps.device)[:, None]
+        n = torch.tensor(list(lengths), device=steps.device)[None, :]
+        reverse = torch.where(t < n, n - 1 - t, t)[:, :, None]  # (T, B, 1): step of each item's reversal
+        zeros = steps.new_zeros(1, steps.shape[1], self.hidden_size)
+        x = steps
+        for layer in range(self.num_layers):
+            outputs = []
+            for suffix in ("", "_reverse"):
+                weights = [getattr(self, f"{name}_l{layer}{suffix}")
+                           for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+                inputs = x.gather(0, reverse.expand_as(x)) if suffix else x
+                out = torch.lstm(inputs, (zeros, zeros), weights, True, 1, 0.0, False, False, False)[0]
+                outputs.append(out.gather(0, reverse.expand_as(out)) if suffix else out)
+            x = torch.cat(outputs, dim=-1)
+        return x
 
 
 # ------------------------------------------------------------------------------------------ SEANet
