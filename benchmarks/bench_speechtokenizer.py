@@ -3,7 +3,9 @@
 
 The reference is the same architecture run the way the original runs it: weight norm recomputed from g and v at
 every forward (torch's weight-norm parametrization on every conv) and a batch of files done one file at a time.
-Ours has weight norm folded at conversion and encodes/decodes the 8 files as one padded batch with ``lengths``.
+Ours has weight norm folded at conversion and encodes/decodes the 8 files as one padded batch with ``lengths``
+(run in buckets of similar length, ``MAX_PADDING``). The last rows separate batching from the rest: ours one file
+at a time vs ours batched, in the same run.
 
     python -m benchmarks.bench_speechtokenizer            # full size, 2 threads (run on an idle machine)
     python -m benchmarks.bench_speechtokenizer --quick    # a smoke run: 0.5 s of audio, 2 files, 1 repeat
@@ -87,6 +89,13 @@ def main() -> None:
         rows = [(name, *map(statistics.median, timings(ref_fn, our_fn, repeats=repeats)))
                 for name, ref_fn, our_fn in steps]
 
+        def ours_files_roundtrip():
+            for f in files:
+                ours.decode(ours.encode(f))
+
+        alone_s, batched_s = map(statistics.median, timings(ours_files_roundtrip, ours_batch_roundtrip,
+                                                            repeats=repeats))
+
     audio_seconds = sum(lengths) / SAMPLE_RATE
     print(f"SpeechTokenizer, released config (random weights), CPU, {THREADS} threads, median of {repeats}; "
           f"{n_files} files = {audio_seconds:.1f} s of audio. Max |wav diff| ours vs reference: {max_diff:.2g}\n")
@@ -97,6 +106,8 @@ def main() -> None:
     ref_rt, our_rt = rows[-1][1], rows[-1][2]
     print(f"| throughput, {n_files} files encode + decode | {audio_seconds / ref_rt:.1f} audio s/s | "
           f"{audio_seconds / our_rt:.1f} audio s/s | |")
+    print(f"\nBatching alone, {n_files} files encode + decode, both ours: one by one {alone_s:.3f} s, batched "
+          f"{batched_s:.3f} s: {alone_s / batched_s:.2f}x")
 
 
 if __name__ == "__main__":

@@ -37,8 +37,11 @@ from ..nn.seanet import SEANetConfig, SEANetDecoder, SEANetEncoder
 from ..registry import SourceFile, Weights
 
 
-#: A ragged batch runs as sub-batches whose longest item is at most this much longer than their shortest.
-MAX_PADDING = 0.25
+#: A ragged batch runs as sub-batches whose longest item is at most this much longer than their shortest (at most
+#: twice as long). Measured on 2 CPU cores, 8 files of 0.6–1.4 s encoded and decoded: one padded batch 2.3x as fast
+#: as one by one, buckets of ratio 1.5 1.6x, 1.25 1.1x, equal lengths only 0.86x; 1.0 keeps most of the batching
+#: gain while a 1 s file never pads to a minute.
+MAX_PADDING = 1.0
 
 
 @dataclass(frozen=True)
@@ -114,9 +117,8 @@ class ResidualVectorQuantizer(KeepFloat32, nn.Module):
 
 def _buckets(lengths: list[int], device: torch.device) -> list[tuple[torch.Tensor, int, list[int]]]:
     """A ragged batch as sub-batches of similar lengths (:func:`~zoo.nn.ragged.length_buckets`): per bucket, its
-    rows (an index tensor), its longest length (the width to cut the batch to) and its items' lengths. On CPUs a
-    padded step costs what a valid one does, so cutting the padding pays more than the larger batch it would
-    share; items of nearly equal length still run together (the LSTMs' steps are batched)."""
+    rows (an index tensor), its longest length (the width to cut the batch to) and its items' lengths. Batching
+    pays on CPUs too (the LSTMs step the whole batch at once), but a padded sample costs what a valid one does."""
     buckets = length_buckets(lengths, MAX_PADDING)
     return [(torch.tensor(rows, device=device), max(lengths[i] for i in rows), [lengths[i] for i in rows])
             for rows in buckets]
