@@ -212,9 +212,10 @@ def test_norms_compute_in_float32_and_return_the_input_dtype():
     torch.testing.assert_close(norm(x.bfloat16()).float(), want, rtol=1e-2, atol=1e-2)
 
 
+@pytest.mark.parametrize("name", ["wavlm_large", "speechtokenizer"])  # speechtokenizer: its LSTMs too
 @torch.no_grad()
-def test_autocast_runs_the_float32_model_in_bfloat16(convert):
-    _, run = _wavlm(convert)
+def test_autocast_runs_the_float32_model_in_bfloat16(name, convert):
+    _, run = MODELS[name](convert)
     want = run()
     with torch.autocast("cpu", dtype=BF16):
         got = run()

@@ -160,14 +160,18 @@ class SLSTM(nn.LSTM):
 
     def forward(self, x: torch.Tensor, lengths: Lengths = None) -> torch.Tensor:
         steps = x.permute(2, 0, 1)  # (T, B, C)
-        # A forward-only LSTM never looks ahead, so padding after an item cannot change its valid outputs;
-        # a bidirectional one must read each item backwards from its own end.
-        if lengths is not None and self.bidirectional and min(lengths) != x.shape[-1]:
-            y = self._ragged_bidirectional(steps, lengths)
-        else:
-            y, _ = super().forward(steps)
+        # In the LSTM's own dtype with CPU autocast off: CPU autocast sends LSTMs to oneDNN's bfloat16 kernels,
+        # which CPUs without bfloat16 units (AVX2) refuse; a model cast to bfloat16 runs them in bfloat16 anyway.
+        with torch.autocast("cpu", enabled=False):
+            inputs = steps.to(self.weight_ih_l0.dtype)
+            # A forward-only LSTM never looks ahead, so padding after an item cannot change its valid outputs;
+            # a bidirectional one must read each item backwards from its own end.
+            if lengths is not None and self.bidirectional and min(lengths) != x.shape[-1]:
+                y = self._ragged_bidirectional(inputs, lengths)
+            else:
+                y, _ = super().forward(inputs)
         skip = steps.repeat(1, 1, 2) if self.bidirectional else steps
-        return (y + skip).permute(1, 2, 0)
+        return (y.to(x.dtype) + skip).permute(1, 2, 0)
 
     def _ragged_bidirectional(self, steps: torch.Tensor, lengths: Sequence[int]) -> torch.Tensor:
         """The bidirectional LSTM of ``steps`` ``(T, B, C)`` whose items end at ``lengths``, as each alone.
