@@ -163,21 +163,23 @@ def test_fold_weight_norm_matches_torch_and_checks_shapes():
 
 
 @pytest.mark.parametrize("key", ["dtype", "torch_dtype"])
-def test_dtype_casts_floating_tensors(codebook, tmp_path, key):
-    codebook.save_pretrained(tmp_path)
-    loaded = Codebook.from_pretrained(tmp_path, **{key: torch.bfloat16})
-    assert loaded.codebook.dtype == torch.bfloat16
-    assert torch.equal(loaded.codebook, codebook.codebook.to(torch.bfloat16))
-    assert Codebook.from_pretrained(tmp_path, **{key: "float16"}).codebook.dtype == torch.float16
+def test_dtype_casts_floating_tensors(tmp_path, key):
+    model = Pair(PairConfig(5))  # a plain model: codebooks (Codebook) stay float32 whatever the dtype
+    model.save_pretrained(tmp_path)
+    loaded = Pair.from_pretrained(tmp_path, **{key: torch.bfloat16})
+    assert loaded.first.dtype == torch.bfloat16
+    assert torch.equal(loaded.first, model.first.detach().to(torch.bfloat16))
+    assert Pair.from_pretrained(tmp_path, **{key: "float16"}).first.dtype == torch.float16
 
 
-def test_a_model_saved_in_half_precision_reloads_in_it_unless_told_otherwise(codebook, tmp_path):
-    codebook.to(torch.float16).save_pretrained(tmp_path)
+def test_a_model_saved_in_half_precision_reloads_in_it_unless_told_otherwise(tmp_path):
+    model = Pair(PairConfig(5))
+    model.to(torch.float16).save_pretrained(tmp_path)
     assert json.loads((tmp_path / "config.json").read_text())["torch_dtype"] == "float16"
-    assert Codebook.from_pretrained(tmp_path).codebook.dtype == torch.float16
-    assert Codebook.from_pretrained(tmp_path, torch_dtype="auto").codebook.dtype == torch.float16
-    assert Codebook.from_pretrained(tmp_path, dtype=torch.float32).codebook.dtype == torch.float32
-    codebook.float().save_pretrained(tmp_path / "fp32")  # float32, the default, is not recorded
+    assert Pair.from_pretrained(tmp_path).first.dtype == torch.float16
+    assert Pair.from_pretrained(tmp_path, torch_dtype="auto").first.dtype == torch.float16
+    assert Pair.from_pretrained(tmp_path, dtype=torch.float32).first.dtype == torch.float32
+    model.float().save_pretrained(tmp_path / "fp32")  # float32, the default, is not recorded
     assert "torch_dtype" not in json.loads((tmp_path / "fp32" / "config.json").read_text())
 
 

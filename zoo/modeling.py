@@ -15,8 +15,8 @@ Example::
     >>> d = tempfile.mkdtemp(); _ = cb.save_pretrained(d)
     >>> torch.equal(Codebook.from_pretrained(d).codebook, cb.codebook)
     True
-    >>> Codebook.from_pretrained(d, dtype=torch.float16).codebook.dtype
-    torch.float16
+    >>> Codebook.from_pretrained(d, dtype=torch.float16).codebook.dtype   # codebooks stay float32 (zoo.nn.precision)
+    torch.float32
 """
 from __future__ import annotations
 
