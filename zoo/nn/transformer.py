@@ -46,6 +46,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError, InputError
+from .linear import Linear
 
 
 @dataclass(frozen=True)
@@ -106,42 +107,122 @@ class FeedForward(nn.Module):
 
     def __init__(self, dim: int, hidden_dim: int) -> None:
         super().__init__()
-        self.w1 = nn.Linear(dim, hidden_dim, bias=False)
-        self.w2 = nn.Linear(hidden_dim, dim, bias=False)
-        self.w3 = nn.Linear(dim, hidden_dim, bias=False)
+        self.w1 = Linear(dim, hidden_dim, bias=False)
+        self.w2 = Linear(hidden_dim, dim, bias=False)
+        self.w3 = Linear(dim, hidden_dim, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.w2(F.silu(self.w1(x)) * self.w3(x))
 
 
 # ------------------------------------------------------------------------------------------ ragged batches
-class RaggedLayout:
-    """Where each packed token sits in a ``(B, longest)`` batch, and who may attend to whom.
+class KVCache:
+    """Keys and values of every layer for ``batch_size`` rows of up to ``max_length`` slots each.
 
-    ``seqlens[b]`` new tokens of row ``b`` follow ``past[b]`` cached ones: new token ``i`` of row ``b`` has position
-    ``past[b] + i`` and attends to keys ``0 … past[b] + i`` of its own row.
+    Row ``b`` holds its ``lengths[b]`` tokens in slots ``starts[b] … ends[b] - 1``. The first call into an empty
+    cache **right-aligns** its rows: among new rows of up to ``longest`` tokens, a row of ``n`` starts at slot
+    ``longest - n``. After a ragged prompt every row then writes its next token into the same slot, so that a decode
+    step stores each layer's keys with one slice copy and attends with no mask but :attr:`key_mask`, the fixed
+    ``(B, 1, 1, max_length)`` mask of the slots at or after each row's start (None while every row starts at slot
+    0). Slots are zero-initialised so that masked slots are finite.
     """
 
-    def __init__(self, seqlens: Sequence[int], past: Sequence[int], device: torch.device) -> None:
+    def __init__(self, config: TransformerConfig, batch_size: int, max_length: int, *,
+                 device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> None:
+        shape = (config.n_layers, batch_size, config.n_kv_heads, max_length, config.head_dim)
+        self.keys = torch.zeros(shape, device=device, dtype=dtype)
+        self.values = torch.zeros(shape, device=device, dtype=dtype)
+        self.starts = [0] * batch_size
+        self.ends = [0] * batch_size
+        self.key_mask: torch.Tensor | None = None
+
+    @property
+    def max_length(self) -> int:
+        return self.keys.shape[3]
+
+    @property
+    def lengths(self) -> list[int]:
+        """Tokens cached per row."""
+        return [end - start for start, end in zip(self.starts, self.ends)]
+
+    def update(self, layer: int, keys: torch.Tensor, values: torch.Tensor,
+               layout: RaggedLayout) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store packed ``(N, kv_heads, head_dim)`` keys/values in their rows' slots; return the layer's
+        ``(B, kv_heads, key_length, head_dim)`` keys and values, old and new."""
+        if layout.first_slot is not None:  # every row writes the same slots
+            slots = slice(layout.first_slot, layout.first_slot + layout.longest)
+            self.keys[layer, :, :, slots] = layout.pad(keys)
+            self.values[layer, :, :, slots] = layout.pad(values)
+        else:
+            self.keys[layer][layout.row, :, layout.slots] = keys
+            self.values[layer][layout.row, :, layout.slots] = values
+        return self.keys[layer, :, :, : layout.key_length], self.values[layer, :, :, : layout.key_length]
+
+    def commit(self, layout: RaggedLayout) -> None:
+        """Record the tokens of ``layout`` as cached (after every layer has stored them)."""
+        if layout.prefill:
+            self.starts = layout.starts
+            if any(self.starts):
+                slots = torch.arange(self.max_length, device=self.keys.device)
+                starts = torch.tensor(self.starts, device=self.keys.device)
+                self.key_mask = (slots >= starts[:, None])[:, None, None]
+        self.ends = layout.ends
+
+
+class RaggedLayout:
+    """Where each packed token sits in a ``(B, longest)`` batch and in the cache, and whom it attends to.
+
+    ``seqlens[b]`` new tokens of row ``b`` continue the ``cache.lengths[b]`` cached ones (none without a cache):
+    new token ``i`` has RoPE position ``lengths[b] + i`` and attends to its own row's tokens up to itself.
+
+    - No cache, or an empty one (``prefill``): attention runs over the new tokens alone, right-padded, with plain
+      causal masking (exact for ragged rows: a valid query never reaches the padded keys), and the cache stores
+      them right-aligned (:class:`KVCache`).
+    - Into a filled cache where every row continues from the same slot with the same number of tokens (always so
+      when decoding after one prefill): one slice per layer, and for one token per row no mask but the cache's
+      fixed ``key_mask``; several tokens per row add causality among them.
+    - Otherwise (ragged chunks): each token goes to its own slot and a ``(B, 1, longest, key_length)`` mask gives
+      every query its row's slots ``starts[b] … ends[b] + i``; padded query slots see finite keys, never NaN.
+    """
+
+    def __init__(self, seqlens: Sequence[int], device: torch.device, cache: KVCache | None = None) -> None:
         self.batch_size = len(seqlens)
         self.longest = max(seqlens)
-        self.key_length = max(p + n for p, n in zip(past, seqlens))
         self.uniform = len(set(seqlens)) == 1  # packed order is then a (B, longest) row-major view
-        lengths, past_lengths = torch.tensor(seqlens), torch.tensor(past, device=device)
+        lengths = torch.tensor(seqlens)
         rows = torch.repeat_interleave(torch.arange(self.batch_size), lengths)
         self.row = rows.to(device)
         self.column = (torch.arange(len(rows)) - (lengths.cumsum(0) - lengths)[rows]).to(device)
-        self.positions = self.column + past_lengths[self.row]
+        self.prefill = cache is None or not any(cache.ends)
+        self.mask: torch.Tensor | None = None
+        self.is_causal = False
+        if self.prefill:
+            self.positions = self.column
+            self.is_causal = self.longest > 1
+            self.starts = [self.longest - n for n in seqlens]
+            self.ends = [self.longest] * self.batch_size
+            self.first_slot = 0 if self.uniform else None
+            self.key_length = self.longest
+            if not self.uniform:
+                self.slots = self.column + torch.tensor(self.starts, device=device)[self.row]
+            return
 
-        # Without a past, plain causal masking is exact even for ragged rows: a valid query i < seqlens[b] never
-        # reaches the padded keys j >= seqlens[b].
-        self.is_causal = not any(past) and self.longest > 1
-        all_keys = self.longest == 1 and all(p + n == self.key_length for p, n in zip(past, seqlens))
-        if self.is_causal or all_keys:
-            self.mask = None
-        else:  # (B, 1, longest, key_length); padded query slots see finite (zero or stale) keys, never NaN
-            last_key = past_lengths[:, None] + torch.arange(self.longest, device=device)
-            self.mask = (torch.arange(self.key_length, device=device) <= last_key[..., None])[:, None]
+        starts, past = cache.starts, cache.ends
+        self.ends = [end + n for end, n in zip(past, seqlens)]
+        self.key_length = max(self.ends)
+        self.positions = self.column + torch.tensor(cache.lengths, device=device)[self.row]
+        aligned = self.uniform and len(set(past)) == 1
+        self.first_slot = past[0] if aligned else None
+        if not aligned:
+            self.slots = self.column + torch.tensor(past, device=device)[self.row]
+        if aligned and self.longest == 1:
+            if cache.key_mask is not None:
+                self.mask = cache.key_mask[..., : self.key_length]
+            return
+        slots = torch.arange(self.key_length, device=device)
+        last = torch.tensor(past, device=device)[:, None] + torch.arange(self.longest, device=device)
+        first = torch.tensor(starts, device=device)[:, None, None]
+        self.mask = ((slots >= first) & (slots <= last[..., None]))[:, None]
 
     def pad(self, x: torch.Tensor) -> torch.Tensor:
         """Packed ``(N, heads, d)`` → ``(B, heads, longest, d)``."""
@@ -157,42 +238,16 @@ class RaggedLayout:
         return x.reshape(-1, *x.shape[2:]) if self.uniform else x[self.row, self.column]
 
 
-class KVCache:
-    """Keys and values of every layer for ``batch_size`` rows of up to ``max_length`` tokens each.
-
-    ``lengths[b]`` tokens of row ``b`` are cached. Slots are zero-initialised so that masked slots are finite.
-    """
-
-    def __init__(self, config: TransformerConfig, batch_size: int, max_length: int, *,
-                 device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> None:
-        shape = (config.n_layers, batch_size, config.n_kv_heads, max_length, config.head_dim)
-        self.keys = torch.zeros(shape, device=device, dtype=dtype)
-        self.values = torch.zeros(shape, device=device, dtype=dtype)
-        self.lengths = [0] * batch_size
-
-    @property
-    def max_length(self) -> int:
-        return self.keys.shape[3]
-
-    def update(self, layer: int, keys: torch.Tensor, values: torch.Tensor,
-               layout: RaggedLayout) -> tuple[torch.Tensor, torch.Tensor]:
-        """Store packed ``(N, kv_heads, head_dim)`` keys/values at their rows and positions; return the layer's
-        ``(B, kv_heads, key_length, head_dim)`` keys and values, old and new."""
-        self.keys[layer][layout.row, :, layout.positions] = keys
-        self.values[layer][layout.row, :, layout.positions] = values
-        return self.keys[layer, :, :, : layout.key_length], self.values[layer, :, :, : layout.key_length]
-
-
 class Attention(nn.Module):
     """Grouped-query causal self-attention with RoPE, scale ``head_dim ** -0.5``, no biases."""
 
     def __init__(self, config: TransformerConfig) -> None:
         super().__init__()
         self.n_heads, self.n_kv_heads, self.head_dim = config.n_heads, config.n_kv_heads, config.head_dim
-        self.wq = nn.Linear(config.dim, config.n_heads * config.head_dim, bias=False)
-        self.wk = nn.Linear(config.dim, config.n_kv_heads * config.head_dim, bias=False)
-        self.wv = nn.Linear(config.dim, config.n_kv_heads * config.head_dim, bias=False)
-        self.wo = nn.Linear(config.n_heads * config.head_dim, config.dim, bias=False)
+        self.wq = Linear(config.dim, config.n_heads * config.head_dim, bias=False)
+        self.wk = Linear(config.dim, config.n_kv_heads * config.head_dim, bias=False)
+        self.wv = Linear(config.dim, config.n_kv_heads * config.head_dim, bias=False)
+        self.wo = Linear(config.n_heads * config.head_dim, config.dim, bias=False)
 
     def forward(self, x: torch.Tensor, phases: torch.Tensor, layout: RaggedLayout,
                 cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
@@ -200,14 +255,16 @@ class Attention(nn.Module):
         q = apply_rotary(self.wq(x).view(n, self.n_heads, self.head_dim), phases)
         k = apply_rotary(self.wk(x).view(n, self.n_kv_heads, self.head_dim), phases)
         v = self.wv(x).view(n, self.n_kv_heads, self.head_dim)
-        if cache is None:
+        if cache is not None:
+            cached_k, cached_v = cache.update(layer, k, v, layout)
+        if layout.prefill:
             k, v = layout.pad(k), layout.pad(v)
         else:
-            k, v = cache.update(layer, k, v, layout)
-        if self.n_kv_heads != self.n_heads:  # contiguous groups, as the original's repeat_interleave
-            k = k.repeat_interleave(self.n_heads // self.n_kv_heads, dim=1)
-            v = v.repeat_interleave(self.n_heads // self.n_kv_heads, dim=1)
-        out = F.scaled_dot_product_attention(layout.pad(q), k, v, attn_mask=layout.mask, is_causal=layout.is_causal)
+            k, v = cached_k, cached_v
+        # enable_gqa: query head h reads kv head h // (n_heads // n_kv_heads), the original's repeat_interleave
+        # without copying the cache
+        out = F.scaled_dot_product_attention(layout.pad(q), k, v, attn_mask=layout.mask, is_causal=layout.is_causal,
+                                             enable_gqa=self.n_kv_heads != self.n_heads)
         return self.wo(layout.unpad(out).reshape(n, -1))
 
 
@@ -235,7 +292,7 @@ class Transformer(nn.Module):
         self.tok_embeddings = nn.Embedding(config.vocab_size, config.dim)
         self.layers = nn.ModuleList(TransformerBlock(config) for _ in range(config.n_layers))
         self.norm = RMSNorm(config.dim, config.norm_eps)
-        self.output = nn.Linear(config.dim, config.vocab_size, bias=config.output_bias)
+        self.output = Linear(config.dim, config.vocab_size, bias=config.output_bias)
 
     def new_cache(self, batch_size: int, max_length: int) -> KVCache:
         """An empty :class:`KVCache` on this model's device and dtype."""
@@ -262,19 +319,21 @@ class Transformer(nn.Module):
         past = [0] * len(seqlens) if cache is None else cache.lengths
         if cache is not None and len(seqlens) != len(past):
             raise InputError(f"the cache holds {len(past)} rows but {len(seqlens)} seqlens were given")
-        ends = [p + n for p, n in zip(past, seqlens)]
-        limit = self.config.max_positions if cache is None else cache.max_length
-        if max(ends) > limit:
-            raise InputError(f"a sequence would reach {max(ends)} tokens; this model handles at most "
-                             f"{self.config.max_positions} positions (and the cache holds {limit})")
+        totals = [p + n for p, n in zip(past, seqlens)]
+        if max(totals) > self.config.max_positions:
+            raise InputError(f"a sequence would reach {max(totals)} tokens; this model handles at most "
+                             f"{self.config.max_positions} positions")
 
-        layout = RaggedLayout(seqlens, past, input_ids.device)
+        layout = RaggedLayout(seqlens, input_ids.device, cache)
+        if cache is not None and max(layout.ends) > cache.max_length:
+            raise InputError(f"the cache holds {cache.max_length} slots per row and these tokens would need "
+                             f"{max(layout.ends)} (rows are right-aligned at the first call: make the cache longer)")
         phases = rotary_phases(layout.positions, self.config.head_dim, self.config.rope_theta)
         h = self.tok_embeddings(input_ids)
         for i, layer in enumerate(self.layers):
             h = layer(h, phases, layout, cache, i)
         if cache is not None:
-            cache.lengths = ends
+            cache.commit(layout)
         return self.output(self.norm(h)).float()
 
 
