@@ -8,9 +8,10 @@ import torch
 import hubconf
 from zoo.errors import ConversionError, InputError
 from zoo.formats import ellav as ellav_format
-from zoo.models.ellav import ELLAV, EOP_ID, WEIGHTS
+from zoo.models.ellav import ELLAV, EOP_ID, EOS_ID, WEIGHTS
 from zoo.registry import find
 
+from benchmarks.references import ellav_cached as reference
 from harness import load_case
 
 CASE = load_case("ellav/units_k12_batch2_greedy_and_sampled")
@@ -135,6 +136,94 @@ def test_ragged_batch_rows_equal_rows_alone(model):
     for prompt, codec_ids in zip(PROMPTS, batch):
         alone, finished = model.generate([prompt], **run_kwargs("greedy"), strict=False)
         assert torch.equal(alone[0], codec_ids) and finished == [True]
+
+
+def cached_original(model: ELLAV) -> reference.ReferenceTransformer:
+    """The original's cached inference transformer (benchmarks/references/ellav_cached.py) with ``model``'s weights."""
+    original = reference.ReferenceTransformer(model.config.transformer).eval()
+    original.load_state_dict(model.transformer.state_dict())
+    return original
+
+
+def original_generate(original: reference.ReferenceTransformer, encoded: list[list[int]], seed: int,
+                      **kwargs) -> tuple[torch.Tensor, list[bool]]:
+    torch.manual_seed(seed)
+    raw, finished = reference.generate(original, encoded, **kwargs, eop_id=EOP_ID, eos_id=EOS_ID)
+    return torch.tensor(raw, dtype=torch.long).view(len(encoded), -1), finished
+
+
+@pytest.mark.parametrize("run", ["greedy", "sample", "top1"])
+def test_cached_original_reference_reproduces_the_fixtures(model, io, run):
+    """The benchmark's baseline is the original: it draws the fixture's ids (up to each row's finishing EOP, as in
+    test_seeded_sampling_draws_what_the_original_drew)."""
+    encoded = [model.tokenizer.encode_infer(p) for p in PROMPTS]
+    raw, finished = original_generate(cached_original(model), encoded, META["call"].get(f"{run}_seed", 0),
+                                      **run_kwargs(run))
+    prefix = "gen" if run == "greedy" else run
+    want = io[f"{prefix}_raw_ids"]
+    assert raw.shape == want.shape and finished == io[f"{prefix}_finished"].bool().tolist()
+    for row, finish in enumerate(META["call"][f"{run}_info"]["row_finish_index"]):
+        end = want.shape[1] if finish is None else finish + 1
+        assert torch.equal(raw[row, :end], want[row, :end])
+
+
+def eight_prompts() -> list[list[str]]:
+    """Eight prompts of five different lengths, the first three the same prompt (three samples, as DP-SLM)."""
+    a, b = PROMPTS
+    return [a, a, a, b, a[: len(a) // 2], b[::-1], [b[0]], a + b]
+
+
+def test_eight_ragged_prompts_equal_one_by_one_and_the_cached_original(model):
+    """Greedy, and top-p 0 at temperature 1 (deterministic yet drawing from the RNG): the batch of eight keeps
+    each row's tokens as it would alone, and the original's cached loop draws the same raw ids."""
+    prompts = eight_prompts()
+    encoded = [model.tokenizer.encode_infer(p) for p in prompts]
+    assert len({len(e) for e in encoded}) >= 5
+    original = cached_original(model)
+    for run in ("greedy", "top1"):
+        kwargs = {**run_kwargs(run), "max_tokens": 60}
+        torch.manual_seed(0)
+        batch, finished = model.generate_raw(encoded, **kwargs)
+        original_ids, original_finished = original_generate(original, encoded, 0, **kwargs)
+        assert torch.equal(batch, original_ids) and finished == original_finished
+        codec_ids, _ = model.generate(prompts, **kwargs, strict=False)
+        for prompt, ids in zip(prompts, codec_ids):
+            alone, _ = model.generate([prompt], **kwargs, strict=False)
+            assert torch.equal(alone[0], ids)
+
+
+def test_sampled_batch_and_chunked_prefill_draw_what_the_cached_original_draws(model):
+    prompts = [PROMPTS[0]] * 3 + [PROMPTS[0][::-1]] * 3  # same number of distinct phones: chunkable
+    encoded = [model.tokenizer.encode_infer(p) for p in prompts]
+    original = cached_original(model)
+    for chunk_size in (None, 4):
+        kwargs = {**run_kwargs("sample"), "max_tokens": 60, "chunk_size": chunk_size}
+        torch.manual_seed(9)
+        ours, finished = model.generate_raw(encoded, **kwargs)
+        original_ids, original_finished = original_generate(original, encoded, 9, **kwargs)
+        assert torch.equal(ours, original_ids) and finished == original_finished
+        assert not torch.equal(ours[0], ours[1])  # three samples of one prompt differ
+
+
+def test_bfloat16_generation_end_to_end(model):
+    """``.to(torch.bfloat16)``: weights, cache and attention in bfloat16, logits float32; the forcing rules hold."""
+    model16 = ELLAV(model.config)
+    model16.load_state_dict(model.state_dict())
+    model16 = model16.to(torch.bfloat16).eval()
+    encoded = [model.tokenizer.encode_infer(p) for p in eight_prompts()]
+    with torch.inference_mode():
+        ids = torch.tensor(encoded[3])
+        logits16, logits32 = model16(ids, [len(ids)]), model(ids, [len(ids)])
+    assert logits16.dtype == torch.float32
+    torch.testing.assert_close(logits16, logits32, atol=0.05 * float(logits32.abs().max()), rtol=0)
+    raw, finished = model16.generate_raw(encoded, **{**run_kwargs("greedy"), "max_tokens": 60})
+    assert raw.shape[0] == 8 and len(finished) == 8
+    for row, prompt in zip(raw.tolist(), encoded):  # a forced phone follows every EOP that leaves phones to speak
+        phones, phone = prompt[: len(prompt) - 2], 0
+        for prev, token in zip(row, row[1:]):
+            if prev == EOP_ID and phone + 1 < len(phones):
+                phone += 1
+                assert token == phones[phone]
 
 
 def test_running_out_of_steps(model):

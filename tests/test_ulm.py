@@ -13,8 +13,10 @@ import hubconf
 from zoo.errors import ConversionError, InputError
 from zoo.formats import ulm as ulm_format
 from zoo.models.ulm import WEIGHTS, UnitLanguageModel, zerospeech_loglikelihoods
+from zoo.nn.transformer import IncrementalDecoder
 from zoo.registry import find
 
+from benchmarks.references import ellav_cached as reference
 from harness import conversion_cli, load_case
 
 CASE = load_case("ulm/k20_gqa_ragged_batch3")
@@ -112,6 +114,60 @@ def test_ragged_batch_generation_equals_one_by_one(loaded, units):
     assert batch.shape == (3, 12)
     for row, prompt in zip(batch, units):
         assert torch.equal(row, model.generate(torch.tensor(prompt), max_new_tokens=12, temperature=0.0))
+
+
+def eight_ragged_prompts(units: list[list[int]]) -> list[list[int]]:
+    """Eight prompts of six different lengths (1 … 15 units), two of them the same prompt."""
+    return [units[0], units[1], units[2], units[0][:1], units[0][:12], units[1][::-1][:3], units[0], units[2][1:]]
+
+
+def test_eight_ragged_prompts_greedy_equal_one_by_one_and_the_cached_original(loaded, units):
+    """Right-aligned rows (one slice write per step, no mask but the fixed key mask) generate what each prompt
+    generates alone, and what the original's cached loop (benchmarks/references/ellav_cached.py) generates."""
+    model, tokenizer = loaded
+    prompts = eight_ragged_prompts(units)
+    assert len({len(p) for p in prompts}) == 6
+    batch = model.generate(prompts, max_new_tokens=15, temperature=0.0)
+    assert batch.shape == (8, 15)
+    for row, prompt in zip(batch, prompts):
+        assert torch.equal(row, model.generate(prompt, max_new_tokens=15, temperature=0.0))
+    original = reference.ReferenceTransformer(model.config).eval()
+    original.load_state_dict(model.transformer.state_dict())
+    ids = reference.generate_ulm(original, [tokenizer.encode(p).tolist() for p in prompts], 15, 0.0, 1.0)
+    assert torch.equal(ids - 1, batch)
+
+
+def test_sampled_batch_draws_what_the_cached_original_draws(loaded, units):
+    """One multinomial per step over the (B, vocab) batch, as the original's loop: same seed, same units — the
+    three copies of one prompt (the DP-SLM README's three samples per prompt) each get their own."""
+    model, tokenizer = loaded
+    prompts = [units[0]] * 3 + [units[1]] * 3 + [units[2][:4], units[2]]
+    torch.manual_seed(5)
+    ours = model.generate(prompts, max_new_tokens=20, temperature=1.0, top_p=0.9)
+    original = reference.ReferenceTransformer(model.config).eval()
+    original.load_state_dict(model.transformer.state_dict())
+    torch.manual_seed(5)
+    theirs = reference.generate_ulm(original, [tokenizer.encode(p).tolist() for p in prompts], 20, 1.0, 0.9)
+    assert torch.equal(ours, theirs - 1)
+    assert not torch.equal(ours[0], ours[1]) and not torch.equal(ours[3], ours[4])
+
+
+def test_bfloat16_generation_end_to_end(converted, units):
+    """dtype=bfloat16 from loading to the cache: the batch runs in bfloat16 (logits float32, as the original's
+    ``.float()``) and its first logits agree with float32's to bfloat16 precision."""
+    model32 = UnitLanguageModel.from_pretrained(converted)
+    model16 = UnitLanguageModel.from_pretrained(converted, dtype=torch.bfloat16)
+    assert {p.dtype for p in model16.parameters()} == {torch.bfloat16}
+    prompts = eight_ragged_prompts(units)
+    decoder = IncrementalDecoder(model16.transformer, len(prompts), 20)
+    ids = [model16.tokenizer.encode(p) for p in prompts]
+    logits16 = decoder(torch.cat(ids), [len(i) for i in ids])
+    assert decoder.cache.keys.dtype == torch.bfloat16 and logits16.dtype == torch.float32
+    with torch.inference_mode():
+        logits32 = IncrementalDecoder(model32.transformer, len(prompts), 20)(torch.cat(ids), [len(i) for i in ids])
+    torch.testing.assert_close(logits16, logits32, atol=0.05 * float(logits32.abs().max()), rtol=0)
+    continuation = model16.generate(prompts, max_new_tokens=10, temperature=1.0, top_p=0.9)
+    assert continuation.shape == (8, 10) and 0 <= int(continuation.min()) and int(continuation.max()) < 20
 
 
 def test_zero_new_tokens_gives_empty_continuations(loaded, units):
