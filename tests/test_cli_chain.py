@@ -17,6 +17,7 @@ import torch
 import hubconf
 from zoo.models.hifigan import CodeHiFiGAN, CodeHiFiGANConfig
 from zoo.registry import find
+from zoo.units import UnitsRecord, header_line
 
 import tiny_models as tiny
 from harness import ROOT, command
@@ -171,3 +172,17 @@ def test_errors_are_one_line_with_exit_2(hub, corpus, tmp_path):
         assert len(result.stderr.strip().splitlines()) == 1
     result = speechzoo(hub, tmp_path / "hf", "--version")
     assert result.returncode == 0 and result.stdout.startswith("speechzoo ")
+
+
+def test_vocode_refuses_units_of_another_quantizer(hub, tmp_path):
+    """A units file says what made it: units of DP-SLM's 500-unit codebook are not fed to a 100-unit vocoder."""
+    units = tmp_path / "dpslm.jsonl"
+    units.write_text(header_line({"system": "dpslm", "k": 500}) + UnitsRecord("a", [1, 2, 3], [2, 1, 1]).to_line())
+    result = speechzoo(hub, tmp_path / "hf", "vocode", units, "-o", tmp_path / "o")
+    assert result.returncode == 2 and len(errors(result)) == 1, result.stderr
+    assert "holds units of a 500-unit quantizer (dpslm), but the vocoder reads 100 units" in result.stderr
+    assert not (tmp_path / "o").exists()
+    units.write_text(header_line({"system": "gslm", "vocab_size": K}) + UnitsRecord("a", [1, 2, 3]).to_line())
+    result = speechzoo(hub, tmp_path / "hf", "vocode", units, "-o", tmp_path / "o")
+    assert result.returncode == 0, result.stderr
+    assert files_under(tmp_path / "o") == ["a.wav"]

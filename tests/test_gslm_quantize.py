@@ -158,3 +158,26 @@ def test_audio_route_needs_a_dense_model(kmeans_dir, tmp_path, capsys):
     assert main(["quantize", "--feature_type", "hubert", "--kmeans_model_path", str(kmeans_dir), "--manifest_path",
                  str(tmp_path / "m.tsv"), "--out_quantized_file_path", str(tmp_path / "q.txt")]) == 2
     assert "needs --acoustic_model_path" in capsys.readouterr().err
+
+
+def test_a_bad_file_costs_only_itself(tmp_path, capsys):
+    """A corrupt file in the manifest: the lines before it stay written; with --skip-errors the ones after it too."""
+    case = load_case("gslm/logmel_80bins_1s")
+    features = case.io["features"]
+    km = Codebook.from_tensor(torch.randn(20, features.shape[-1], generator=torch.Generator().manual_seed(0)))
+    km.save_pretrained(tmp_path / "km")
+    (tmp_path / "broken.flac").write_bytes(b"fLaC\x00\x00 not audio")
+    frames = len(case.io["wav"])
+    (tmp_path / "train.tsv").write_text(f"{case.path}\ninput.flac\t{frames}\n{tmp_path}/broken.flac\t{frames}\n"
+                                        f"input.flac\t{frames}\n")
+    units = " ".join(map(str, km(features).tolist()))
+    out = tmp_path / "q.txt"
+    argv = ["quantize", "--feature_type", "logmel", "--kmeans_model_path", str(tmp_path / "km"), "--manifest_path",
+            str(tmp_path / "train.tsv"), "--out_quantized_file_path", str(out)]
+    assert main(argv) == 2
+    assert "broken.flac" in capsys.readouterr().err
+    assert out.read_text() == f"input|{units}\n"
+    assert main([*argv, "--skip-errors"]) == 2
+    err = capsys.readouterr().err
+    assert "broken.flac" in err and "1 inputs failed" in err
+    assert out.read_text() == f"input|{units}\n" * 2

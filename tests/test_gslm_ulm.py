@@ -429,3 +429,17 @@ def test_cli_sample(converted, tmp_path, capsys):
     assert not (tmp_path / "bad.txt").exists()
     with pytest.raises(SystemExit):
         cli_main(["gslm", "sample", str(prompts), "-o", str(out), "--beam", "0"])
+
+
+def test_cli_sample_skip_errors_samples_the_good_lines(converted, tmp_path, capsys):
+    prompts = tmp_path / "prompts.txt"
+    too_long = "long|" + " ".join(["1"] * 5000)
+    prompts.write_text("\n".join([*PROMPTS, "broken line", too_long]) + "\n")
+    out = tmp_path / "out.txt"
+    flags = ["--beam", "1", "--max-len-b", "40", "--prefix-size", "-1", "--batch-size", "4", "--skip-errors"]
+    assert cli_main(["gslm", "sample", str(prompts), "-o", str(out), "--weights", str(converted), *flags]) == 2
+    assert out.read_text().splitlines() == EXPECTED
+    err = capsys.readouterr().err
+    assert f"line {len(PROMPTS) + 1}" in err and "not 'id|u1 u2 ...'" in err
+    assert f"prompt line {len(PROMPTS) + 2} has 5000 units" in err
+    assert "2 inputs failed" in err

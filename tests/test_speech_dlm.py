@@ -323,6 +323,29 @@ def test_dialogue_sample_cli_reads_and_writes_fairseqs_code_files(shared, tmp_pa
                      str(converted)]) == 2
     assert "line 1 lacks ['unitB']" in capsys.readouterr().err
 
+    # --skip-errors: the bad lines (a malformed one, channels of unequal length) are reported, the good ones continued
+    good = [str({"audio": "dialog_1", "unitA": "3 3 12 0 0 8", "unitB": "6 6 6 4 10 10"}),
+            str({"audio": "dialog_2", "unitA": "1 7 7 7 2 2", "unitB": "5 5 11 11 11 9"})]
+    codes.write_text("\n".join([good[0], "{'audio': 'x', 'unitA': '3 3'}",
+                                str({"audio": "uneven", "unitA": "3 3 3", "unitB": "6"}), good[1]]) + "\n")
+    assert cli_main(["dialogue-sample", "--in-file", str(codes), "--out-file", str(out), "--weights", str(converted),
+                     "--beam-search", "--beam-size", "1", "--max-len-b", "20", "--skip-errors"]) == 2
+    lines = [ast.literal_eval(line) for line in out.read_text().splitlines()]
+    assert [line["audio"] for line in lines] == ["dialog_1-generated", "dialog_2-generated"]
+    assert [{ch: line[ch] for ch in ("unitA", "unitB")} for line in lines] == SHARED.meta["generation"]["decoded_best"]
+    err = capsys.readouterr().err
+    assert "line 2 lacks ['unitB']" in err and "uneven: every channel needs the same number of units" in err
+    assert "2 inputs failed" in err
+    # without it, a bad prompt stops the command before any generation; a wav is not a code file
+    assert cli_main(["dialogue-sample", "--in-file", str(codes), "--out-file", str(tmp_path / "none.txt"),
+                     "--weights", str(converted)]) == 2
+    assert not (tmp_path / "none.txt").exists()
+    wav = tmp_path / "a.wav"
+    wav.write_bytes(b"RIFF\xff\xfe\x00\x00WAVEfmt ")
+    assert cli_main(["dialogue-sample", "--in-file", str(wav), "--out-file", str(out), "--weights",
+                     str(converted)]) == 2
+    assert "not UTF-8 text" in capsys.readouterr().err
+
 
 @pytest.mark.slow
 @pytest.mark.parametrize("beam, options", [(3, {}), (2, {"sampling": True, "sampling_topk": 5})])

@@ -128,6 +128,18 @@ def read_settings(path: str | Path) -> dict | None:
     return _header(item, f"{path}:1", first=True) if HEADER_KEY in item else None
 
 
+def unit_count(settings: dict | None) -> int | None:
+    """How many units the quantizer that made a file has (its ``k`` or ``vocab_size``); None when unknown.
+
+        >>> unit_count({"system": "dpslm", "k": 500}), unit_count({"vocab_size": 100}), unit_count(None)
+        (500, 100, None)
+    """
+    if not settings:
+        return None
+    count = settings.get("k", settings.get("vocab_size"))
+    return count if isinstance(count, int) else None
+
+
 def check_settings(path: str | Path, found: dict | None, wanted: dict) -> None:
     """Refuse to add to (or consume) units made with other settings: an :class:`InputError` listing each
     difference. Keys that ``wanted`` lacks are not compared."""

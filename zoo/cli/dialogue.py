@@ -9,7 +9,9 @@
 
 Each input line is ``{'audio': NAME, 'unitA': '7 376 ...', 'unitB': '...'}``; each output line is
 ``{'audio': NAME + '-generated', 'unitA': ..., 'unitB': ...}`` holding prompt + continuation. Units outside the
-model's dictionary become ``<unk>`` (generated freely), as in fairseq.
+model's dictionary become ``<unk>`` (generated freely), as in fairseq. Every prompt is checked before any
+generation: a bad line stops the command, or with ``--skip-errors`` is reported at the end (exit status 2) and the
+others are continued.
 """
 from __future__ import annotations
 
@@ -29,8 +31,8 @@ from ..models.speech_dlm import (
     write_code_file,
 )
 from ..pipelines.dgslm import COMPONENTS, SAMPLES_PER_PROMPT, DialogueGSLM
-from .inputs import positive_int
-from .options import add_device, add_out, add_subtype, add_weights, weights_by_name
+from .inputs import Failures, positive_int
+from .options import add_device, add_out, add_skip_errors, add_subtype, add_weights, weights_by_name
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -117,6 +119,7 @@ def add_dialogue_sample(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--dur-temperature", type=float, default=1.0, help="durations are divided by this")
     p.add_argument("--verbose", action="store_true", help="log the scores of each hypothesis")
     p.add_argument("--seed", type=int, default=123, help="seed of the sampling")
+    add_skip_errors(p)
     p.set_defaults(func=run_sample)
 
 
@@ -124,7 +127,9 @@ def run_sample(args: argparse.Namespace) -> int:
     hub = SpeechDLMHubInterface(load(SpeechDLM, "speech_dlm", args.weights, map_location=args.device,
                                      variant=args.variant))
     hub.eval()
-    records = read_code_file(args.in_file, hub.channels)
+    failures = Failures(args)
+    skip = failures.add if args.skip_errors else None
+    records = read_code_file(args.in_file, hub.channels, on_error=skip)
     if args.prefix_size is not None:
         records = [{**r, **limit_prefix({ch: r[ch] for ch in hub.channels}, args.prefix_size)} for r in records]
     hub.max_tokens, hub.max_positions, hub.max_sentences = args.max_tokens, args.max_positions, args.max_sentences
@@ -133,6 +138,15 @@ def run_sample(args: argparse.Namespace) -> int:
         if len(kept) < len(records):
             print(f"skipped {len(records) - len(kept)} prompts longer than --batch-max-positions")
         records = kept
+    good = []
+    for i, record in enumerate(records):  # every prompt is checked before any generation
+        try:
+            hub.check({ch: record[ch] for ch in hub.channels}, i)
+            good.append(record)
+        except InputError as e:
+            failures.add(f"{args.in_file}: {record['audio']}", e)
+    failures.check()
+    records = good
     prompts = [{ch: record[ch] for ch in hub.channels} for record in records]
     torch.manual_seed(args.seed)
     generated = hub.sample(prompts, beam=args.beam_size, sampling=not args.beam_search,
@@ -143,4 +157,4 @@ def run_sample(args: argparse.Namespace) -> int:
     write_code_file(args.out_file, [{"audio": r["audio"] + "-generated", **units}
                                     for r, units in zip(records, generated)])
     print(f"wrote {len(generated)} continued dialogues to {args.out_file}")
-    return 0
+    return failures.report()

@@ -91,6 +91,7 @@ def add_sample(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=1, help="seeds the sampling")
     p.add_argument("--lenpen", type=float, default=1.0, help="length penalty of beam scores")
     p.add_argument("--unkpen", type=float, default=0.0, help="penalty subtracted from <unk>'s log-prob")
+    add_skip_errors(p)
     p.set_defaults(func=run_sample)
 
 
@@ -169,12 +170,14 @@ def run_sample(args: argparse.Namespace) -> int:
         raise InputError(f"{args.prompts} does not exist")
     lines = args.prompts.read_text(encoding="utf-8").splitlines()
     lm = load_ulm(args)
+    failures = Failures(args)
+    skip = (lambda where, e: failures.add(f"{args.prompts}: {where}", e)) if args.skip_errors else None
     samples = lm.iter_samples(
         lines, beam=args.beam, sampling=args.sampling, temperature=args.temperature, max_len_a=args.max_len_a,
         max_len_b=args.max_len_b, prefix_size=args.prefix_size, batch_size=args.batch_size,
         samples_per_prompt=args.samples_per_prompt, seed=args.seed, sampling_topk=args.sampling_topk,
         sampling_topp=args.sampling_topp, min_len=args.min_len, lenpen=args.lenpen, unkpen=args.unkpen,
-        progress=True)
+        progress=True, on_error=skip)
     first = next(samples, None)  # bad prompts are reported here, before the output is touched
     args.out.parent.mkdir(parents=True, exist_ok=True)
     count = 0
@@ -184,7 +187,7 @@ def run_sample(args: argparse.Namespace) -> int:
             out.flush()  # what is done stays written if a later batch fails
             count += 1
     print(f"wrote {count} lines to {args.out}")
-    return 0
+    return failures.report()
 
 
 # ------------------------------------------------------------------------------------------ speech

@@ -72,9 +72,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.plot:
         plot.check_path(args.plot)
-    utterances = read_units_file(args.units_file)
     vocoder = load(CodeHiFiGAN, "hifigan_unit_vocoder", args.weights, map_location=args.device,
                    variant=args.vocoder)
+    utterances = read_units_file(args.units_file, vocoder)
     stats = F0Stats.load(args.f0_stats) if args.f0_stats else None
     suffix = "" if args.vc is None else f"_{args.vc}"
     failures, paths = Failures(args), {}

@@ -33,7 +33,7 @@ Example (random weights)::
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -182,10 +182,12 @@ class GSLMUnitLM(PretrainedModel):
             ids.pop(0)
         return torch.tensor([self.bos] + ids, dtype=torch.long)
 
-    def _check_sizes(self, encoded: Sequence[torch.Tensor]) -> None:
+    def _check_sizes(self, encoded: Sequence[torch.Tensor], name: str = "sequence {}") -> None:
+        """An :class:`InputError` for the first sequence longer than the model's positions (``name`` formats its
+        index into what the message calls it)."""
         for i, ids in enumerate(encoded):
             if len(ids) > self.max_positions:
-                raise InputError(f"sequence {i} has {len(ids) - 1} units: this model takes at most "
+                raise InputError(f"{name.format(i)} has {len(ids) - 1} units: this model takes at most "
                                  f"{self.max_positions - 1} (max_target_positions = {self.max_positions})")
 
     # -------------------------------------------------------------- scoring
@@ -263,19 +265,28 @@ class GSLMUnitLM(PretrainedModel):
                      max_len_a: float = 0, max_len_b: int = 200, prefix_size: int = 0, batch_size: int | None = None,
                      samples_per_prompt: int = 1, seed: int | None = 1, sampling_topk: int = -1,
                      sampling_topp: float = -1.0, min_len: int = 1, lenpen: float = 1.0, unkpen: float = 0.0,
-                     progress: bool = False) -> Iterator[str]:
-        """:meth:`sample_prompts`, yielding each batch's lines as soon as the batch is done."""
-        prompts, ids = [], []
+                     progress: bool = False,
+                     on_error: Callable[[str, InputError], None] | None = None) -> Iterator[str]:
+        """:meth:`sample_prompts`, yielding each batch's lines as soon as the batch is done. Every line is checked
+        before any generation; a bad one raises an :class:`InputError`, or with ``on_error`` is passed to
+        ``on_error(where, error)`` and left out (the others are sampled)."""
+        encoded, ids = [], []
         for n, line in enumerate(lines, 1):
-            if "|" not in line:
-                raise InputError(f"prompt line {n} ({line[:40]!r}) is not 'id|u1 u2 ...'")
-            name, units = line.split("|", 1)
+            try:
+                if "|" not in line:
+                    raise InputError(f"prompt line {n} ({line[:40]!r}) is not 'id|u1 u2 ...'")
+                name, units = line.split("|", 1)
+                prompt = self.encode(" ".join(units.split()[:prefix_size]) if prefix_size >= 0 else units)
+                self._check_sizes([prompt], name=f"prompt line {n}")
+            except InputError as e:
+                if on_error is None:
+                    raise
+                on_error(f"line {n}", e)
+                continue
             ids.append(name)
-            prompts.append(" ".join(units.split()[:prefix_size]) if prefix_size >= 0 else units)
+            encoded.append(prompt)
         if sampling:  # sample.py: beam = nbest = --samples-per-prompt
             beam = samples_per_prompt
-        encoded = [self.encode(p) for p in prompts]
-        self._check_sizes(encoded)
         # sample.py seeds once; the batches continue one random stream
         generator = torch.Generator(self.device).manual_seed(seed) if sampling and seed is not None else None
         size = batch_size or max(len(encoded), 1)

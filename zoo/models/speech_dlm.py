@@ -49,7 +49,7 @@ import dataclasses
 import logging
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -840,8 +840,7 @@ class SpeechDLMHubInterface(nn.Module):
                     logger.warning("prompt %d (%d units) is longer than max_positions=%d: skipped", i, len(prompt),
                                    self.max_positions)
                     continue
-                raise InputError(f"prompt {i} has {len(prompt)} units; the model takes at most "
-                                 f"{self.max_positions - 1} (pass skip_invalid_size_inputs=True to skip it)")
+                raise InputError(f"{self._too_long(prompt, i)} (pass skip_invalid_size_inputs=True to skip it)")
             prompts[i] = prompt
         results: dict[int, list[dict[str, Any]]] = {}
         for batch in self._batches(prompts):
@@ -856,6 +855,16 @@ class SpeechDLMHubInterface(nn.Module):
                 for h in hypos:
                     logger.info("H\t%s\t%s", float(h["score"]), self.decode(h["tokens"]))
         return outputs
+
+    def check(self, sentence: Mapping[str, str], i: int = 0) -> None:
+        """Raise the :class:`InputError` that :meth:`sample` would raise for the unit-string prompt ``sentence``
+        (prompt number ``i``), without generating: its channels, lengths, units and ``max_positions``."""
+        prompt = self._prompt(self.encode(sentence), i)
+        if len(prompt) + 1 > self.max_positions:
+            raise InputError(self._too_long(prompt, i))
+
+    def _too_long(self, prompt: torch.Tensor, i: int) -> str:
+        return f"prompt {i} has {len(prompt)} units; the model takes at most {self.max_positions - 1}"
 
     def _prompt(self, sentence: Mapping[str, torch.Tensor], i: int) -> torch.Tensor:
         """An encoded prompt → ``(P, N)`` units without the trailing ``</s>`` (fairseq's inference dataset)."""
@@ -896,29 +905,45 @@ class SpeechDLMHubInterface(nn.Module):
 
 
 # ------------------------------------------------------------------------------------------ code files
-def read_code_file(path: str | os.PathLike, channels: Sequence[str]) -> list[dict[str, str]]:
+def read_code_file(path: str | os.PathLike, channels: Sequence[str],
+                   on_error: Callable[[str, InputError], None] | None = None) -> list[dict[str, str]]:
     """The input of fairseq's ``sample_speech_dlm.py``: one Python dict literal per line, ``{'audio': NAME,
     'unitA': 'u u ...', 'unitB': '...'}`` (as ``create_code_file.py`` writes it), read with ``ast.literal_eval``
-    (no code runs). Blank lines are skipped; a malformed line is an :class:`InputError` naming it."""
-    records = []
+    (no code runs). Blank lines are skipped; a malformed line is an :class:`InputError` naming it, or with
+    ``on_error`` is passed to ``on_error(where, error)`` and left out."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"code file {path} does not exist")
-    for number, line in enumerate(path.read_text().splitlines(), 1):
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise InputError(f"{path} is not a code file (not UTF-8 text: audio?); give the lines "
+                         "{'audio': NAME, 'unitA': '...', 'unitB': '...'} of create_code_file.py") from None
+    records = []
+    for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
-            record = ast.literal_eval(line.strip())
-        except (ValueError, SyntaxError) as e:
-            raise InputError(f"{path} line {number} is not a Python dict literal ({e})") from None
-        missing = [k for k in ("audio", *channels) if not isinstance(record, dict) or k not in record]
-        if missing:
-            raise InputError(f"{path} line {number} lacks {missing}: each line is "
-                             f"{{'audio': NAME, {', '.join(repr(c) + ': UNITS' for c in channels)}}}")
-        if not all(isinstance(record[k], str) for k in ("audio", *channels)):
-            raise InputError(f"{path} line {number}: 'audio' and the channels must be strings")
-        records.append(record)
+            records.append(_code_line(line, channels, f"{path} line {number}"))
+        except InputError as e:
+            if on_error is None:
+                raise
+            on_error(f"{path} line {number}", e)
     return records
+
+
+def _code_line(line: str, channels: Sequence[str], where: str) -> dict[str, str]:
+    try:
+        record = ast.literal_eval(line.strip())
+    except (ValueError, SyntaxError) as e:
+        raise InputError(f"{where} is not a Python dict literal ({e})") from None
+    missing = [k for k in ("audio", *channels) if not isinstance(record, dict) or k not in record]
+    if missing:
+        raise InputError(f"{where} lacks {missing}: each line is "
+                         f"{{'audio': NAME, {', '.join(repr(c) + ': UNITS' for c in channels)}}}")
+    if not all(isinstance(record[k], str) for k in ("audio", *channels)):
+        raise InputError(f"{where}: 'audio' and the channels must be strings")
+    return record
 
 
 def write_code_file(path: str | os.PathLike, records: Sequence[Mapping[str, str]]) -> None:

@@ -200,10 +200,19 @@ def voice_convert(vocoder: CodeHiFiGAN, units: torch.Tensor, f0: torch.Tensor | 
 
 
 # ------------------------------------------------------------------------------------------ units files
-def read_units_file(path: str | Path) -> list[Utterance]:
+def read_units_file(path: str | Path, vocoder: CodeHiFiGAN | None = None) -> list[Utterance]:
     """The utterances of a units file (:mod:`zoo.units`: ``speechzoo encode``'s JSON lines, JSON lines written by
     hand with optional ``"speaker"``, ``"f0"`` and ``"audio"``, or GSLM's ``name|u1 u2 ...`` text), named by their
-    ids, with their frame-level units (units repeated by their ``"durations"`` where the file gives them)."""
+    ids, with their frame-level units (units repeated by their ``"durations"`` where the file gives them).
+
+    With ``vocoder``, a file whose header says its quantizer has another number of units than the vocoder reads is
+    an :class:`InputError` (its unit ids would mean other sounds, or fall outside the vocoder's table)."""
+    read = units_file.read(path)
+    count = units_file.unit_count(read.settings)
+    if vocoder is not None and count is not None and count != vocoder.config.num_embeddings:
+        raise InputError(f"{path} holds units of a {count}-unit quantizer ({read.settings.get('system')}), but "
+                         f"the vocoder reads {vocoder.config.num_embeddings} units: choose a vocoder trained on "
+                         "these units (`speechzoo list hifigan`)")
     return [Utterance(r.id, r.frames(), speaker=r.extra.get("speaker"), f0_hz=r.extra.get("f0"),
                       audio=Path(r.extra["audio"]) if "audio" in r.extra else None)
-            for r in units_file.read(path).records]
+            for r in read.records]
