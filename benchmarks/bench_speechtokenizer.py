@@ -4,10 +4,11 @@
 The reference is the same architecture run the way the original runs it: weight norm recomputed from g and v at
 every forward (torch's weight-norm parametrization on every conv) and a batch of files done one file at a time.
 Ours has weight norm folded at conversion and encodes/decodes the 8 files as one padded batch with ``lengths``
-(run in buckets of similar length, ``MAX_PADDING``). The last rows separate batching from the rest: ours one file
+(run in buckets of similar length, ``MAX_PADDING``, each at most ``CPU_MAX_BATCH_SECONDS`` of padded audio on CPUs). The last rows separate batching from the rest: ours one file
 at a time vs ours batched, in the same run.
 
     python -m benchmarks.bench_speechtokenizer            # full size, 2 threads (run on an idle machine)
+    python -m benchmarks.bench_speechtokenizer --seconds 1    # short files (0.6-1.4 s), where batching pays most
     python -m benchmarks.bench_speechtokenizer --quick    # a smoke run: 0.5 s of audio, 2 files, 1 repeat
 """
 from __future__ import annotations
@@ -48,9 +49,11 @@ def weight_normed(model: SpeechTokenizer) -> SpeechTokenizer:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small smoke run")
+    parser.add_argument("--seconds", type=float, default=10.0,
+                        help="the single file's length; the 8 files are 0.6-1.4 times it (default 10)")
     args = parser.parse_args()
     torch.set_num_threads(THREADS)
-    duration, n_files, repeats = (0.5, 2, 1) if args.quick else (10.0, 8, 3)
+    duration, n_files, repeats = (0.5, 2, 1) if args.quick else (args.seconds, 8, 3)
 
     ours = released_model()
     reference = weight_normed(ours)

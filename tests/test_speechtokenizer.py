@@ -182,6 +182,31 @@ def test_ragged_batch_in_any_order_runs_in_buckets_and_equals_one_by_one(loaded,
             torch.testing.assert_close(wavs[b, :, : samples[b]], model.decode(alone)[0], **BATCH)
 
 
+def test_cpu_buckets_hold_at_most_cpu_max_batch_seconds(loaded, monkeypatch):
+    """On the CPU a bucket also stops at CPU_MAX_BATCH_SECONDS of padded audio (encode: samples; decode: frames);
+    the results are the same."""
+    import zoo.models.speechtokenizer as speechtokenizer
+
+    model, case, _ = loaded
+    full = case.io["input_wav"]
+    lengths = [3000, 3100, 3200, full.shape[-1]]
+    batch = torch.zeros(len(lengths), 1, max(lengths))
+    for b, n in enumerate(lengths):
+        batch[b, :, :n] = full[..., -n:]
+    with torch.no_grad():
+        expected = model.encode(batch, lengths=lengths)
+        monkeypatch.setattr(speechtokenizer, "CPU_MAX_BATCH_SECONDS", 2 * 3200 / model.sample_rate)
+        rows = []
+        encoder, decoder = model.encoder.forward, model.decoder.forward
+        monkeypatch.setattr(model.encoder, "forward", lambda x, n=None: rows.append(x.shape[0]) or encoder(x, n))
+        monkeypatch.setattr(model.decoder, "forward", lambda x, n=None: rows.append(x.shape[0]) or decoder(x, n))
+        codes, frames = model.encode(batch, lengths=lengths)
+        assert rows == [2, 1, 1] and torch.equal(codes, expected[0]) and torch.equal(frames, expected[1])
+        rows.clear()
+        model.decode(codes, lengths=frames)
+        assert rows == [2, 1, 1]
+
+
 def test_batch_of_equal_lengths_needs_no_lengths(loaded):
     model, case, _ = loaded
     io = case.io
