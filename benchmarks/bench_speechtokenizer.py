@@ -4,7 +4,7 @@
 The reference is the same architecture run the way the original runs it: weight norm recomputed from g and v at
 every forward (torch's weight-norm parametrization on every conv) and a batch of files done one file at a time.
 Ours has weight norm folded at conversion and encodes/decodes the 8 files as one padded batch with ``lengths``
-(run in buckets of similar length, ``MAX_PADDING``, each at most ``CPU_MAX_BATCH_SECONDS`` of padded audio on CPUs). The last rows separate batching from the rest: ours one file
+(on CPUs each item then runs alone, ``BATCH_ON_CPU``; on GPUs in buckets of similar length, ``MAX_PADDING``). The last rows separate batching from the rest: ours one file
 at a time vs ours batched, in the same run.
 
     python -m benchmarks.bench_speechtokenizer            # full size, 2 threads (run on an idle machine)

@@ -17,6 +17,7 @@ import hubconf
 from zoo.cli import main
 from zoo.errors import AudioError, ConversionError, InputError
 from zoo.formats import speechtokenizer as speechtokenizer_format
+from zoo.models import speechtokenizer
 from zoo.models.speechtokenizer import (
     MAX_PADDING,
     SpeechTokenizer,
@@ -163,6 +164,7 @@ def test_ragged_batch_in_any_order_runs_in_buckets_and_equals_one_by_one(loaded,
     """Items come back in their order whatever buckets of similar lengths they ran in; within a bucket they are
     still ragged (4321 and 4000 share one), and a bucket is cut to its longest item."""
     model, case, _ = loaded
+    monkeypatch.setattr(speechtokenizer, "BATCH_ON_CPU", True)
     full = case.io["input_wav"]
     lengths = [640, 4321, full.shape[-1], 5, 4000, 4321]
     assert [len(b) for b in length_buckets(lengths, MAX_PADDING)] == [1, 1, 3, 1]
@@ -182,29 +184,30 @@ def test_ragged_batch_in_any_order_runs_in_buckets_and_equals_one_by_one(loaded,
             torch.testing.assert_close(wavs[b, :, : samples[b]], model.decode(alone)[0], **BATCH)
 
 
-def test_cpu_buckets_hold_at_most_cpu_max_batch_seconds(loaded, monkeypatch):
-    """On the CPU a bucket also stops at CPU_MAX_BATCH_SECONDS of padded audio (encode: samples; decode: frames);
-    the results are the same."""
-    import zoo.models.speechtokenizer as speechtokenizer
-
+def test_cpu_runs_a_ragged_batch_item_by_item(loaded, monkeypatch):
+    """On the CPU (BATCH_ON_CPU off: batches did not pay there) each item of a ragged batch runs alone, in encode and
+    decode; the results are the bucketed batch's."""
     model, case, _ = loaded
     full = case.io["input_wav"]
     lengths = [3000, 3100, 3200, full.shape[-1]]
     batch = torch.zeros(len(lengths), 1, max(lengths))
     for b, n in enumerate(lengths):
         batch[b, :, :n] = full[..., -n:]
+    rows = []
+    encoder, decoder = model.encoder.forward, model.decoder.forward
+    monkeypatch.setattr(model.encoder, "forward", lambda x, n=None: rows.append(x.shape[0]) or encoder(x, n))
+    monkeypatch.setattr(model.decoder, "forward", lambda x, n=None: rows.append(x.shape[0]) or decoder(x, n))
     with torch.no_grad():
-        expected = model.encode(batch, lengths=lengths)
-        monkeypatch.setattr(speechtokenizer, "CPU_MAX_BATCH_SECONDS", 2 * 3200 / model.sample_rate)
-        rows = []
-        encoder, decoder = model.encoder.forward, model.decoder.forward
-        monkeypatch.setattr(model.encoder, "forward", lambda x, n=None: rows.append(x.shape[0]) or encoder(x, n))
-        monkeypatch.setattr(model.decoder, "forward", lambda x, n=None: rows.append(x.shape[0]) or decoder(x, n))
         codes, frames = model.encode(batch, lengths=lengths)
-        assert rows == [2, 1, 1] and torch.equal(codes, expected[0]) and torch.equal(frames, expected[1])
+        wavs, _ = model.decode(codes, lengths=frames)
+        assert rows == [1] * 8
+        monkeypatch.setattr(speechtokenizer, "BATCH_ON_CPU", True)
         rows.clear()
-        model.decode(codes, lengths=frames)
-        assert rows == [2, 1, 1]
+        batched_codes, batched_frames = model.encode(batch, lengths=lengths)
+        batched_wavs, _ = model.decode(batched_codes, lengths=batched_frames)
+        assert rows == [len(b) for b in length_buckets(lengths, MAX_PADDING)] * 2 and max(rows) == 3
+    assert torch.equal(codes, batched_codes) and torch.equal(frames, batched_frames)
+    torch.testing.assert_close(wavs, batched_wavs, **BATCH)
 
 
 def test_batch_of_equal_lengths_needs_no_lengths(loaded):

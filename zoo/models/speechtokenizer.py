@@ -38,15 +38,14 @@ from ..registry import SourceFile, Weights
 
 
 #: A ragged batch runs as sub-batches whose longest item is at most this much longer than their shortest (at most
-#: twice as long). Measured on 2 CPU cores, 8 files of 0.6–1.4 s encoded and decoded: one padded batch 2.3x as fast
-#: as one by one, buckets of ratio 1.5 1.6x, 1.25 1.1x, equal lengths only 0.86x; 1.0 keeps most of the batching
-#: gain while a 1 s file never pads to a minute.
+#: twice as long), so that a 1 s file never pads to a minute.
 MAX_PADDING = 1.0
-#: On CPUs a sub-batch also holds at most this much padded audio (seconds): a batch pays while its activations fit
-#: the caches, and costs more per sample than its items alone beyond. Measured on 2 CPU cores (AVX2), encode +
-#: decode: 8 files of 0.6–1.4 s in one padded batch (11 s) 2.3x as fast as one by one; 8 files of 6–14 s in buckets
-#: of 70 s and 28 s padded 0.64x. GPUs have no such limit.
-CPU_MAX_BATCH_SECONDS = 8.0
+#: Whether ragged batches run as batches on CPUs. Measured on this project's idle 2-core CPU (AVX2, float32,
+#: ``bench_speechtokenizer``), encode + decode of 8 files batched vs one by one: 0.6-1.4 s files 0.93x (buckets of at
+#: most 8 s padded), 6-14 s files 0.64x (buckets within MAX_PADDING): a batch never paid there (the convolutions of
+#: one file already keep both cores busy, and a batch's activations outgrow the caches), so on CPUs each item runs
+#: alone (1.00x) and the call only saves the caller's loop. GPUs run the buckets as batches.
+BATCH_ON_CPU = False
 
 
 @dataclass(frozen=True)
@@ -120,15 +119,14 @@ class ResidualVectorQuantizer(KeepFloat32, nn.Module):
                    torch.zeros((), dtype=self.codebooks.dtype, device=codes.device))
 
 
-def _buckets(lengths: list[int], device: torch.device,
-             samples_per_length: float) -> list[tuple[torch.Tensor, int, list[int]]]:
-    """A ragged batch as sub-batches of similar lengths (:func:`~zoo.nn.ragged.length_buckets`): per bucket, its
-    rows (an index tensor), its longest length (the width to cut the batch to) and its items' lengths. Batching
-    pays on CPUs too (the LSTMs step the whole batch at once) up to :data:`CPU_MAX_BATCH_SECONDS` of padded audio
-    (``samples_per_length``: seconds of audio per unit of ``lengths``); a padded sample costs what a valid one
-    does."""
-    max_total = int(CPU_MAX_BATCH_SECONDS / samples_per_length) if device.type == "cpu" else None
-    buckets = length_buckets(lengths, MAX_PADDING, max_total)
+def _buckets(lengths: list[int], device: torch.device) -> list[tuple[torch.Tensor, int, list[int]]]:
+    """A ragged batch as sub-batches of similar lengths (:func:`~zoo.nn.ragged.length_buckets`; on CPUs one item
+    each unless :data:`BATCH_ON_CPU`): per bucket, its rows (an index tensor), its longest length (the width to cut
+    the batch to) and its items' lengths. A padded sample costs what a valid one does."""
+    if device.type == "cpu" and not BATCH_ON_CPU:
+        buckets = [[i] for i in range(len(lengths))]
+    else:
+        buckets = length_buckets(lengths, MAX_PADDING)
     return [(torch.tensor(rows, device=device), max(lengths[i] for i in rows), [lengths[i] for i in rows])
             for rows in buckets]
 
@@ -190,7 +188,7 @@ class SpeechTokenizer(PretrainedModel):
         frames = self.encoder.output_lengths(sample_lengths)
         codes = torch.zeros((n_q - st, wav.shape[0], -(-wav.shape[-1] // self.downsample_rate)), dtype=torch.long,
                             device=wav.device)
-        for rows, width, item_lengths in _buckets(sample_lengths, wav.device, 1 / self.sample_rate):
+        for rows, width, item_lengths in _buckets(sample_lengths, wav.device):
             latent = self.encoder(wav[rows, :, :width], item_lengths)
             codes[:, rows, : latent.shape[-1]] = self.quantizer.encode(latent, st, n_q)
         frame_lengths = torch.tensor(frames, device=codes.device)
@@ -212,8 +210,7 @@ class SpeechTokenizer(PretrainedModel):
             return self.decoder(self.quantizer.decode(codes, st).to(dtype))
         wav = torch.zeros((codes.shape[1], 1, codes.shape[2] * self.downsample_rate), dtype=dtype,
                           device=codes.device)
-        for rows, width, item_lengths in _buckets(frame_lengths, codes.device,
-                                                  self.downsample_rate / self.sample_rate):
+        for rows, width, item_lengths in _buckets(frame_lengths, codes.device):
             decoded = self.decoder(self.quantizer.decode(codes[:, rows, :width], st).to(dtype), item_lengths)
             wav[rows, :, : decoded.shape[-1]] = decoded
         sample_lengths = torch.tensor(frame_lengths, device=wav.device) * self.downsample_rate

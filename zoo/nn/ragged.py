@@ -76,22 +76,18 @@ def conv_output_lengths(lengths: Lengths, conv: nn.Conv1d | nn.ConvTranspose1d) 
     return [conv_output_length(n, kernel, stride, padding, dilation, transposed=transposed) for n in lengths]
 
 
-def length_buckets(lengths: Sequence[int], max_padding: float, max_total: int | None = None) -> list[list[int]]:
+def length_buckets(lengths: Sequence[int], max_padding: float) -> list[list[int]]:
     """The indices of ``lengths`` grouped by similar length, shortest first: sorted by length, a bucket takes the
     next item while the bucket's longest stays within ``1 + max_padding`` times its shortest, so running each
-    bucket as its own batch (cut to its longest item) computes at most that fraction of padding per item; with
-    ``max_total``, also while the bucket's padded size (items × longest) stays within it (a longer item is alone).
+    bucket as its own batch (cut to its longest item) computes at most that fraction of padding per item.
 
     >>> length_buckets([900, 100, 1000, 120, 500], max_padding=0.25)
     [[1, 3], [4], [0, 2]]
-    >>> length_buckets([900, 100, 1000, 120, 500], max_padding=0.25, max_total=1500)
-    [[1, 3], [4], [0], [2]]
     """
     order = sorted(range(len(lengths)), key=lambda i: lengths[i])
     buckets: list[list[int]] = []
     for i in order:
-        if (buckets and lengths[i] <= (1 + max_padding) * lengths[buckets[-1][0]]
-                and (max_total is None or (len(buckets[-1]) + 1) * lengths[i] <= max_total)):
+        if buckets and lengths[i] <= (1 + max_padding) * lengths[buckets[-1][0]]:
             buckets[-1].append(i)
         else:
             buckets.append([i])
