@@ -3,12 +3,12 @@
 
 The reference is the same architecture run the way the original runs it: weight norm recomputed from g and v at
 every forward (torch's weight-norm parametrization on every conv) and a batch of files done one file at a time.
-Ours has weight norm folded at conversion and encodes/decodes the 8 files as one padded batch with ``lengths``
-(on CPUs each item then runs alone, ``BATCH_ON_CPU``; on GPUs in buckets of similar length, ``MAX_PADDING``). The last rows separate batching from the rest: ours one file
-at a time vs ours batched, in the same run.
+Ours has weight norm folded at conversion and encodes/decodes the 8 files in one call with ``lengths`` (on CPUs
+each item then runs alone, ``BATCH_ON_CPU``; on GPUs in buckets of similar length, ``MAX_PADDING``). The last rows
+separate batching from the rest: ours one file at a time vs ours in one call, in the same run.
 
     python -m benchmarks.bench_speechtokenizer            # full size, 2 threads (run on an idle machine)
-    python -m benchmarks.bench_speechtokenizer --seconds 1    # short files (0.6-1.4 s), where batching pays most
+    python -m benchmarks.bench_speechtokenizer --seconds 1    # short files (0.6-1.4 s)
     python -m benchmarks.bench_speechtokenizer --quick    # a smoke run: 0.5 s of audio, 2 files, 1 repeat
 """
 from __future__ import annotations
