@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import random
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -62,7 +63,13 @@ def setup(device: str | None = None) -> ProcessEnv:
 
 
 def teardown() -> None:
+    """Leave the process group (call it in a ``finally``). After a run that ended without an exception, every rank
+    first waits for the others, so that none closes its connections while another still uses them (gloo aborts a
+    process whose peer went away, e.g. while rank 0 still writes the export); while an exception propagates it leaves
+    at once, since the other ranks may be stuck in a collective."""
     if dist.is_initialized():
+        if sys.exc_info()[0] is None:
+            dist.barrier()
         dist.destroy_process_group()
 
 
